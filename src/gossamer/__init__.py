@@ -1,0 +1,12 @@
+"""gossamer: fast, honest simulation of frugal decentralized deep learning.
+
+All N nodes live in one process as stacked tensors; see ``gossamer.run``.
+"""
+
+__version__ = "0.1.0"
+
+from gossamer.config import Config, ConfigError, load_config  # noqa: E402
+from gossamer.results import Result  # noqa: E402
+from gossamer.runner import Simulation, run  # noqa: E402
+
+__all__ = ["Config", "ConfigError", "Result", "Simulation", "__version__", "load_config", "run"]

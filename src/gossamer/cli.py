@@ -1,0 +1,207 @@
+"""``gossamer`` command line: thin commands over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gossamer import __version__
+from gossamer.config import ConfigError, dump_config, load_config
+
+app = typer.Typer(
+    name="gossamer",
+    help="Fast, honest simulation of frugal decentralized deep learning.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+console = Console(stderr=True)
+
+# Shared options, reused by every command that reads a config.
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(help="YAML or TOML config file; omit for the built-in quickstart."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", metavar="KEY=VALUE", help="Override a config key, e.g. protocol.period=5."
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gossamer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Fast, honest simulation of frugal decentralized deep learning."""
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Run directory (default: runs/<time>-<protocol>)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite a finished run directory.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run one experiment and write its run directory.
+
+    Example: gossamer run examples/quickstart.yaml --set protocol=periodic -s protocol.period=5
+    """
+    from gossamer.runner import run as run_experiment
+
+    try:
+        resolved = load_config(config, set_ or ())
+    except ConfigError as error:
+        _fail(str(error))
+    out = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{resolved.protocol.name}"
+    show = not quiet and not as_json and console.is_terminal
+    progress = _progress_bar(resolved.rounds) if show else None
+    try:
+        if progress is not None:
+            with progress:
+                result = run_experiment(
+                    resolved, out=out, force=force, progress=progress.update_row
+                )
+        else:
+            result = run_experiment(resolved, out=out, force=force)
+    except ConfigError as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        _fail(f"interrupted; '{out}' holds an unfinished run (no summary.json)", code=130)
+    if as_json:
+        typer.echo(json.dumps(result.summary, indent=2, default=float))
+    elif not quiet:
+        _summary_table(result.summary, out)
+
+
+@app.command("config")
+def show_config(config: ConfigArg = None, set_: SetOpt = None) -> None:
+    """Print the fully resolved config (every default filled in) as YAML.
+
+    Example: gossamer config --set topology.kind=ring > my.yaml
+    """
+    try:
+        typer.echo(dump_config(load_config(config, set_ or ())), nl=False)
+    except ConfigError as error:
+        _fail(str(error))
+
+
+@app.command()
+def topology(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Describe the configured graph: nodes, edges, degrees, spectral gap of W.
+
+    Example: gossamer topology --set topology.kind=exponential --set nodes=64
+    """
+    from gossamer.topology import build_topology
+
+    try:
+        resolved = load_config(config, set_ or ())
+        described = build_topology(resolved.topology, resolved.nodes, resolved.seed).summary()
+    except ConfigError as error:
+        _fail(str(error))
+    described = {"kind": resolved.topology.kind, "weights": resolved.topology.weights, **described}
+    if as_json:
+        typer.echo(json.dumps(described, indent=2))
+        return
+    table = Table(title="topology", show_header=False)
+    for key, value in described.items():
+        table.add_row(key, _fmt(value))
+    Console().print(table)
+
+
+class _RunProgress(Progress):
+    """A progress bar that also shows the latest accuracy and traffic."""
+
+    def update_row(self, rounds_done: int, row: dict[str, Any] | None) -> None:
+        fields = {}
+        if row is not None:
+            fields = {"acc": row["test_accuracy_mean"], "mb": row["bytes_sent"] / 1e6}
+        self.update(self.task_ids[0], completed=rounds_done, **fields)
+
+
+def _progress_bar(rounds: int) -> _RunProgress:
+    progress = _RunProgress(
+        TextColumn("round"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("acc {task.fields[acc]:.3f}  sent {task.fields[mb]:,.1f} MB"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    progress.add_task("run", total=rounds, acc=0.0, mb=0.0)
+    return progress
+
+
+def _summary_table(summary: dict[str, Any], out: Path) -> None:
+    table = Table(
+        title=f"gossamer run: {summary['protocol']}, {summary['nodes']} nodes, "
+        f"{summary['rounds']} rounds",
+        show_header=False,
+    )
+    final, totals = summary["final"], summary["totals"]
+    rows = [
+        ("test accuracy (mean over nodes)", final["test_accuracy_mean"]),
+        (
+            "test accuracy (min / max)",
+            f"{final['test_accuracy_min']:.4f} / {final['test_accuracy_max']:.4f}",
+        ),
+        ("average model accuracy", final["avg_model_accuracy"]),
+        ("consensus distance", final["consensus_distance"]),
+        ("messages", totals["messages"]),
+        ("MB sent", totals["bytes_sent"] / 1e6),
+        ("local steps", totals["local_steps"]),
+        ("energy (J)", totals["energy_joules"]),
+        ("wall time (s)", summary["wall_seconds"]),
+        ("run directory", str(out)),
+    ]
+    for key, value in rows:
+        table.add_row(key, _fmt(value))
+    Console().print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - outside a command
+        sys.exit(130)

@@ -1,0 +1,156 @@
+"""The stacked-model interface: N copies of one architecture as rows of one matrix.
+
+A node's parameters are one row of ``params`` (N, P). The row layout is that of the
+model's per-node ``nn.Module`` *template*: its ``parameters()`` in order, each
+flattened row-major (``torch.nn.utils.parameters_to_vector``). So any row can be
+loaded into the template for a plain per-node reference, and back.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from math import prod
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gossamer.config import OptimizerConfig
+from gossamer.optim import sgd_update
+from gossamer.rng import Purpose
+
+
+class StackedModel(ABC):
+    """A model whose N copies are the rows of a (N, P) parameter matrix.
+
+    Subclasses implement :meth:`forward` over stacked parameters. The default
+    :meth:`train_step` differentiates it with autograd and applies SGD in place;
+    a subclass may fuse the two (see ``MLP``).
+    """
+
+    #: Whether ``engine.precision: bfloat16`` autocasts this model's forward pass.
+    uses_autocast: ClassVar[bool] = False
+
+    def __init__(self, template: nn.Module, input_shape: tuple[int, ...], num_classes: int) -> None:
+        self.template = template
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.param_shapes = [tuple(p.shape) for p in template.parameters()]
+        sizes = [prod(shape) for shape in self.param_shapes]
+        self.param_offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+        self.num_params = self.param_offsets[-1]
+        self.autocast_dtype: torch.dtype | None = None  # set by the engine (bf16 option)
+
+    # ------------------------------------------------------------ layout
+    def views(self, params: torch.Tensor) -> list[torch.Tensor]:
+        """Per-parameter views of stacked params: (n, P) -> [(n, *shape), ...] (no copy)."""
+        n = params.shape[0]
+        return [
+            params[:, lo:hi].view(n, *shape)
+            for lo, hi, shape in zip(
+                self.param_offsets[:-1], self.param_offsets[1:], self.param_shapes, strict=True
+            )
+        ]
+
+    def initial_params(self, seed: int) -> torch.Tensor:
+        """(P,) the template's default PyTorch initialization, seeded."""
+        from gossamer.rng import hash32
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(hash32(seed, Purpose.INIT)))
+            for module in self.template.modules():
+                if module is not self.template and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+            return nn.utils.parameters_to_vector(self.template.parameters()).detach().clone()
+
+    def load_row(self, row: torch.Tensor) -> nn.Module:
+        """The template with one node's parameters loaded (for references and export)."""
+        nn.utils.vector_to_parameters(row.detach().clone().cpu(), self.template.parameters())
+        return self.template
+
+    # ------------------------------------------------------------ compute
+    @abstractmethod
+    def forward(self, params: torch.Tensor, inputs: torch.Tensor, shared: bool = False):
+        """Logits of every node.
+
+        Args:
+            params: (n, P) stacked parameters.
+            inputs: (n, B, *input_shape) per-node batches, or (B, *input_shape) when
+                ``shared`` (every node sees the same samples, e.g. the test set).
+        Returns:
+            (n, B, num_classes) logits.
+        """
+
+    @abstractmethod
+    def activations_per_sample(self) -> int:
+        """Floats of layer outputs one sample produces (sizes evaluation chunks)."""
+
+    @abstractmethod
+    def train_flops_per_sample(self) -> int:
+        """Multiply-adds x 2 of one sample's forward and backward (no input gradient)."""
+
+    def loss_and_grad(
+        self, params: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-node mean cross-entropy (n,) and its gradient (n, P), by autograd."""
+        leaf = params.detach().requires_grad_(True)
+        with torch.enable_grad(), self._autocast(inputs.device):
+            loss = cross_entropy_per_node(self.forward(leaf, inputs), targets)
+        (grad,) = torch.autograd.grad(loss.sum(), leaf)
+        return loss.detach(), grad
+
+    def train_step(
+        self,
+        params: torch.Tensor,
+        momentum: torch.Tensor | None,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        optimizer: OptimizerConfig,
+    ) -> torch.Tensor:
+        """One SGD step of every node, in place on ``params`` (n, P) and ``momentum``.
+
+        Returns the per-node mini-batch loss (n,) before the step.
+        """
+        loss, grad = self.loss_and_grad(params, inputs, targets)
+        sgd_update(params, momentum, _add_scaled(grad), optimizer)
+        return loss
+
+    @torch.no_grad()
+    def evaluate(
+        self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed loss (n,) and number of correct predictions (n,) on a shared test set."""
+        n = params.shape[0]
+        loss_sum = torch.zeros(n, dtype=torch.float64, device=params.device)
+        correct = torch.zeros(n, dtype=torch.int64, device=params.device)
+        for lo in range(0, len(y), batch):
+            xb, yb = x[lo : lo + batch], y[lo : lo + batch]
+            with self._autocast(x.device):
+                logits = self.forward(params, xb, shared=True).float()  # (n, b, C)
+            targets = yb.expand(n, -1)
+            loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+            loss_sum += loss.sum(1, dtype=torch.float64)
+            correct += (logits.argmax(-1) == targets).sum(1)
+        return loss_sum, correct
+
+    def _autocast(self, device: torch.device):
+        enabled = self.autocast_dtype is not None
+        return torch.autocast(device.type, dtype=self.autocast_dtype, enabled=enabled)
+
+
+def cross_entropy_per_node(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each node's batch: (n, B, C), (n, B) -> (n,)."""
+    return F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none").mean(1)
+
+
+def _add_scaled(grad: torch.Tensor) -> Callable[[torch.Tensor, float, float], None]:
+    """An accumulator ``t <- beta * t + alpha * grad`` for :func:`sgd_update`."""
+
+    def accumulate(target: torch.Tensor, beta: float, alpha: float) -> None:
+        if beta != 1.0:
+            target.mul_(beta)
+        target.add_(grad, alpha=alpha)
+
+    return accumulate

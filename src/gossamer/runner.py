@@ -1,0 +1,234 @@
+"""The round loop: build a simulation from a config, run it, measure it."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gossamer import __version__
+from gossamer.accounting import Ledger, model_message_bytes
+from gossamer.config import Config, load_config
+from gossamer.data import (
+    Dataset,
+    NodeData,
+    dataset_info,
+    load_dataset,
+    partition_indices,
+    to_node_data,
+)
+from gossamer.engine import Population, tune_allocator
+from gossamer.models import StackedModel, build_model
+from gossamer.protocols import Context, Protocol, build_protocol
+from gossamer.results import Result, RunWriter
+from gossamer.topology import Mixer, Topology, build_topology
+
+METRIC_COLUMNS = (
+    "round",
+    "test_accuracy_mean",
+    "test_accuracy_min",
+    "test_accuracy_max",
+    "test_loss_mean",
+    "avg_model_accuracy",
+    "avg_model_loss",
+    "consensus_distance",
+    "train_loss",
+    "messages",
+    "bytes_sent",
+    "local_steps",
+    "energy_joules",
+    "wall_seconds",
+)
+
+ProgressCallback = Callable[[int, dict[str, Any] | None], None]
+
+
+@dataclass
+class Simulation:
+    """Everything a run is made of, built from one config."""
+
+    config: Config
+    dataset: Dataset
+    node_data: NodeData
+    model: StackedModel
+    topology: Topology | None
+    population: Population
+    protocol: Protocol
+    ledger: Ledger
+
+    @classmethod
+    def build(cls, config: Config) -> Simulation:
+        """Validate what depends on the data shape first, then allocate."""
+        device = resolve_device(config.device)
+        input_shape, classes = dataset_info(config.data)
+        model = build_model(config.model, input_shape, classes)  # ConfigError if unusable
+        if config.engine.precision == "bfloat16" and model.uses_autocast:
+            model.autocast_dtype = torch.bfloat16
+        topology = None
+        if config.protocol.uses_topology:
+            topology = build_topology(config.topology, config.nodes, config.seed)
+        dataset = load_dataset(config.data, config.seed)
+        labels = dataset.y_train.numpy()
+        parts = partition_indices(labels, config.nodes, config.data, config.seed)
+        node_data = to_node_data(parts, labels, classes, device)
+        dataset = dataset.to(device)
+        if config.engine.tune_allocator and device.type == "cpu":
+            tune_allocator()
+        population = Population(
+            model,
+            dataset,
+            node_data,
+            config.optimizer,
+            config.data.batch_size,
+            config.seed,
+            config.engine.node_chunk,
+        )
+        ledger = Ledger(config.nodes)
+        context = Context(
+            population=population,
+            ledger=ledger,
+            topology=topology,
+            mixer=Mixer(topology, device) if topology is not None else None,
+            local_steps=config.local_steps,
+            message_bytes=model_message_bytes(model.num_params),
+            seed=config.seed,
+        )
+        protocol = build_protocol(config.protocol, context)
+        return cls(config, dataset, node_data, model, topology, population, protocol, ledger)
+
+    def evaluate(self, round_number: int, train_loss: float, wall_seconds: float) -> dict:
+        """One metrics row (see METRIC_COLUMNS)."""
+        loss, accuracy = self.population.evaluate()
+        self.node_loss, self.node_accuracy = loss, accuracy  # (N,) of the latest evaluation
+        mean_model = self.population.params.mean(0, keepdim=True)
+        avg_loss, avg_accuracy = self.population.evaluate(mean_model)
+        totals = self.ledger.totals()
+        return {
+            "round": round_number,
+            "test_accuracy_mean": float(accuracy.mean()),
+            "test_accuracy_min": float(accuracy.min()),
+            "test_accuracy_max": float(accuracy.max()),
+            "test_loss_mean": float(loss.mean()),
+            "avg_model_accuracy": float(avg_accuracy[0]),
+            "avg_model_loss": float(avg_loss[0]),
+            "consensus_distance": self.population.consensus_distance(),
+            "train_loss": train_loss,
+            "messages": totals["messages"],
+            "bytes_sent": totals["bytes_sent"],
+            "local_steps": totals["local_steps"],
+            "energy_joules": totals["energy_joules"],
+            "wall_seconds": wall_seconds,
+        }
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from gossamer.config import ConfigError
+
+        raise ConfigError("device: 'cuda' requested but no CUDA device is available; got 'cuda'")
+    return torch.device(name)
+
+
+def run(
+    config: Config | dict | str | Path | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Result:
+    """Run one experiment and return its metrics.
+
+    Args:
+        config: a Config, a mapping, a YAML/TOML path, or None for the quickstart.
+        overrides: ``"a.b=value"`` strings, as ``--set`` on the command line.
+        out: run directory to write (config.yaml, metrics.csv, rounds.csv, nodes.csv,
+            summary.json); nothing is written when None.
+        force: overwrite a finished run directory.
+        progress: called as ``progress(rounds_done, metrics_row_or_None)`` each round.
+    """
+    config = load_config(config, overrides)
+    writer = RunWriter(Path(out), force=force) if out is not None else None  # before work
+    start = time.perf_counter()
+    sim = Simulation.build(config)
+    if writer is not None:
+        writer.begin(config)
+    rows = [sim.evaluate(0, math.nan, time.perf_counter() - start)]
+    if writer is not None:
+        writer.write_metrics(rows[-1])
+    if progress is not None:
+        progress(0, rows[-1])
+    for t in range(config.rounds):
+        sim.ledger.begin_round()
+        stats = sim.protocol.step(t)
+        sim.ledger.end_round(t + 1, stats)
+        row = None
+        if (t + 1) % config.eval_every == 0 or t + 1 == config.rounds:
+            row = sim.evaluate(
+                t + 1, stats.get("train_loss", math.nan), time.perf_counter() - start
+            )
+            rows.append(row)
+            if writer is not None:
+                writer.write_metrics(row)
+        if progress is not None:
+            progress(t + 1, row)
+    wall = time.perf_counter() - start
+    result = Result(
+        config=config,
+        summary=_summary(sim, rows[-1], wall),
+        metrics=_columns(rows),
+        rounds=_columns(sim.ledger.per_round),
+        nodes=_node_table(sim),
+        run_dir=writer.path if writer is not None else None,
+    )
+    if writer is not None:
+        writer.finish(result)
+    return result
+
+
+def _summary(sim: Simulation, last: dict, wall: float) -> dict[str, Any]:
+    config = sim.config
+    final_keys = METRIC_COLUMNS[1:9]
+    return {
+        "gossamer_version": __version__,
+        "protocol": config.protocol.name,
+        "rounds": config.rounds,
+        "nodes": config.nodes,
+        "model": {"name": config.model.name, "parameters": sim.model.num_params},
+        "message_bytes": model_message_bytes(sim.model.num_params),
+        "topology": sim.topology.summary() if sim.topology is not None else None,
+        "final": {k: last[k] for k in final_keys},
+        "totals": sim.ledger.totals(),
+        "device": str(sim.population.device),
+        "wall_seconds": wall,
+    }
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    return {k: np.array([row.get(k, np.nan) for row in rows]) for k in keys}
+
+
+def _node_table(sim: Simulation) -> dict[str, np.ndarray]:
+    table = {
+        "node": np.arange(sim.config.nodes),
+        "train_samples": sim.node_data.counts.cpu().numpy(),
+        "degree": sim.topology.degree
+        if sim.topology is not None
+        else np.zeros(sim.config.nodes, dtype=np.int64),
+        "test_accuracy": sim.node_accuracy.cpu().numpy(),
+        "test_loss": sim.node_loss.cpu().numpy(),
+    }
+    table.update(sim.ledger.node)
+    return table

@@ -1,0 +1,85 @@
+"""The command line, through typer's runner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gossamer import __version__
+from gossamer.cli import app
+
+runner = CliRunner()
+FAST = ["--set", "rounds=3", "--set", "eval_every=1", "--set", "nodes=8", "--set", "device=cpu"]
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"gossamer {__version__}"
+
+
+@pytest.mark.parametrize("command", ["run", "config", "topology"])
+def test_every_command_help_has_an_example(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Example: gossamer " in result.stdout
+
+
+def test_run_writes_directory_and_prints_table(tmp_path):
+    result = runner.invoke(app, ["run", *FAST, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "summary.json").exists()
+    assert "test accuracy (mean over nodes)" in result.stdout
+
+
+def test_run_json_prints_the_summary(tmp_path):
+    result = runner.invoke(app, ["run", *FAST, "--json", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["rounds"] == 3 and summary["nodes"] == 8
+    assert summary["totals"]["messages"] == 3 * 8 * 4  # 4-regular, 3 rounds
+
+
+def test_run_from_config_file_with_overrides(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("nodes: 8\nrounds: 2\neval_every: 1\nprotocol: {name: periodic, period: 2}\n")
+    result = runner.invoke(
+        app,
+        ["run", str(path), "--set", "protocol.period=1", "--json", "--out", str(tmp_path / "r")],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["totals"]["messages"] == 2 * 16
+
+
+def test_bad_config_exits_non_zero_with_one_message_and_no_traceback(tmp_path):
+    result = runner.invoke(app, ["run", "--set", "optimizer.lr=fast", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "optimizer.lr" in result.stderr and "got 'fast'" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_refuses_finished_directory(tmp_path):
+    out = str(tmp_path / "r")
+    assert runner.invoke(app, ["run", *FAST, "-q", "--out", out]).exit_code == 0
+    again = runner.invoke(app, ["run", *FAST, "-q", "--out", out])
+    assert again.exit_code == 2 and "--force" in again.stderr
+    assert runner.invoke(app, ["run", *FAST, "-q", "--force", "--out", out]).exit_code == 0
+
+
+def test_config_command_prints_resolved_yaml():
+    result = runner.invoke(app, ["config", "--set", "protocol=periodic"])
+    assert result.exit_code == 0
+    resolved = yaml.safe_load(result.stdout)
+    assert resolved["protocol"] == {"name": "periodic", "period": 10}
+    assert resolved["data"]["dataset"] == "digits"
+
+
+def test_topology_command_reports_spectral_gap():
+    result = runner.invoke(
+        app, ["topology", "--set", "topology.kind=complete", "--set", "nodes=5", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    described = json.loads(result.stdout)
+    assert described["edges"] == 10 and described["spectral_gap"] == pytest.approx(1.0)

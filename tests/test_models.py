@@ -1,0 +1,123 @@
+"""Stacked models against per-node nn.Module loops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gossamer.config import OptimizerConfig, load_config
+from gossamer.models import build_model
+from reference import LoopPopulation, loop_evaluate
+
+OPTIMIZERS = [
+    OptimizerConfig(lr=0.2),
+    OptimizerConfig(lr=0.1, weight_decay=0.01),
+    OptimizerConfig(lr=0.05, momentum=0.9, weight_decay=0.001),
+    OptimizerConfig(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01),
+]
+MODELS = {
+    "mlp": ({"name": "mlp", "hidden": [9, 5]}, (12,), 4),
+    "mlp_image": ({"name": "mlp", "hidden": [16]}, (1, 8, 8), 10),
+    "cnn": ({"name": "cnn", "channels": [3, 4], "hidden": 6}, (2, 8, 8), 5),
+    "cnn_no_hidden": (
+        {"name": "cnn", "channels": [4], "hidden": 0, "kernel_size": 5},
+        (1, 6, 6),
+        3,
+    ),
+}
+
+
+def _model(key):
+    section, shape, classes = MODELS[key]
+    return build_model(load_config({"model": section}).model, shape, classes)
+
+
+def _distinct_rows(model, n, seed=0):
+    """Rows that differ per node, so a mix-up between nodes cannot go unnoticed."""
+    gen = torch.Generator().manual_seed(seed)
+    base = model.initial_params(0)
+    return base + 0.05 * torch.randn(n, model.num_params, generator=gen)
+
+
+@pytest.mark.parametrize("key", list(MODELS))
+def test_parameter_count_and_layout_match_the_template(key):
+    model = _model(key)
+    assert model.num_params == sum(p.numel() for p in model.template.parameters())
+    row = _distinct_rows(model, 1)[0]
+    loaded = model.load_row(row)
+    for view, param in zip(model.views(row[None]), loaded.parameters(), strict=True):
+        assert torch.equal(view[0], param.data)
+
+
+def test_published_parameter_count_of_mlp_784_200_10():
+    model = build_model(load_config({"model": {"name": "mlp", "hidden": [200]}}).model, (784,), 10)
+    assert model.num_params == 784 * 200 + 200 + 200 * 10 + 10 == 159_010
+    # PERFORMANCE.md: 20.5 MFLOP per node-step of batch 32 (no gradient w.r.t. the input)
+    assert model.train_flops_per_sample() * 32 == 20_454_400
+
+
+@pytest.mark.parametrize("key", list(MODELS))
+def test_forward_matches_module_per_node_and_shared(key):
+    model = _model(key)
+    n, batch = 4, 6
+    rows = _distinct_rows(model, n)
+    x = torch.randn(n, batch, *model.input_shape)
+    stacked = model.forward(rows, x)
+    shared = model.forward(rows, x[0], shared=True)
+    for i in range(n):
+        module = model.load_row(rows[i])
+        with torch.no_grad():
+            torch.testing.assert_close(stacked[i], module(x[i]), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(shared[i], module(x[0]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", list(MODELS))
+@pytest.mark.parametrize(
+    "opt", OPTIMIZERS, ids=lambda o: f"mu{o.momentum}-wd{o.weight_decay}-n{o.nesterov}"
+)
+def test_train_step_matches_loop_of_modules_and_optimizers(key, opt):
+    model = _model(key)
+    n, batch, steps = 5, 7, 3
+    params = _distinct_rows(model, n)
+    momentum = torch.zeros_like(params) if opt.momentum else None
+    loop = LoopPopulation(model.template, params, opt)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        x = torch.randn(n, batch, *model.input_shape, generator=gen)
+        y = torch.randint(model.num_classes, (n, batch), generator=gen)
+        loss = model.train_step(params, momentum, x, y, opt)
+        expected = [loop.step(i, x[i], y[i]) for i in range(n)]
+        torch.testing.assert_close(loss, torch.tensor(expected), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(params, loop.rows(), rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("key", ["mlp", "cnn"])
+def test_evaluate_matches_loop(key):
+    model = _model(key)
+    rows = _distinct_rows(model, 3)
+    x = torch.randn(50, *model.input_shape)
+    y = torch.randint(model.num_classes, (50,))
+    loss_sum, correct = model.evaluate(rows, x, y, batch=16)  # uneven last chunk
+    for i in range(3):
+        loss, accuracy = loop_evaluate(model.load_row(rows[i]), x, y)
+        assert loss_sum[i].item() / 50 == pytest.approx(loss, rel=1e-5)
+        assert correct[i].item() / 50 == pytest.approx(accuracy)
+
+
+def test_initial_params_are_seeded_and_equal_the_module_default_init():
+    model = _model("mlp")
+    a, b, c = model.initial_params(1), model.initial_params(1), model.initial_params(2)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    bound = 1 / 12**0.5  # nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    first_weight = model.views(a[None])[0]
+    assert first_weight.abs().max() <= bound and first_weight.abs().max() > 0.8 * bound
+
+
+def test_cnn_rejects_inputs_it_cannot_use():
+    from gossamer.config import ConfigError
+
+    section = load_config({"model": {"name": "cnn", "channels": [4, 4, 4, 4]}}).model
+    with pytest.raises(ConfigError, match="model.channels"):
+        build_model(section, (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match="needs image inputs"):
+        build_model(section, (32,), 10)

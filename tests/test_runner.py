@@ -1,0 +1,90 @@
+"""Whole runs: the quickstart, determinism, run directories."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import gossamer
+from conftest import small_config
+from gossamer.config import ConfigError
+from gossamer.runner import METRIC_COLUMNS
+
+
+def test_quickstart_dpsgd_on_digits_beats_85_percent():
+    result = gossamer.run(overrides=["device=cpu"])
+    assert result.config.data.dataset == "digits" and result.config.nodes == 32
+    assert result.final["test_accuracy_mean"] > 0.85
+    assert result.final["avg_model_accuracy"] > 0.85
+
+
+def test_same_seed_same_metrics_and_other_seed_other_metrics():
+    a, b = gossamer.run(small_config()), gossamer.run(small_config())
+    c = gossamer.run(small_config(seed=4))
+    for key in METRIC_COLUMNS[1:-1]:
+        assert np.array_equal(a.metrics[key], b.metrics[key], equal_nan=True), key
+    assert not np.array_equal(a.metrics["test_loss_mean"], c.metrics["test_loss_mean"])
+
+
+@pytest.mark.parametrize("protocol", ["dpsgd", "periodic"])
+def test_node_chunking_does_not_change_results(protocol):
+    whole = gossamer.run(small_config(protocol=protocol, nodes=10, rounds=6))
+    chunked = gossamer.run(
+        small_config(**{"protocol": protocol, "nodes": 10, "rounds": 6, "engine.node_chunk": 3})
+    )
+    for key in ("test_accuracy_mean", "test_loss_mean", "avg_model_accuracy", "consensus_distance"):
+        np.testing.assert_allclose(chunked.metrics[key], whole.metrics[key], rtol=1e-5, atol=1e-9)
+    assert chunked.totals == whole.totals
+
+
+def test_run_directory_contents(tmp_path):
+    out = tmp_path / "run"
+    result = gossamer.run(small_config(), out=out)
+    assert result.run_dir == out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.yaml",
+        "metrics.csv",
+        "nodes.csv",
+        "rounds.csv",
+        "summary.json",
+    ]
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(METRIC_COLUMNS)
+    assert [int(r["round"]) for r in rows] == [0, 2, 4]
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"rounds", "nodes", "final", "totals", "wall_seconds"} <= set(summary)
+    assert {"test_accuracy_mean", "avg_model_accuracy"} <= set(summary["final"])
+    assert {"messages", "bytes_sent", "local_steps", "energy_joules"} <= set(summary["totals"])
+    assert summary["totals"]["bytes_sent"] == int(rows[-1]["bytes_sent"])
+    assert gossamer.load_config(out / "config.yaml") == result.config
+    with open(out / "nodes.csv") as f:
+        nodes = list(csv.DictReader(f))
+    assert len(nodes) == 6 and sum(int(n["train_samples"]) for n in nodes) == 240
+
+
+def test_finished_run_directory_is_not_overwritten_without_force(tmp_path):
+    out = tmp_path / "run"
+    gossamer.run(small_config(), out=out)
+    before = (out / "summary.json").read_text()
+    with pytest.raises(ConfigError, match="holds a finished run"):
+        gossamer.run(small_config(seed=9), out=out)
+    assert (out / "summary.json").read_text() == before
+    gossamer.run(small_config(seed=9), out=out, force=True)
+    assert (out / "summary.json").read_text() != before
+
+
+def test_bad_config_fails_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError):
+        gossamer.run({"nodes": -1}, out=out)
+    assert not out.exists()
+
+
+def test_progress_callback_sees_every_round():
+    seen = []
+    gossamer.run(small_config(), progress=lambda r, row: seen.append((r, row is not None)))
+    assert seen == [(0, True), (1, False), (2, True), (3, False), (4, True)]
