@@ -13,7 +13,7 @@ from reference import LoopPopulation
 
 def _loop_reference(sim):
     pop = sim.population
-    return LoopPopulation(sim.model.template, pop.params.clone(), pop.optimizer)
+    return LoopPopulation(sim.model.template, pop.params.matrix(), pop.optimizer)
 
 
 def _loop_train(sim, loop, cursor, mask, steps):
@@ -60,22 +60,22 @@ def test_masked_training_matches_loop_and_leaves_skipped_nodes_untouched(model, 
         torch.zeros(sim.config.nodes, dtype=torch.bool),
     ]
     for mask in masks:
-        before = sim.population.params.clone()
+        before = sim.population.params.matrix()
         loss = sim.population.train(2, mask)
         _loop_train(sim, loop, cursor, mask, 2)
         if mask is not None:
-            assert torch.equal(sim.population.params[~mask], before[~mask])  # bit-identical
+            after = sim.population.params.matrix()
+            assert torch.equal(after[~mask], before[~mask])  # bit-identical
             assert torch.isnan(loss[~mask]).all() and not torch.isnan(loss[mask]).any()
-    torch.testing.assert_close(sim.population.params, loop.rows(), rtol=1e-5, atol=2e-6)
+    torch.testing.assert_close(sim.population.params.matrix(), loop.rows(), rtol=1e-5, atol=2e-6)
     assert torch.equal(sim.population.state.cursor, cursor)
 
 
 def test_periodic_with_period_one_is_centralized_sgd_on_the_union_of_batches():
     config = small_config(**{"protocol": "{name: periodic, period: 1}", "rounds": 5, "nodes": 4})
     sim = Simulation.build(config)
-    central = LoopPopulation(
-        sim.model.template, sim.population.params[:1].clone(), config.optimizer
-    )
+    start = sim.population.params.matrix()[:1]
+    central = LoopPopulation(sim.model.template, start, config.optimizer)
     batch = config.data.batch_size
     for t in range(config.rounds):
         cursor = torch.full((4,), t * batch)
@@ -83,10 +83,9 @@ def test_periodic_with_period_one_is_centralized_sgd_on_the_union_of_batches():
         union = idx.flatten()  # N x B samples, one mini-batch of the centralized run
         central.step(0, sim.dataset.x_train[union], sim.dataset.y_train[union])
         sim.protocol.step(t)
+    final = sim.population.params.matrix()
     for i in range(4):
-        torch.testing.assert_close(
-            sim.population.params[i], central.rows()[0], rtol=1e-5, atol=1e-6
-        )
+        torch.testing.assert_close(final[i], central.rows()[0], rtol=1e-5, atol=1e-6)
 
 
 def test_evaluation_matches_loop_over_modules():
@@ -95,8 +94,9 @@ def test_evaluation_matches_loop_over_modules():
     loss, accuracy = sim.population.evaluate()
     from reference import loop_evaluate
 
+    rows = sim.population.params.matrix()
     for i in range(sim.config.nodes):
-        module = sim.model.load_row(sim.population.params[i])
+        module = sim.model.load_row(rows[i])
         ref_loss, ref_acc = loop_evaluate(module, sim.dataset.x_test, sim.dataset.y_test)
         assert loss[i].item() == pytest.approx(ref_loss, rel=1e-5)
         assert accuracy[i].item() == pytest.approx(ref_acc)
@@ -104,14 +104,15 @@ def test_evaluation_matches_loop_over_modules():
 
 def test_consensus_distance_by_hand():
     sim = Simulation.build(small_config(nodes=3))
-    params = sim.population.params
-    params.zero_()
-    params[0, 0], params[1, 0], params[2, 0] = 1.0, 2.0, 6.0  # mean 3: (4 + 1 + 9) / 3
-    assert sim.population.consensus_distance() == pytest.approx(14 / 3)
+    matrix = torch.zeros(3, sim.model.num_params)
+    matrix[0, 0], matrix[1, 0], matrix[2, 0] = 1.0, 2.0, 6.0  # mean 3: (4 + 1 + 9) / 3
+    matrix[0, -1], matrix[1, -1] = 1.0, -1.0  # last parameter: mean 0, (1 + 1 + 0) / 3
+    sim.population.params.copy_from_matrix(matrix)
+    assert sim.population.consensus_distance() == pytest.approx(16 / 3)
 
 
 def test_all_nodes_start_from_the_same_seeded_model():
-    a = Simulation.build(small_config()).population.params
-    b = Simulation.build(small_config()).population.params
-    c = Simulation.build(small_config(seed=4)).population.params
+    a = Simulation.build(small_config()).population.params.matrix()
+    b = Simulation.build(small_config()).population.params.matrix()
+    c = Simulation.build(small_config(seed=4)).population.params.matrix()
     assert torch.equal(a, b) and (a == a[0]).all() and not torch.equal(a, c)

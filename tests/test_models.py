@@ -45,8 +45,10 @@ def test_parameter_count_and_layout_match_the_template(key):
     assert model.num_params == sum(p.numel() for p in model.template.parameters())
     row = _distinct_rows(model, 1)[0]
     loaded = model.load_row(row)
-    for view, param in zip(model.views(row[None]), loaded.parameters(), strict=True):
-        assert torch.equal(view[0], param.data)
+    stacked = model.stack(row)
+    for tensor, param in zip(stacked.tensors(), loaded.parameters(), strict=True):
+        assert tensor.is_contiguous() and torch.equal(tensor[0], param.data)
+    assert torch.equal(stacked.matrix()[0], row)
 
 
 def test_published_parameter_count_of_mlp_784_200_10():
@@ -62,8 +64,8 @@ def test_forward_matches_module_per_node_and_shared(key):
     n, batch = 4, 6
     rows = _distinct_rows(model, n)
     x = torch.randn(n, batch, *model.input_shape)
-    stacked = model.forward(rows, x)
-    shared = model.forward(rows, x[0], shared=True)
+    stacked = model.forward(model.stack(rows).tensors(), x)
+    shared = model.forward(model.stack(rows).tensors(), x[0], shared=True)
     for i in range(n):
         module = model.load_row(rows[i])
         with torch.no_grad():
@@ -78,17 +80,19 @@ def test_forward_matches_module_per_node_and_shared(key):
 def test_train_step_matches_loop_of_modules_and_optimizers(key, opt):
     model = _model(key)
     n, batch, steps = 5, 7, 3
-    params = _distinct_rows(model, n)
-    momentum = torch.zeros_like(params) if opt.momentum else None
-    loop = LoopPopulation(model.template, params, opt)
+    rows = _distinct_rows(model, n)
+    params = model.stack(rows)
+    momentum = model.stack(torch.zeros_like(rows)) if opt.momentum else None
+    loop = LoopPopulation(model.template, rows, opt)
     gen = torch.Generator().manual_seed(1)
     for _ in range(steps):
         x = torch.randn(n, batch, *model.input_shape, generator=gen)
         y = torch.randint(model.num_classes, (n, batch), generator=gen)
-        loss = model.train_step(params, momentum, x, y, opt)
+        buffers = momentum.tensors() if momentum is not None else None
+        loss = model.train_step(params.tensors(), buffers, x, y, opt)
         expected = [loop.step(i, x[i], y[i]) for i in range(n)]
         torch.testing.assert_close(loss, torch.tensor(expected), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(params, loop.rows(), rtol=1e-5, atol=2e-6)
+    torch.testing.assert_close(params.matrix(), loop.rows(), rtol=1e-5, atol=2e-6)
 
 
 @pytest.mark.parametrize("key", ["mlp", "cnn"])
@@ -97,7 +101,7 @@ def test_evaluate_matches_loop(key):
     rows = _distinct_rows(model, 3)
     x = torch.randn(50, *model.input_shape)
     y = torch.randint(model.num_classes, (50,))
-    loss_sum, correct = model.evaluate(rows, x, y, batch=16)  # uneven last chunk
+    loss_sum, correct = model.evaluate(model.stack(rows).tensors(), x, y, batch=16)  # uneven
     for i in range(3):
         loss, accuracy = loop_evaluate(model.load_row(rows[i]), x, y)
         assert loss_sum[i].item() / 50 == pytest.approx(loss, rel=1e-5)
@@ -109,7 +113,7 @@ def test_initial_params_are_seeded_and_equal_the_module_default_init():
     a, b, c = model.initial_params(1), model.initial_params(1), model.initial_params(2)
     assert torch.equal(a, b) and not torch.equal(a, c)
     bound = 1 / 12**0.5  # nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    first_weight = model.views(a[None])[0]
+    first_weight = model.stack(a).tensors()[0]
     assert first_weight.abs().max() <= bound and first_weight.abs().max() > 0.8 * bound
 
 

@@ -29,7 +29,7 @@ def test_dpsgd_rounds_match_train_then_gossip_loop():
         }
     )
     sim = Simulation.build(config)
-    loop = LoopPopulation(sim.model.template, sim.population.params.clone(), config.optimizer)
+    loop = LoopPopulation(sim.model.template, sim.population.params.matrix(), config.optimizer)
     graph, deg = sim.topology.graph, sim.topology.degree
     neighbours = [sorted(graph.neighbors(i)) for i in range(8)]
 
@@ -50,7 +50,7 @@ def test_dpsgd_rounds_match_train_then_gossip_loop():
         sds = [{"x": row} for row in loop.rows()]
         loop.load_rows(torch.stack([sd["x"] for sd in loop_gossip(sds, neighbours, mh)]))
         sim.protocol.step(t)
-    torch.testing.assert_close(sim.population.params, loop.rows(), rtol=1e-5, atol=2e-6)
+    torch.testing.assert_close(sim.population.params.matrix(), loop.rows(), rtol=1e-5, atol=2e-6)
 
 
 def test_dpsgd_ledger_by_hand():

@@ -131,7 +131,7 @@ def test_mixing_equals_loop_over_neighbour_state_dicts(kind):
     stacked = torch.stack([torch.cat([sd["w"].flatten(), sd["b"]]) for sd in sds])
     mixer = Mixer(t, torch.device("cpu"))
     mixer.block = 4  # force several column blocks, one of them partial
-    mixer.apply_(stacked)
+    mixer.apply_([stacked[:, :10], stacked[:, 10:]])  # two parameter blocks, stacked in place
     for i, sd in enumerate(expected):
         torch.testing.assert_close(stacked[i], torch.cat([sd["w"].flatten(), sd["b"]]))
 
@@ -140,14 +140,14 @@ def test_mixing_preserves_the_network_mean():
     t = topo("small_world", nodes=30, degree=4)
     x = torch.randn(30, 1000, dtype=torch.float32)
     mean = x.double().mean(0)
-    Mixer(t, torch.device("cpu")).apply_(x)
+    Mixer(t, torch.device("cpu")).apply_([x])
     assert torch.allclose(x.double().mean(0), mean, atol=1e-6)
 
 
 def test_one_step_on_complete_graph_reaches_consensus():
     x = torch.randn(9, 50)
     mean = x.mean(0)
-    Mixer(topo("complete", nodes=9, weights="uniform"), torch.device("cpu")).apply_(x)
+    Mixer(topo("complete", nodes=9, weights="uniform"), torch.device("cpu")).apply_([x])
     assert torch.allclose(x, mean.expand_as(x), atol=1e-6)
 
 
@@ -157,6 +157,6 @@ def test_repeated_gossip_converges_at_the_spectral_gap_rate():
     mixer = Mixer(t, torch.device("cpu"))
     before = (x - x.mean(0)).norm()
     for _ in range(20):
-        mixer.apply_(x)
+        mixer.apply_([x])
     after = (x - x.mean(0)).norm()
     assert after <= before * (1 - t.spectral_gap) ** 20 * 1.0001

@@ -1,4 +1,4 @@
-"""The stacked population: N nodes' models as rows of one (N, P) matrix.
+"""The stacked population: N nodes' models as one stacked (N, P) tensor.
 
 A round's work is a few whole-population tensor operations: one index tensor gathers
 every training node's mini-batch, the model's batched step updates the parameters in
@@ -19,6 +19,7 @@ import torch
 from gossamer.config import OptimizerConfig
 from gossamer.data import Dataset, NodeData, sample_batch_indices
 from gossamer.models import StackedModel
+from gossamer.stacked import StackedTensors
 from gossamer.topology import Mixer
 
 _EVAL_ACTIVATION_BUDGET = 64 * 2**20  # floats of activations per evaluation chunk
@@ -28,8 +29,8 @@ _EVAL_ACTIVATION_BUDGET = 64 * 2**20  # floats of activations per evaluation chu
 class PopulationState:
     """Everything that evolves during a run, as tensors (checkpointable as is)."""
 
-    params: torch.Tensor  # (N, P) float32
-    momentum: torch.Tensor | None  # (N, P) float32, None without momentum
+    params: StackedTensors  # (N, P) float32
+    momentum: StackedTensors | None  # (N, P) float32, None without momentum
     cursor: torch.Tensor  # (N,) int64 samples each node has drawn
 
 
@@ -56,17 +57,14 @@ class Population:
         self.num_nodes = n
         self.chunk = node_chunk or n
         device = node_data.index.device
-        initial = model.initial_params(seed).to(device)  # every node starts from it
-        self.state = PopulationState(
-            params=initial.expand(n, -1).clone(),
-            momentum=torch.zeros(n, model.num_params, device=device)
-            if optimizer.momentum
-            else None,
-            cursor=torch.zeros(n, dtype=torch.int64, device=device),
-        )
+        params = StackedTensors.zeros(model.param_shapes, n, device)
+        params.copy_from_matrix(model.initial_params(seed).to(device)[None])  # same start
+        momentum = StackedTensors.zeros(model.param_shapes, n, device) if optimizer.momentum else None
+        cursor = torch.zeros(n, dtype=torch.int64, device=device)
+        self.state = PopulationState(params, momentum, cursor)
 
     @property
-    def params(self) -> torch.Tensor:
+    def params(self) -> StackedTensors:
         return self.state.params
 
     @property
@@ -95,65 +93,64 @@ class Population:
         state = self.state
         if active is None or bool(active.all()):
             nodes = torch.arange(lo, hi, device=self.device)
-            params = state.params[lo:hi]  # views: updated in place
-            momentum = None if state.momentum is None else state.momentum[lo:hi]
+            params = state.params.rows(lo, hi)  # views: updated in place
+            momentum = None if state.momentum is None else state.momentum.rows(lo, hi)
             gathered = False
         else:
             nodes = lo + active.nonzero().squeeze(1)
             if len(nodes) == 0:
                 return
-            params = state.params.index_select(0, nodes)  # copies, written back below
-            momentum = None if state.momentum is None else state.momentum.index_select(0, nodes)
+            params = state.params.index_select(nodes)  # copies, written back below
+            momentum = None if state.momentum is None else state.momentum.index_select(nodes)
             gathered = True
         batch = sample_batch_indices(
             self.node_data, nodes, state.cursor[nodes], self.batch_size, self.seed
         )  # (n, B)
         inputs = self.dataset.x_train[batch]  # (n, B, *input_shape)
         targets = self.dataset.y_train[batch]  # (n, B)
-        loss = self.model.train_step(params, momentum, inputs, targets, self.optimizer)
+        buffers = None if momentum is None else momentum.tensors()
+        loss = self.model.train_step(params.tensors(), buffers, inputs, targets, self.optimizer)
         if gathered:
-            state.params.index_copy_(0, nodes, params)
+            state.params.index_copy_(nodes, params)
             if momentum is not None:
-                state.momentum.index_copy_(0, nodes, momentum)
+                state.momentum.index_copy_(nodes, momentum)
         state.cursor[nodes] += self.batch_size
         total.index_add_(0, nodes, loss.to(total.dtype))
 
     # ------------------------------------------------------------ communication
     def mix(self, mixer: Mixer) -> None:
         """Gossip: params <- W params."""
-        mixer.apply_(self.state.params)
+        mixer.apply_(self.state.params.blocks)
 
-    def average_all(self) -> torch.Tensor:
-        """Replace every node's model by the network average; returns it (P,)."""
-        mean = self.state.params.mean(0)
-        self.state.params.copy_(mean.expand_as(self.state.params))
+    def average_all(self) -> StackedTensors:
+        """Replace every node's model by the network average; returns it (1, P)."""
+        mean = self.state.params.mean()
+        self.state.params.fill_rows_(mean)
         return mean
 
     # ------------------------------------------------------------ measuring
     @torch.no_grad()
-    def evaluate(self, params: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Test loss (N,) and accuracy (N,) of every node (or of the given rows)."""
+    def evaluate(
+        self, params: StackedTensors | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test loss (N,) and accuracy (N,) of every node (or of the given models)."""
         params = self.state.params if params is None else params
         x, y = self.dataset.x_test, self.dataset.y_test
         losses, accuracies = [], []
         per_sample = max(1, self.model.activations_per_sample())
-        for lo in range(0, params.shape[0], self.chunk):
-            rows = params[lo : lo + self.chunk]
-            batch = max(1, min(len(y), _EVAL_ACTIVATION_BUDGET // (per_sample * len(rows))))
-            loss_sum, correct = self.model.evaluate(rows, x, y, batch)
+        for lo in range(0, params.num_nodes, self.chunk):
+            rows = params.rows(lo, lo + self.chunk)
+            batch = max(1, min(len(y), _EVAL_ACTIVATION_BUDGET // (per_sample * rows.num_nodes)))
+            loss_sum, correct = self.model.evaluate(rows.tensors(), x, y, batch)
             losses.append(loss_sum / len(y))
             accuracies.append(correct.double() / len(y))
         return torch.cat(losses), torch.cat(accuracies)
 
     @torch.no_grad()
     def consensus_distance(self) -> float:
-        """Mean over nodes of ||x_i - x_bar||^2."""
+        """Mean over nodes of ||x_i - x_bar||^2 (x_bar computed in float64)."""
         params = self.state.params
-        mean = params.mean(0, dtype=torch.float64)
-        total = 0.0
-        for lo in range(0, self.num_nodes, self.chunk):
-            total += float((params[lo : lo + self.chunk].double() - mean).pow_(2).sum())
-        return total / self.num_nodes
+        return float(params.squared_distance(params.mean(torch.float64)).mean())
 
 
 def tune_allocator() -> bool:

@@ -106,7 +106,7 @@ class Simulation:
         """One metrics row (see METRIC_COLUMNS)."""
         loss, accuracy = self.population.evaluate()
         self.node_loss, self.node_accuracy = loss, accuracy  # (N,) of the latest evaluation
-        mean_model = self.population.params.mean(0, keepdim=True)
+        mean_model = self.population.params.mean()
         avg_loss, avg_accuracy = self.population.evaluate(mean_model)
         totals = self.ledger.totals()
         return {

@@ -20,6 +20,7 @@ The spectral gap reported is ``1 - max(|lambda_2|, |lambda_N|)`` of W.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,7 +213,7 @@ def spectral_gap(topology: Topology) -> float:
 class Mixer:
     """In-place gossip ``X <- W X`` over stacked parameters X (N, P).
 
-    On CPU, X is processed in column blocks sized to stay in cache: each block is
+    On CPU, X is processed in column blocks sized to stay in cache: each one is
     multiplied by the sparse CSR W into a reusable buffer and copied back, so X is read
     and written once from memory (a full-width sparse product would re-read neighbour
     rows from memory for every node). A W that is exactly the uniform average (the
@@ -242,8 +243,15 @@ class Mixer:
         self.block = max(64, _BLOCK_BYTES // (4 * n))
         self._buffer: torch.Tensor | None = None
 
-    def apply_(self, params: torch.Tensor) -> None:
-        """Replace params (N, P) by W @ params, in place."""
+    def apply_(self, blocks: Iterable[torch.Tensor]) -> None:
+        """Replace X by W X, in place; X is given as column blocks (N, P_l).
+
+        ``StackedTensors.blocks`` is such a list; a plain (N, P) matrix is ``[matrix]``.
+        """
+        for params in blocks:
+            self._apply_block(params)
+
+    def _apply_block(self, params: torch.Tensor) -> None:
         if self.is_average:
             params.copy_(params.mean(0, keepdim=True).expand_as(params))
             return
@@ -251,11 +259,11 @@ class Mixer:
             params.copy_(torch.sparse.mm(self.matrix, params))
             return
         n, p = params.shape
-        block = min(self.block, p)
-        if self._buffer is None or self._buffer.shape != (n, block):
-            self._buffer = torch.zeros(n, block, dtype=params.dtype)
-        for lo in range(0, p, block):
-            columns = params[:, lo : lo + block]
+        width = min(self.block, p)
+        if self._buffer is None or self._buffer.shape[1] < width:
+            self._buffer = torch.zeros(n, width, dtype=params.dtype)
+        for lo in range(0, p, width):
+            columns = params[:, lo : lo + width]
             out = self._buffer[:, : columns.shape[1]]
             torch.addmm(out, self.matrix, columns, beta=0.0, out=out)
             columns.copy_(out)

@@ -1,9 +1,10 @@
-"""The stacked-model interface: N copies of one architecture as rows of one matrix.
+"""The stacked-model interface: N copies of one architecture computed at once.
 
-A node's parameters are one row of ``params`` (N, P). The row layout is that of the
-model's per-node ``nn.Module`` *template*: its ``parameters()`` in order, each
-flattened row-major (``torch.nn.utils.parameters_to_vector``). So any row can be
-loaded into the template for a plain per-node reference, and back.
+A stacked model computes on a *parameter list*: one tensor (n, *shape) per parameter
+of its per-node ``nn.Module`` *template*, in ``parameters()`` order (the engine's
+:class:`~gossamer.stacked.StackedTensors` hands out such lists without copies). A
+node's flat parameter vector is the template's ``parameters_to_vector`` order, so any
+node can be loaded into the template for a plain per-node reference, and back.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from torch import nn
 from gossamer.config import OptimizerConfig
 from gossamer.optim import sgd_update
 from gossamer.rng import Purpose
+from gossamer.stacked import StackedTensors
 
 
 class StackedModel(ABC):
-    """A model whose N copies are the rows of a (N, P) parameter matrix.
+    """A model whose N copies are computed together from stacked parameters.
 
     Subclasses implement :meth:`forward` over stacked parameters. The default
     :meth:`train_step` differentiates it with autograd and applies SGD in place;
@@ -38,21 +40,13 @@ class StackedModel(ABC):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.param_shapes = [tuple(p.shape) for p in template.parameters()]
-        sizes = [prod(shape) for shape in self.param_shapes]
-        self.param_offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-        self.num_params = self.param_offsets[-1]
+        self.num_params = sum(prod(shape) for shape in self.param_shapes)
         self.autocast_dtype: torch.dtype | None = None  # set by the engine (bf16 option)
 
     # ------------------------------------------------------------ layout
-    def views(self, params: torch.Tensor) -> list[torch.Tensor]:
-        """Per-parameter views of stacked params: (n, P) -> [(n, *shape), ...] (no copy)."""
-        n = params.shape[0]
-        return [
-            params[:, lo:hi].view(n, *shape)
-            for lo, hi, shape in zip(
-                self.param_offsets[:-1], self.param_offsets[1:], self.param_shapes, strict=True
-            )
-        ]
+    def stack(self, matrix: torch.Tensor) -> StackedTensors:
+        """Stacked copy of a node-major (n, P) matrix (or one (P,) row)."""
+        return StackedTensors.from_matrix(matrix, self.param_shapes)
 
     def initial_params(self, seed: int) -> torch.Tensor:
         """(P,) the template's default PyTorch initialization, seeded."""
@@ -72,11 +66,11 @@ class StackedModel(ABC):
 
     # ------------------------------------------------------------ compute
     @abstractmethod
-    def forward(self, params: torch.Tensor, inputs: torch.Tensor, shared: bool = False):
+    def forward(self, params: list[torch.Tensor], inputs: torch.Tensor, shared: bool = False):
         """Logits of every node.
 
         Args:
-            params: (n, P) stacked parameters.
+            params: the parameter list, one (n, *shape) tensor per template parameter.
             inputs: (n, B, *input_shape) per-node batches, or (B, *input_shape) when
                 ``shared`` (every node sees the same samples, e.g. the test set).
         Returns:
@@ -92,39 +86,41 @@ class StackedModel(ABC):
         """Multiply-adds x 2 of one sample's forward and backward (no input gradient)."""
 
     def loss_and_grad(
-        self, params: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-node mean cross-entropy (n,) and its gradient (n, P), by autograd."""
-        leaf = params.detach().requires_grad_(True)
+        self, params: list[torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Per-node mean cross-entropy (n,) and its gradient (a parameter list), by autograd."""
+        leaves = [p.detach().requires_grad_(True) for p in params]
         with torch.enable_grad(), self._autocast(inputs.device):
-            loss = cross_entropy_per_node(self.forward(leaf, inputs), targets)
-        (grad,) = torch.autograd.grad(loss.sum(), leaf)
-        return loss.detach(), grad
+            loss = cross_entropy_per_node(self.forward(leaves, inputs), targets)
+        grads = torch.autograd.grad(loss.sum(), leaves)
+        return loss.detach(), list(grads)
 
     def train_step(
         self,
-        params: torch.Tensor,
-        momentum: torch.Tensor | None,
+        params: list[torch.Tensor],
+        momentum: list[torch.Tensor] | None,
         inputs: torch.Tensor,
         targets: torch.Tensor,
         optimizer: OptimizerConfig,
     ) -> torch.Tensor:
-        """One SGD step of every node, in place on ``params`` (n, P) and ``momentum``.
+        """One SGD step of every node, in place on ``params`` and ``momentum`` (lists).
 
         Returns the per-node mini-batch loss (n,) before the step.
         """
-        loss, grad = self.loss_and_grad(params, inputs, targets)
-        sgd_update(params, momentum, _add_scaled(grad), optimizer)
+        loss, grads = self.loss_and_grad(params, inputs, targets)
+        buffers = momentum if momentum is not None else [None] * len(params)
+        for param, buffer, grad in zip(params, buffers, grads, strict=True):
+            sgd_update(param, buffer, _add_scaled(grad), optimizer)
         return loss
 
     @torch.no_grad()
     def evaluate(
-        self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor, batch: int
+        self, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, batch: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed loss (n,) and number of correct predictions (n,) on a shared test set."""
-        n = params.shape[0]
-        loss_sum = torch.zeros(n, dtype=torch.float64, device=params.device)
-        correct = torch.zeros(n, dtype=torch.int64, device=params.device)
+        n, device = params[0].shape[0], params[0].device
+        loss_sum = torch.zeros(n, dtype=torch.float64, device=device)
+        correct = torch.zeros(n, dtype=torch.int64, device=device)
         for lo in range(0, len(y), batch):
             xb, yb = x[lo : lo + batch], y[lo : lo + batch]
             with self._autocast(x.device):

@@ -57,23 +57,26 @@ class CNN(StackedModel):
         super().__init__(nn.Sequential(*layers), input_shape, num_classes)
 
     def forward(self, params, inputs, shared=False):
-        n = params.shape[0]
-        views = self.views(params)
+        n = params[0].shape[0]
         k = self.kernel_size
         if shared:
             h = inputs  # (B, C, H, W); the first convolution is ungrouped
         else:
             batch = inputs.shape[1]
             h = inputs.transpose(0, 1).reshape(batch, n * inputs.shape[2], *inputs.shape[3:])
+        # bf16 convolutions are fastest in channels_last (PERFORMANCE.md); fp32 in NCHW.
+        layout = torch.channels_last if self.autocast_dtype is not None else torch.contiguous_format
         for layer, (c_in, c_out, _, _) in enumerate(self.conv_shapes):
-            weight = views[2 * layer].reshape(n * c_out, c_in, k, k)
-            bias = views[2 * layer + 1].reshape(n * c_out)
+            weight = params[2 * layer].reshape(n * c_out, c_in, k, k)  # a view
+            weight = weight.contiguous(memory_format=layout)
+            h = h.contiguous(memory_format=layout)
+            bias = params[2 * layer + 1].reshape(n * c_out)
             groups = 1 if shared and layer == 0 else n
             h = F.conv2d(h, weight, bias, padding=k // 2, groups=groups)  # (B, n*c_out, H, W)
             h = F.max_pool2d(F.relu(h), 2)
         batch = h.shape[0]
         h = h.reshape(batch, n, -1).transpose(0, 1)  # (n, B, F): node i's channels, then H, W
-        fc = views[2 * len(self.conv_shapes) :]
+        fc = params[2 * len(self.conv_shapes) :]
         for i in range(0, len(fc), 2):
             h = torch.baddbmm(fc[i + 1].unsqueeze(1), h, fc[i].transpose(1, 2))
             if i < len(fc) - 2:

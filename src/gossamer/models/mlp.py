@@ -34,9 +34,9 @@ class MLP(StackedModel):
                 layers.append(nn.ReLU())
         super().__init__(nn.Sequential(*layers), input_shape, num_classes)
 
-    def _layers(self, params: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        views = self.views(params)
-        return list(zip(views[0::2], views[1::2], strict=True))  # [(W (n,out,in), b (n,out))]
+    @staticmethod
+    def _layers(params: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return list(zip(params[0::2], params[1::2], strict=True))  # [(W (n,out,in), b (n,out))]
 
     def forward(self, params, inputs, shared=False):
         h = inputs.flatten(1) if shared else inputs.flatten(2)  # (B, D) or (n, B, D)
@@ -57,8 +57,8 @@ class MLP(StackedModel):
 
     def train_step(
         self,
-        params: torch.Tensor,
-        momentum: torch.Tensor | None,
+        params: list[torch.Tensor],
+        momentum: list[torch.Tensor] | None,
         inputs: torch.Tensor,
         targets: torch.Tensor,
         optimizer: OptimizerConfig,
@@ -78,7 +78,8 @@ class MLP(StackedModel):
         for i in reversed(range(len(layers))):
             weight, bias = layers[i]
             h = acts[i]
-            dh = torch.bmm(dz, weight).masked_fill_(h <= 0, 0.0) if i else None  # before W moves
+            # input gradient through ReLU, taken before W moves (threshold_backward: dz W * [h > 0])
+            dh = torch.ops.aten.threshold_backward(torch.bmm(dz, weight), h, 0.0) if i else None
             weight_buffer, bias_buffer = buffers[i]
 
             def weight_grad(t, beta, alpha, dz=dz, h=h):

@@ -1,0 +1,228 @@
+"""Engine throughput against a naive per-node loop and the machine's own ceilings.
+
+Prints, measured in one run on this machine:
+
+1. node-steps per second of one training round (batch 32, every node trains) for
+   the stacked engine and for the naive loop (N ``nn.Module``s and N
+   ``torch.optim.SGD``s stepped in Python), N = 16, 64, 256, for the MLP 784-200-10
+   and the default CNN on 28x28 inputs (fp32, and bf16 autocast);
+2. the engine's achieved GFLOP/s against a dense fp32 matmul measured here;
+3. the gossip step X <- W X (N = 256, random 6-regular graph, Metropolis-Hastings)
+   against one copy of X and against a naive loop over state dicts.
+
+Both contenders run in the same process after ``tune_allocator()`` (see
+PERFORMANCE.md); each figure is the median of repeated timings.
+
+Usage:
+    python benchmarks/engine.py                 # full table (a few minutes on 2 cores)
+    python benchmarks/engine.py --nodes 16 64   # fewer sizes
+    python benchmarks/engine.py --smoke         # tiny sizes: checks the script runs
+    python benchmarks/engine.py --json out.json # also write the numbers
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from gossamer.config import load_config
+from gossamer.engine import tune_allocator
+from gossamer.runner import Simulation
+from gossamer.topology import Mixer, build_topology
+
+BATCH = 32
+
+
+def timed(fn: Callable[[], object], seconds: float, min_reps: int = 3) -> float:
+    """Median wall time of one call, after one warm-up call."""
+    fn()
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < min_reps or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(seconds: float, size: int = 2048) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    out = torch.empty(size, size)
+    return 2 * size**3 / timed(lambda: torch.mm(a, b, out=out), seconds) / 1e9
+
+
+def experiment(model: dict, shape: list[int], nodes: int, precision: str) -> Simulation:
+    config = load_config(
+        {
+            "nodes": nodes,
+            "device": "cpu",
+            "data": {
+                "dataset": "synthetic",
+                "partition": "iid",
+                "batch_size": BATCH,
+                "test_fraction": 0.1,
+                "synthetic": {"samples": nodes * 80, "shape": shape, "classes": 10},
+            },
+            "model": model,
+            "optimizer": {"lr": 0.01},
+            "protocol": "nosync",
+            "engine": {"precision": precision},
+        }
+    )
+    return Simulation.build(config)
+
+
+def engine_seconds(sim: Simulation, seconds: float) -> float:
+    return timed(lambda: sim.population.train(1), seconds)
+
+
+def naive_seconds(sim: Simulation, seconds: float, precision: str) -> float:
+    """N modules and N optimizers; each node draws a random batch of its own data."""
+    n = sim.config.nodes
+    modules = [copy.deepcopy(sim.model.template) for _ in range(n)]
+    for module, row in zip(modules, sim.population.params.matrix(), strict=True):
+        torch.nn.utils.vector_to_parameters(row.clone(), module.parameters())
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.01) for m in modules]
+    data, table, counts = sim.dataset, sim.node_data.index, sim.node_data.counts
+    autocast = precision == "bfloat16" and sim.model.uses_autocast
+    layout = torch.channels_last if autocast else torch.contiguous_format
+    if autocast:
+        modules = [m.to(memory_format=layout) for m in modules]
+
+    def round_() -> None:
+        for i in range(n):
+            idx = table[i, torch.randint(int(counts[i]), (BATCH,))]
+            x, y = data.x_train[idx], data.y_train[idx]
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=layout)
+            optimizers[i].zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = F.cross_entropy(modules[i](x).float(), y)
+            loss.backward()
+            optimizers[i].step()
+
+    return timed(round_, seconds)
+
+
+def training_table(sizes: list[int], seconds: float, peak: float, smoke: bool) -> list[dict]:
+    cases = [
+        ("mlp 784-200-10", {"name": "mlp", "hidden": [200]}, [784], "float32"),
+        ("cnn 28x28", {"name": "cnn"}, [1, 28, 28], "float32"),
+        ("cnn 28x28", {"name": "cnn"}, [1, 28, 28], "bfloat16"),
+    ]
+    if smoke:
+        cases = [(name, {**m, "hidden": [8]} if m["name"] == "mlp" else
+                  {**m, "channels": [2], "hidden": 4}, s, p) for name, m, s, p in cases]
+    rows = []
+    for name, model, shape, precision in cases:
+        for n in sizes:
+            sim = experiment(model, shape, n, precision)
+            flops = sim.model.train_flops_per_sample() * BATCH  # per node-step
+            engine = n / engine_seconds(sim, seconds)
+            naive = n / naive_seconds(sim, seconds, precision)
+            row = {
+                "model": name,
+                "precision": precision,
+                "nodes": n,
+                "naive_node_steps_per_s": naive,
+                "engine_node_steps_per_s": engine,
+                "speedup": engine / naive,
+                "engine_gflops": engine * flops / 1e9,
+                "fraction_of_matmul": engine * flops / 1e9 / peak,
+            }
+            rows.append(row)
+            print(
+                f"{name:15s} {precision:9s} {n:5d} {naive:10.0f} {engine:10.0f} "
+                f"{row['speedup']:7.2f}x {row['engine_gflops']:8.1f} "
+                f"{100 * row['fraction_of_matmul']:6.1f}%",
+                flush=True,
+            )
+            del sim
+    return rows
+
+
+def gossip(nodes: int, params: int, seconds: float) -> dict:
+    config = load_config({"nodes": nodes, "topology": {"kind": "regular", "degree": 6}})
+    topology = build_topology(config.topology, nodes, 0)
+    mixer = Mixer(topology, torch.device("cpu"))
+    x = torch.randn(nodes, params)
+    target = torch.empty_like(x)
+    copy_s = timed(lambda: target.copy_(x), seconds)
+    mix_s = timed(lambda: mixer.apply_(x), seconds)
+    neighbours = [sorted(topology.graph.neighbors(i)) for i in range(nodes)]
+    weights = topology.dense()
+    state = [{"w": x[i].clone()} for i in range(nodes)]
+
+    def naive() -> None:  # per-node weighted average of neighbour state dicts
+        mixed = []
+        for i in range(nodes):
+            acc = {k: v * float(weights[i, i]) for k, v in state[i].items()}
+            for j in neighbours[i]:
+                for k in acc:
+                    acc[k] += float(weights[i, j]) * state[j][k]
+            mixed.append(acc)
+        state[:] = mixed
+
+    naive_s = timed(naive, seconds)
+    return {
+        "nodes": nodes,
+        "params": params,
+        "x_megabytes": x.numel() * 4 / 1e6,
+        "copy_ms": 1e3 * copy_s,
+        "mix_ms": 1e3 * mix_s,
+        "mix_over_copy": mix_s / copy_s,
+        "naive_loop_ms": 1e3 * naive_s,
+        "naive_over_mix": naive_s / mix_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--seconds", type=float, default=2.0, help="timing budget per figure")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
+    args = parser.parse_args()
+    if args.smoke:
+        args.nodes, args.seconds = [4], 0.01
+    tune_allocator()
+    peak = matmul_gflops(args.seconds, 256 if args.smoke else 2048)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}; dense fp32 matmul {peak:.1f} GFLOP/s\n"
+    )
+    print(f"{'model':15s} {'precision':9s} {'N':>5s} {'naive':>10s} {'engine':>10s} "
+          f"{'speedup':>8s} {'GFLOP/s':>8s} {'%matmul':>7s}   (node-steps/s, batch {BATCH})")
+    rows = training_table(args.nodes, args.seconds, peak, args.smoke)
+    mix = gossip(*((8, 1000) if args.smoke else (256, 159_010)), args.seconds)
+    print(
+        f"\ngossip N={mix['nodes']} P={mix['params']:,} ({mix['x_megabytes']:.0f} MB), "
+        f"6-regular MH: copy of X {mix['copy_ms']:.1f} ms, mixing {mix['mix_ms']:.1f} ms "
+        f"({mix['mix_over_copy']:.2f}x copy), naive state-dict loop {mix['naive_loop_ms']:.1f} ms "
+        f"({mix['naive_over_mix']:.1f}x slower than mixing)"
+    )
+    mlp = [r for r in rows if r["model"].startswith("mlp") and r["nodes"] == 256]
+    if mlp:
+        r = mlp[0]
+        print(
+            f"\ntargets: mlp N=256 speedup {r['speedup']:.2f}x (>= 3x: "
+            f"{'met' if r['speedup'] >= 3 else 'MISSED'}), {100 * r['fraction_of_matmul']:.0f}% "
+            f"of matmul (>= 60%: {'met' if r['fraction_of_matmul'] >= 0.6 else 'MISSED'}); "
+            f"mixing {mix['mix_over_copy']:.2f}x copy (<= 3x: "
+            f"{'met' if mix['mix_over_copy'] <= 3 else 'MISSED'})"
+        )
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"matmul_gflops": peak, "training": rows, "gossip": mix}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""N nodes' copies of a model's parameters (or optimizer state) as one stacked tensor.
+
+Logically this is the (N, P) matrix X of the design: row i is node i's parameters,
+flattened in the order of the model template's ``parameters()``. Physically it is
+*one* allocation of N x P values stored parameter-major: for each parameter tensor l
+of the model (P_l values), a contiguous (N, P_l) block. ``matrix()`` gives the
+node-major (N, P) matrix (a copy).
+
+Why not a node-major (N, P) buffer with per-layer strided views: PyTorch's CPU
+``baddbmm_`` uses one batched MKL GEMM only when its *result* is contiguous, and a
+per-layer view of a node-major matrix never is (its batch stride is P); in place, it
+falls back to one ``addmm_`` per node. With contiguous blocks, the fused MLP step
+(update inside ``W.baddbmm_``) ran 30% faster (35.7 vs 46.5 ms per step, N=256,
+784-200-10, batch 32, this project's 2-core machine) and grouped convolutions
+reshape their weights without copies. Everything that mixes or compares models
+works column by column, so it works block by block just as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+
+import torch
+
+_CHUNK_VALUES = 2**23  # values per temporary in reductions (64 MB in float64)
+
+
+class StackedTensors:
+    """An (N, P) matrix stored as contiguous per-parameter blocks (N, P_l)."""
+
+    def __init__(self, shapes: Sequence[tuple[int, ...]], blocks: list[torch.Tensor]):
+        self.shapes = [tuple(s) for s in shapes]
+        self.blocks = blocks  # [(N, P_l)], each contiguous
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def zeros(
+        cls,
+        shapes: Sequence[tuple[int, ...]],
+        num_nodes: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> StackedTensors:
+        """One zeroed allocation, carved into blocks."""
+        sizes = [prod(s) for s in shapes]
+        buffer = torch.zeros(num_nodes * sum(sizes), device=device, dtype=dtype)
+        blocks, offset = [], 0
+        for size in sizes:
+            blocks.append(buffer[offset : offset + num_nodes * size].view(num_nodes, size))
+            offset += num_nodes * size
+        return cls(shapes, blocks)
+
+    @classmethod
+    def from_matrix(
+        cls, matrix: torch.Tensor, shapes: Sequence[tuple[int, ...]]
+    ) -> StackedTensors:
+        """Copy a node-major (N, P) matrix (or a (P,) row, broadcast to N=1)."""
+        if matrix.dim() == 1:
+            matrix = matrix.unsqueeze(0)
+        stacked = cls.zeros(shapes, matrix.shape[0], matrix.device, matrix.dtype)
+        stacked.copy_from_matrix(matrix)
+        return stacked
+
+    # ------------------------------------------------------------ shape
+    @property
+    def num_nodes(self) -> int:
+        return self.blocks[0].shape[0]
+
+    @property
+    def num_params(self) -> int:
+        return sum(block.shape[1] for block in self.blocks)
+
+    @property
+    def device(self) -> torch.device:
+        return self.blocks[0].device
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Per-parameter views (N, *shape_l), in template order (no copy)."""
+        return [b.view(b.shape[0], *s) for b, s in zip(self.blocks, self.shapes, strict=True)]
+
+    # ------------------------------------------------------------ rows
+    def rows(self, lo: int, hi: int) -> StackedTensors:
+        """Nodes lo..hi-1 as views (contiguous: a row range of a contiguous block)."""
+        return StackedTensors(self.shapes, [b[lo:hi] for b in self.blocks])
+
+    def index_select(self, index: torch.Tensor) -> StackedTensors:
+        """The given nodes, copied."""
+        return StackedTensors(self.shapes, [b.index_select(0, index) for b in self.blocks])
+
+    def index_copy_(self, index: torch.Tensor, source: StackedTensors) -> None:
+        """Write source's rows into the given nodes."""
+        for block, src in zip(self.blocks, source.blocks, strict=True):
+            block.index_copy_(0, index, src)
+
+    def matrix(self) -> torch.Tensor:
+        """The node-major (N, P) matrix (a copy)."""
+        return torch.cat(self.blocks, dim=1)
+
+    def copy_from_matrix(self, matrix: torch.Tensor) -> None:
+        """Overwrite from a node-major (N, P) matrix, or broadcast a (1, P) row."""
+        offset = 0
+        for block in self.blocks:
+            block.copy_(matrix[:, offset : offset + block.shape[1]].expand_as(block))
+            offset += block.shape[1]
+
+    def clone(self) -> StackedTensors:
+        copy = StackedTensors.zeros(self.shapes, self.num_nodes, self.device, self.blocks[0].dtype)
+        for dst, src in zip(copy.blocks, self.blocks, strict=True):
+            dst.copy_(src)
+        return copy
+
+    # ------------------------------------------------------------ reductions
+    def mean(self, dtype: torch.dtype | None = None) -> StackedTensors:
+        """The average over nodes, as one row (1, P)."""
+        return StackedTensors(
+            self.shapes, [b.mean(0, keepdim=True, dtype=dtype) for b in self.blocks]
+        )
+
+    def fill_rows_(self, row: StackedTensors) -> None:
+        """Set every node to the single row given (1, P)."""
+        for block, value in zip(self.blocks, row.blocks, strict=True):
+            block.copy_(value.expand_as(block))
+
+    def squared_distance(self, row: StackedTensors) -> torch.Tensor:
+        """(N,) float64: ||x_i - row||^2 for every node i."""
+        total = torch.zeros(self.num_nodes, dtype=torch.float64, device=self.device)
+        for block, value in zip(self.blocks, row.blocks, strict=True):
+            step = max(1, _CHUNK_VALUES // block.shape[1])  # bounds the float64 temporary
+            for lo in range(0, self.num_nodes, step):
+                diff = block[lo : lo + step].double() - value.double()
+                total[lo : lo + step] += diff.pow_(2).sum(1)
+        return total
