@@ -119,8 +119,15 @@ def training_table(sizes: list[int], seconds: float, peak: float, smoke: bool) -
         ("cnn 28x28", {"name": "cnn"}, [1, 28, 28], "bfloat16"),
     ]
     if smoke:
-        cases = [(name, {**m, "hidden": [8]} if m["name"] == "mlp" else
-                  {**m, "channels": [2], "hidden": 4}, s, p) for name, m, s, p in cases]
+        cases = [
+            (
+                name,
+                {**m, "hidden": [8]} if m["name"] == "mlp" else {**m, "channels": [2], "hidden": 4},
+                s,
+                p,
+            )
+            for name, m, s, p in cases
+        ]
     rows = []
     for name, model, shape, precision in cases:
         for n in sizes:
@@ -199,8 +206,10 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}; dense fp32 matmul {peak:.1f} GFLOP/s\n"
     )
-    print(f"{'model':15s} {'precision':9s} {'N':>5s} {'naive':>10s} {'engine':>10s} "
-          f"{'speedup':>8s} {'GFLOP/s':>8s} {'%matmul':>7s}   (node-steps/s, batch {BATCH})")
+    print(
+        f"{'model':15s} {'precision':9s} {'N':>5s} {'naive':>10s} {'engine':>10s} "
+        f"{'speedup':>8s} {'GFLOP/s':>8s} {'%matmul':>7s}   (node-steps/s, batch {BATCH})"
+    )
     rows = training_table(args.nodes, args.seconds, peak, args.smoke)
     mix = gossip(*((8, 1000) if args.smoke else (256, 159_010)), args.seconds)
     print(

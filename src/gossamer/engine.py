@@ -59,7 +59,9 @@ class Population:
         device = node_data.index.device
         params = StackedTensors.zeros(model.param_shapes, n, device)
         params.copy_from_matrix(model.initial_params(seed).to(device)[None])  # same start
-        momentum = StackedTensors.zeros(model.param_shapes, n, device) if optimizer.momentum else None
+        momentum = (
+            StackedTensors.zeros(model.param_shapes, n, device) if optimizer.momentum else None
+        )
         cursor = torch.zeros(n, dtype=torch.int64, device=device)
         self.state = PopulationState(params, momentum, cursor)
 
@@ -130,9 +132,7 @@ class Population:
 
     # ------------------------------------------------------------ measuring
     @torch.no_grad()
-    def evaluate(
-        self, params: StackedTensors | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate(self, params: StackedTensors | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Test loss (N,) and accuracy (N,) of every node (or of the given models)."""
         params = self.state.params if params is None else params
         x, y = self.dataset.x_test, self.dataset.y_test

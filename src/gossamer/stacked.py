@@ -52,9 +52,7 @@ class StackedTensors:
         return cls(shapes, blocks)
 
     @classmethod
-    def from_matrix(
-        cls, matrix: torch.Tensor, shapes: Sequence[tuple[int, ...]]
-    ) -> StackedTensors:
+    def from_matrix(cls, matrix: torch.Tensor, shapes: Sequence[tuple[int, ...]]) -> StackedTensors:
         """Copy a node-major (N, P) matrix (or a (P,) row, broadcast to N=1)."""
         if matrix.dim() == 1:
             matrix = matrix.unsqueeze(0)
