@@ -29,6 +29,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from math import prod
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from gossamer.config import load_config
 from gossamer.engine import tune_allocator
 from gossamer.runner import Simulation
+from gossamer.stacked import StackedTensors
 from gossamer.topology import Mixer, build_topology
 
 BATCH = 32
@@ -156,17 +158,20 @@ def training_table(sizes: list[int], seconds: float, peak: float, smoke: bool) -
     return rows
 
 
-def gossip(nodes: int, params: int, seconds: float) -> dict:
+def gossip(nodes: int, hidden: int, seconds: float) -> dict:
+    """Mixing the stacked MLP 784-<hidden>-10 as the engine stores it (one block per tensor)."""
     config = load_config({"nodes": nodes, "topology": {"kind": "regular", "degree": 6}})
     topology = build_topology(config.topology, nodes, 0)
     mixer = Mixer(topology, torch.device("cpu"))
-    x = torch.randn(nodes, params)
-    target = torch.empty_like(x)
-    copy_s = timed(lambda: target.copy_(x), seconds)
-    mix_s = timed(lambda: mixer.apply_(x), seconds)
+    shapes = [(hidden, 784), (hidden,), (10, hidden), (10,)]
+    x = StackedTensors.from_matrix(torch.randn(nodes, sum(prod(s) for s in shapes)), shapes)
+    target = x.clone()
+    copy_s = timed(lambda: [t.copy_(b) for t, b in zip(target.blocks, x.blocks)], seconds)
+    mix_s = timed(lambda: mixer.apply_(x.blocks), seconds)
     neighbours = [sorted(topology.graph.neighbors(i)) for i in range(nodes)]
     weights = topology.dense()
-    state = [{"w": x[i].clone()} for i in range(nodes)]
+    matrix = x.matrix()
+    state = [{"w": matrix[i].clone()} for i in range(nodes)]
 
     def naive() -> None:  # per-node weighted average of neighbour state dicts
         mixed = []
@@ -181,8 +186,8 @@ def gossip(nodes: int, params: int, seconds: float) -> dict:
     naive_s = timed(naive, seconds)
     return {
         "nodes": nodes,
-        "params": params,
-        "x_megabytes": x.numel() * 4 / 1e6,
+        "params": x.num_params,
+        "x_megabytes": nodes * x.num_params * 4 / 1e6,
         "copy_ms": 1e3 * copy_s,
         "mix_ms": 1e3 * mix_s,
         "mix_over_copy": mix_s / copy_s,
@@ -211,7 +216,7 @@ def main() -> None:
         f"{'speedup':>8s} {'GFLOP/s':>8s} {'%matmul':>7s}   (node-steps/s, batch {BATCH})"
     )
     rows = training_table(args.nodes, args.seconds, peak, args.smoke)
-    mix = gossip(*((8, 1000) if args.smoke else (256, 159_010)), args.seconds)
+    mix = gossip(*((8, 4) if args.smoke else (256, 200)), args.seconds)
     print(
         f"\ngossip N={mix['nodes']} P={mix['params']:,} ({mix['x_megabytes']:.0f} MB), "
         f"6-regular MH: copy of X {mix['copy_ms']:.1f} ms, mixing {mix['mix_ms']:.1f} ms "

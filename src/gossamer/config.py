@@ -174,7 +174,7 @@ class TopologyConfig(Section):
 class EngineConfig(Section):
     """How the stacked engine computes; never changes results beyond float rounding."""
 
-    node_chunk: int = Field(0, ge=0, description="nodes per batched computation (0: all at once)")
+    node_chunk: int = Field(0, ge=0, description="nodes per batched computation (0: automatic)")
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="autocast precision of convolutions (master weights stay fp32)"
     )

@@ -88,6 +88,7 @@ class Simulation:
             config.data.batch_size,
             config.seed,
             config.engine.node_chunk,
+            config.engine.eval_batch,
         )
         ledger = Ledger(config.nodes)
         context = Context(
