@@ -11,7 +11,9 @@ Prints, measured in one run on this machine:
    against one copy of X and against a naive loop over state dicts.
 
 Both contenders run in the same process after ``tune_allocator()`` (see
-PERFORMANCE.md); each figure is the median of repeated timings.
+PERFORMANCE.md). Contenders are timed *interleaved* (one call of each in turn, until
+the time budget is spent) and each figure is the median of its calls, so a ratio
+compares calls made under the same conditions on a shared machine.
 
 Usage:
     python benchmarks/engine.py                 # full table (a few minutes on 2 cores)
@@ -43,22 +45,28 @@ from gossamer.topology import Mixer, build_topology
 BATCH = 32
 
 
-def timed(fn: Callable[[], object], seconds: float, min_reps: int = 3) -> float:
-    """Median wall time of one call, after one warm-up call."""
-    fn()
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while len(times) < min_reps or time.perf_counter() < deadline:
-        start = time.perf_counter()
+def interleaved(contenders: dict[str, Callable[[], object]], seconds: float) -> dict[str, float]:
+    """Median wall time of one call of each contender, calling them in turn.
+
+    Each is called once to warm up; then the contenders are called round-robin until
+    ``seconds`` have passed (at least 3 rounds).
+    """
+    for fn in contenders.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    deadline = time.perf_counter() + seconds
+    while len(times[next(iter(times))]) < 3 or time.perf_counter() < deadline:
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def matmul_gflops(seconds: float, size: int = 2048) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     out = torch.empty(size, size)
-    return 2 * size**3 / timed(lambda: torch.mm(a, b, out=out), seconds) / 1e9
+    return 2 * size**3 / interleaved({"mm": lambda: torch.mm(a, b, out=out)}, seconds)["mm"] / 1e9
 
 
 def experiment(model: dict, shape: list[int], nodes: int, precision: str) -> Simulation:
@@ -82,11 +90,11 @@ def experiment(model: dict, shape: list[int], nodes: int, precision: str) -> Sim
     return Simulation.build(config)
 
 
-def engine_seconds(sim: Simulation, seconds: float) -> float:
-    return timed(lambda: sim.population.train(1), seconds)
+def engine_round(sim: Simulation) -> Callable[[], object]:
+    return lambda: sim.population.train(1)
 
 
-def naive_seconds(sim: Simulation, seconds: float, precision: str) -> float:
+def naive_round(sim: Simulation, precision: str) -> Callable[[], None]:
     """N modules and N optimizers; each node draws a random batch of its own data."""
     n = sim.config.nodes
     modules = [copy.deepcopy(sim.model.template) for _ in range(n)]
@@ -111,7 +119,7 @@ def naive_seconds(sim: Simulation, seconds: float, precision: str) -> float:
             loss.backward()
             optimizers[i].step()
 
-    return timed(round_, seconds)
+    return round_
 
 
 def training_table(sizes: list[int], seconds: float, peak: float, smoke: bool) -> list[dict]:
@@ -135,8 +143,10 @@ def training_table(sizes: list[int], seconds: float, peak: float, smoke: bool) -
         for n in sizes:
             sim = experiment(model, shape, n, precision)
             flops = sim.model.train_flops_per_sample() * BATCH  # per node-step
-            engine = n / engine_seconds(sim, seconds)
-            naive = n / naive_seconds(sim, seconds, precision)
+            timing = interleaved(
+                {"engine": engine_round(sim), "naive": naive_round(sim, precision)}, seconds
+            )
+            engine, naive = n / timing["engine"], n / timing["naive"]
             row = {
                 "model": name,
                 "precision": precision,
@@ -166,8 +176,14 @@ def gossip(nodes: int, hidden: int, seconds: float) -> dict:
     shapes = [(hidden, 784), (hidden,), (10, hidden), (10,)]
     x = StackedTensors.from_matrix(torch.randn(nodes, sum(prod(s) for s in shapes)), shapes)
     target = x.clone()
-    copy_s = timed(lambda: [t.copy_(b) for t, b in zip(target.blocks, x.blocks)], seconds)
-    mix_s = timed(lambda: mixer.apply_(x.blocks), seconds)
+    copy_and_mix = interleaved(
+        {
+            "copy": lambda: [t.copy_(b) for t, b in zip(target.blocks, x.blocks, strict=True)],
+            "mix": lambda: mixer.apply_(x.blocks),
+        },
+        seconds,
+    )
+    copy_s, mix_s = copy_and_mix["copy"], copy_and_mix["mix"]
     neighbours = [sorted(topology.graph.neighbors(i)) for i in range(nodes)]
     weights = topology.dense()
     matrix = x.matrix()
@@ -183,7 +199,7 @@ def gossip(nodes: int, hidden: int, seconds: float) -> dict:
             mixed.append(acc)
         state[:] = mixed
 
-    naive_s = timed(naive, seconds)
+    naive_s = interleaved({"naive": naive}, seconds)["naive"]
     return {
         "nodes": nodes,
         "params": x.num_params,

@@ -116,3 +116,26 @@ def test_all_nodes_start_from_the_same_seeded_model():
     b = Simulation.build(small_config()).population.params.matrix()
     c = Simulation.build(small_config(seed=4)).population.params.matrix()
     assert torch.equal(a, b) and (a == a[0]).all() and not torch.equal(a, c)
+
+
+def test_automatic_node_chunk_bounds_activations_on_cpu_only():
+    from gossamer.engine import _TRAIN_ACTIVATION_BUDGET, auto_chunk
+    from gossamer.models import build_model
+
+    mlp = build_model(small_config(**{"model.hidden": "[200]"}).model, (784,), 10)
+    cnn = build_model(small_config(model="{name: cnn}").model, (1, 28, 28), 10)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert auto_chunk(mlp, 256, 32, cpu) == 256  # 32 x 210 floats per node: no chunking
+    per_node = 32 * cnn.activations_per_sample()
+    assert per_node == 32 * (16 * 28 * 28 + 32 * 14 * 14 + 32 * 7 * 7 + 64 + 10)
+    assert auto_chunk(cnn, 256, 32, cpu) == _TRAIN_ACTIVATION_BUDGET // per_node
+    assert auto_chunk(cnn, 256, 32, cuda) == 256
+
+
+def test_evaluation_chunking_does_not_change_metrics():
+    whole = Simulation.build(small_config())
+    pieces = Simulation.build(small_config(**{"engine.eval_batch": 7, "engine.node_chunk": 4}))
+    for sim in (whole, pieces):
+        sim.population.train(2)
+    for a, b in zip(whole.population.evaluate(), pieces.population.evaluate(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)

@@ -125,3 +125,24 @@ def test_cnn_rejects_inputs_it_cannot_use():
         build_model(section, (1, 8, 8), 10)
     with pytest.raises(ConfigError, match="needs image inputs"):
         build_model(section, (32,), 10)
+
+
+def test_bf16_autocast_cnn_step_stays_close_to_fp32_loop_and_keeps_fp32_weights():
+    model = _model("cnn")
+    model.autocast_dtype = torch.bfloat16
+    opt = OptimizerConfig(lr=0.1)
+    rows = _distinct_rows(model, 3)
+    params = model.stack(rows)
+    loop = LoopPopulation(model.template, rows, opt)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 8, *model.input_shape, generator=gen)
+    y = torch.randint(model.num_classes, (3, 8), generator=gen)
+    model.train_step(params.tensors(), None, x, y, opt)
+    for i in range(3):
+        loop.step(i, x[i], y[i])
+    assert all(t.dtype == torch.float32 for t in params.tensors())
+    step = params.matrix() - rows  # bf16 gradients: a few percent off, never wrong in sign
+    reference = loop.rows() - rows
+    cosine = torch.nn.functional.cosine_similarity(step, reference, dim=1)
+    assert (cosine > 0.97).all()  # measured 0.983-1.0 over 5 seeds; a layout bug gives ~0
+    assert torch.allclose(step.norm(dim=1), reference.norm(dim=1), rtol=0.08)  # measured <= 4%
