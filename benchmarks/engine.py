@@ -218,6 +218,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="timing budget per figure")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
+    parser.add_argument("--only", choices=["training", "gossip"], help="run one part")
     args = parser.parse_args()
     if args.smoke:
         args.nodes, args.seconds = [4], 0.01
@@ -227,31 +228,42 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}; dense fp32 matmul {peak:.1f} GFLOP/s\n"
     )
-    print(
-        f"{'model':15s} {'precision':9s} {'N':>5s} {'naive':>10s} {'engine':>10s} "
-        f"{'speedup':>8s} {'GFLOP/s':>8s} {'%matmul':>7s}   (node-steps/s, batch {BATCH})"
-    )
-    rows = training_table(args.nodes, args.seconds, peak, args.smoke)
-    mix = gossip(*((8, 4) if args.smoke else (256, 200)), args.seconds)
-    print(
-        f"\ngossip N={mix['nodes']} P={mix['params']:,} ({mix['x_megabytes']:.0f} MB), "
-        f"6-regular MH: copy of X {mix['copy_ms']:.1f} ms, mixing {mix['mix_ms']:.1f} ms "
-        f"({mix['mix_over_copy']:.2f}x copy), naive state-dict loop {mix['naive_loop_ms']:.1f} ms "
-        f"({mix['naive_over_mix']:.1f}x slower than mixing)"
-    )
-    mlp = [r for r in rows if r["model"].startswith("mlp") and r["nodes"] == 256]
-    if mlp:
-        r = mlp[0]
+    rows: list[dict] = []
+    mix: dict = {}
+    if args.only != "gossip":
         print(
-            f"\ntargets: mlp N=256 speedup {r['speedup']:.2f}x (>= 3x: "
-            f"{'met' if r['speedup'] >= 3 else 'MISSED'}), {100 * r['fraction_of_matmul']:.0f}% "
-            f"of matmul (>= 60%: {'met' if r['fraction_of_matmul'] >= 0.6 else 'MISSED'}); "
-            f"mixing {mix['mix_over_copy']:.2f}x copy (<= 3x: "
-            f"{'met' if mix['mix_over_copy'] <= 3 else 'MISSED'})"
+            f"{'model':15s} {'precision':9s} {'N':>5s} {'naive':>10s} {'engine':>10s} "
+            f"{'speedup':>8s} {'GFLOP/s':>8s} {'%matmul':>7s}   (node-steps/s, batch {BATCH})"
         )
+        rows = training_table(args.nodes, args.seconds, peak, args.smoke)
+    if args.only != "training":
+        mix = gossip(*((8, 4) if args.smoke else (256, 200)), args.seconds)
+        print(
+            f"\ngossip N={mix['nodes']} P={mix['params']:,} ({mix['x_megabytes']:.0f} MB), "
+            f"6-regular MH: copy of X {mix['copy_ms']:.1f} ms, mixing {mix['mix_ms']:.1f} ms "
+            f"({mix['mix_over_copy']:.2f}x copy), naive state-dict loop "
+            f"{mix['naive_loop_ms']:.1f} ms ({mix['naive_over_mix']:.1f}x slower than mixing)"
+        )
+    report_targets(rows, mix)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"matmul_gflops": peak, "training": rows, "gossip": mix}, handle, indent=2)
+
+
+def report_targets(rows: list[dict], mix: dict) -> None:
+    """The core engine issue's targets, met or missed, as measured in this run."""
+    lines = []
+    for r in rows:
+        if r["model"].startswith("mlp") and r["nodes"] == 256:
+            met = "met" if r["speedup"] >= 3 else "MISSED"
+            lines.append(f"mlp N=256 speedup {r['speedup']:.2f}x (>= 3x: {met})")
+            met = "met" if r["fraction_of_matmul"] >= 0.6 else "MISSED"
+            lines.append(f"{100 * r['fraction_of_matmul']:.0f}% of matmul (>= 60%: {met})")
+    if mix:
+        met = "met" if mix["mix_over_copy"] <= 3 else "MISSED"
+        lines.append(f"mixing {mix['mix_over_copy']:.2f}x copy (<= 3x: {met})")
+    if lines:
+        print("\ntargets: " + "; ".join(lines))
 
 
 if __name__ == "__main__":

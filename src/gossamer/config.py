@@ -246,7 +246,7 @@ def _check_topology(topo: TopologyConfig, n: int) -> None:
             f"got {topo.degree}"
         )
     if kind == "torus":
-        rows = topo.rows or _near_square_rows(n)
+        rows = topo.rows or near_square_rows(n)
         if n % rows or rows < 3 or n // rows < 3:
             raise ConfigError(
                 f"topology.rows: a 2-D torus needs rows x cols = nodes ({n}) with both >= 3; "
@@ -259,7 +259,7 @@ def _check_topology(topo: TopologyConfig, n: int) -> None:
             raise ConfigError(f"topology.path: expected an existing file; got '{topo.path}'")
 
 
-def _near_square_rows(n: int) -> int:
+def near_square_rows(n: int) -> int:
     """Largest divisor of n not above sqrt(n)."""
     return max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import torch
 
 from gossamer import __version__
 from gossamer.accounting import Ledger, model_message_bytes
-from gossamer.config import Config, load_config
+from gossamer.config import Config, ConfigError, load_config
 from gossamer.data import (
     Dataset,
     NodeData,
@@ -61,6 +61,8 @@ class Simulation:
     population: Population
     protocol: Protocol
     ledger: Ledger
+    node_loss: torch.Tensor | None = field(default=None, init=False)  # (N,) latest evaluation
+    node_accuracy: torch.Tensor | None = field(default=None, init=False)  # (N,)
 
     @classmethod
     def build(cls, config: Config) -> Simulation:
@@ -106,7 +108,7 @@ class Simulation:
     def evaluate(self, round_number: int, train_loss: float, wall_seconds: float) -> dict:
         """One metrics row (see METRIC_COLUMNS)."""
         loss, accuracy = self.population.evaluate()
-        self.node_loss, self.node_accuracy = loss, accuracy  # (N,) of the latest evaluation
+        self.node_loss, self.node_accuracy = loss, accuracy
         mean_model = self.population.params.mean()
         avg_loss, avg_accuracy = self.population.evaluate(mean_model)
         totals = self.ledger.totals()
@@ -133,8 +135,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from gossamer.config import ConfigError
-
         raise ConfigError("device: 'cuda' requested but no CUDA device is available; got 'cuda'")
     return torch.device(name)
 

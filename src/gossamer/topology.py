@@ -28,7 +28,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from gossamer.config import ConfigError, TopologyConfig, _near_square_rows
+from gossamer.config import ConfigError, TopologyConfig, near_square_rows
 from gossamer.rng import Purpose, numpy_generator
 
 _DENSE_EIG_MAX_NODES = 4096
@@ -91,7 +91,7 @@ def build_graph(config: TopologyConfig, nodes: int, seed: int) -> nx.Graph:
     elif kind == "ring":
         graph = nx.cycle_graph(nodes)
     elif kind == "torus":
-        rows = config.rows or _near_square_rows(nodes)
+        rows = config.rows or near_square_rows(nodes)
         grid = nx.grid_2d_graph(rows, nodes // rows, periodic=True)
         graph = nx.convert_node_labels_to_integers(grid, ordering="sorted")
     elif kind == "regular":
