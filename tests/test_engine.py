@@ -17,8 +17,12 @@ def _loop_reference(sim):
 
 
 def _loop_train(sim, loop, cursor, mask, steps):
-    """Each node draws its own batch (one sampler call per node) and steps its module."""
+    """Each node draws its own batch (one sampler call per node) and steps its module.
+
+    Returns each node's batch losses (before each step).
+    """
     data = sim.dataset
+    losses = [[] for _ in range(sim.config.nodes)]
     for _ in range(steps):
         for i in range(sim.config.nodes):
             if mask is not None and not mask[i]:
@@ -30,8 +34,9 @@ def _loop_train(sim, loop, cursor, mask, steps):
                 sim.config.data.batch_size,
                 sim.config.seed,
             )[0]
-            loop.step(i, data.x_train[idx], data.y_train[idx])
+            losses[i].append(loop.step(i, data.x_train[idx], data.y_train[idx]))
             cursor[i] += sim.config.data.batch_size
+    return losses
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
@@ -61,12 +66,19 @@ def test_masked_training_matches_loop_and_leaves_skipped_nodes_untouched(model, 
     ]
     for mask in masks:
         before = sim.population.params.matrix()
-        loss = sim.population.train(2, mask)
-        _loop_train(sim, loop, cursor, mask, 2)
+        stats = sim.population.train(2, mask)
+        losses = _loop_train(sim, loop, cursor, mask, 2)
+        trained = torch.ones(sim.config.nodes, dtype=torch.bool) if mask is None else mask
+        expected = torch.tensor(
+            [sum(losses[i]) / 2 if trained[i] else float("nan") for i in range(sim.config.nodes)],
+            dtype=torch.float64,
+        )
+        torch.testing.assert_close(stats.loss, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+        assert torch.isnan(stats.error[~trained]).all()
+        assert ((stats.error[trained] >= 0) & (stats.error[trained] <= 1)).all()
         if mask is not None:
             after = sim.population.params.matrix()
             assert torch.equal(after[~mask], before[~mask])  # bit-identical
-            assert torch.isnan(loss[~mask]).all() and not torch.isnan(loss[mask]).any()
     torch.testing.assert_close(sim.population.params.matrix(), loop.rows(), rtol=1e-5, atol=2e-6)
     assert torch.equal(sim.population.state.cursor, cursor)
 
@@ -82,7 +94,7 @@ def test_periodic_with_period_one_is_centralized_sgd_on_the_union_of_batches():
         idx = sample_batch_indices(sim.node_data, torch.arange(4), cursor, batch, config.seed)
         union = idx.flatten()  # N x B samples, one mini-batch of the centralized run
         central.step(0, sim.dataset.x_train[union], sim.dataset.y_train[union])
-        sim.protocol.step(t)
+        sim.step(t)
     final = sim.population.params.matrix()
     for i in range(4):
         torch.testing.assert_close(final[i], central.rows()[0], rtol=1e-5, atol=1e-6)

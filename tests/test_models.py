@@ -89,9 +89,14 @@ def test_train_step_matches_loop_of_modules_and_optimizers(key, opt):
         x = torch.randn(n, batch, *model.input_shape, generator=gen)
         y = torch.randint(model.num_classes, (n, batch), generator=gen)
         buffers = momentum.tensors() if momentum is not None else None
-        loss = model.train_step(params.tensors(), buffers, x, y, opt)
+        with torch.no_grad():  # error of each node's batch before the step, by the loop
+            expected_error = [
+                float((loop.modules[i](x[i]).argmax(1) != y[i]).float().mean()) for i in range(n)
+            ]
+        stats = model.train_step(params.tensors(), buffers, x, y, opt)
         expected = [loop.step(i, x[i], y[i]) for i in range(n)]
-        torch.testing.assert_close(loss, torch.tensor(expected), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stats.loss, torch.tensor(expected), rtol=1e-5, atol=1e-6)
+        assert stats.error.tolist() == pytest.approx(expected_error)
     torch.testing.assert_close(params.matrix(), loop.rows(), rtol=1e-5, atol=2e-6)
 
 

@@ -49,7 +49,7 @@ def test_dpsgd_rounds_match_train_then_gossip_loop():
                 loop.step(i, sim.dataset.x_train[idx], sim.dataset.y_train[idx])
         sds = [{"x": row} for row in loop.rows()]
         loop.load_rows(torch.stack([sd["x"] for sd in loop_gossip(sds, neighbours, mh)]))
-        sim.protocol.step(t)
+        sim.step(t)
     torch.testing.assert_close(sim.population.params.matrix(), loop.rows(), rtol=1e-5, atol=2e-6)
 
 

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 try:  # Python >= 3.11
     import tomllib
@@ -136,6 +144,27 @@ class SyntheticConfig(Section):
     )
 
 
+class DriftConfig(Section):
+    """Concept drift (see gossamer.data.drift)."""
+
+    kind: Literal["none", "label_permutation", "input_rotation"] = "none"
+    at_rounds: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, description="rounds (from 1) that start under a new concept"
+    )
+    probability: float = Field(0.0, ge=0, le=1, description="chance of a drift event per round")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of nodes each event affects")
+    angle: float = Field(90.0, description="input_rotation of images: degrees per event")
+
+    @model_validator(mode="after")
+    def _triggers(self) -> DriftConfig:
+        triggered = bool(self.at_rounds) or self.probability > 0
+        if self.kind == "none" and triggered:
+            raise ValueError("kind is 'none' but at_rounds or probability is set; choose a kind")
+        if self.kind != "none" and not triggered:
+            raise ValueError(f"kind {self.kind!r} never triggers; set at_rounds or probability")
+        return self
+
+
 class DataConfig(Section):
     dataset: Literal["digits", "synthetic"] = "digits"
     partition: Literal["iid", "dirichlet", "shards"] = "dirichlet"
@@ -143,6 +172,8 @@ class DataConfig(Section):
     shards_per_node: int = Field(2, ge=1, description="label-sorted shards per node")
     batch_size: int = Field(16, ge=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    stream: bool = Field(False, description="online learning with prequential evaluation")
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
 
@@ -220,6 +251,11 @@ class Config(Section):
         if self.eval_every > self.rounds:
             raise ConfigError(
                 f"eval_every: expected at most rounds ({self.rounds}); got {self.eval_every}"
+            )
+        late = [r for r in self.data.drift.at_rounds if r > self.rounds]
+        if late:
+            raise ConfigError(
+                f"data.drift.at_rounds: expected rounds up to rounds ({self.rounds}); got {late}"
             )
 
 

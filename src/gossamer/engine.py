@@ -13,11 +13,12 @@ import ctypes
 import ctypes.util
 import sys
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from gossamer.config import OptimizerConfig
-from gossamer.data import Dataset, NodeData, sample_batch_indices
+from gossamer.data import ConceptShift, Dataset, NodeData, sample_batch_indices
 from gossamer.models import StackedModel
 from gossamer.stacked import StackedTensors
 from gossamer.topology import Mixer
@@ -36,6 +37,14 @@ class PopulationState:
     params: StackedTensors  # (N, P) float32
     momentum: StackedTensors | None  # (N, P) float32, None without momentum
     cursor: torch.Tensor  # (N,) int64 samples each node has drawn
+    concept: torch.Tensor  # (N,) int64 concept each node's data follows (0: no drift yet)
+
+
+class TrainStats(NamedTuple):
+    """Per-node results of local training, measured before each update (NaN: not trained)."""
+
+    loss: torch.Tensor  # (N,) float64 mean batch loss over the local steps
+    error: torch.Tensor  # (N,) float64 mean batch error rate over the local steps
 
 
 class Population:
@@ -51,6 +60,7 @@ class Population:
         seed: int,
         node_chunk: int = 0,
         eval_batch: int = 1024,
+        shift: ConceptShift | None = None,
     ):
         self.model = model
         self.dataset = dataset
@@ -63,13 +73,16 @@ class Population:
         device = node_data.index.device
         self.chunk = node_chunk or auto_chunk(model, n, batch_size, device)
         self.eval_batch = eval_batch
+        self.shift = shift  # concept drift transforms; None without drift
+        self.newest_concept = 0  # the concept of the latest drift event
         params = StackedTensors.zeros(model.param_shapes, n, device)
         params.copy_from_matrix(model.initial_params(seed).to(device)[None])  # same start
         momentum = (
             StackedTensors.zeros(model.param_shapes, n, device) if optimizer.momentum else None
         )
         cursor = torch.zeros(n, dtype=torch.int64, device=device)
-        self.state = PopulationState(params, momentum, cursor)
+        concept = torch.zeros(n, dtype=torch.int64, device=device)
+        self.state = PopulationState(params, momentum, cursor, concept)
 
     @property
     def params(self) -> StackedTensors:
@@ -80,23 +93,30 @@ class Population:
         return self.state.params.device
 
     # ------------------------------------------------------------ training
-    def train(self, steps: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def train(self, steps: int, mask: torch.Tensor | None = None) -> TrainStats:
         """``steps`` local SGD steps on every node where ``mask`` (N,) bool is set.
 
-        Returns:
-            (N,) mean mini-batch loss of each trained node over the steps (NaN elsewhere).
+        Returns each trained node's mean batch loss and error over the steps, each batch
+        measured before the step that trains on it (NaN for nodes that did not train).
         """
-        total = torch.zeros(self.num_nodes, dtype=torch.float64, device=self.device)
+        totals = torch.zeros(2, self.num_nodes, dtype=torch.float64, device=self.device)
         for _ in range(steps):
             for lo in range(0, self.num_nodes, self.chunk):
                 hi = min(lo + self.chunk, self.num_nodes)
                 active = None if mask is None else mask[lo:hi]
-                self._train_chunk(lo, hi, active, total)
-        loss = total / steps
-        return loss if mask is None else torch.where(mask, loss, torch.nan)
+                self._train_chunk(lo, hi, active, totals)
+        totals /= steps
+        if mask is not None:
+            totals = torch.where(mask, totals, torch.nan)
+        return TrainStats(totals[0], totals[1])
+
+    def drift(self, nodes: torch.Tensor, concept: int) -> None:
+        """Switch the given nodes (N,) bool to a new concept."""
+        self.state.concept[nodes] = concept
+        self.newest_concept = max(self.newest_concept, concept)
 
     def _train_chunk(
-        self, lo: int, hi: int, active: torch.Tensor | None, total: torch.Tensor
+        self, lo: int, hi: int, active: torch.Tensor | None, totals: torch.Tensor
     ) -> None:
         state = self.state
         if active is None or bool(active.all()):
@@ -116,14 +136,17 @@ class Population:
         )  # (n, B)
         inputs = self.dataset.x_train[batch]  # (n, B, *input_shape)
         targets = self.dataset.y_train[batch]  # (n, B)
+        if self.shift is not None:
+            inputs, targets = self.shift.apply(inputs, targets, state.concept[nodes])
         buffers = None if momentum is None else momentum.tensors()
-        loss = self.model.train_step(params.tensors(), buffers, inputs, targets, self.optimizer)
+        stats = self.model.train_step(params.tensors(), buffers, inputs, targets, self.optimizer)
         if gathered:
             state.params.index_copy_(nodes, params)
             if momentum is not None:
                 state.momentum.index_copy_(nodes, momentum)
         state.cursor[nodes] += self.batch_size
-        total.index_add_(0, nodes, loss.to(total.dtype))
+        totals[0].index_add_(0, nodes, stats.loss.to(totals.dtype))
+        totals[1].index_add_(0, nodes, stats.error.to(totals.dtype))
 
     # ------------------------------------------------------------ communication
     def mix(self, mixer: Mixer) -> None:
@@ -138,10 +161,32 @@ class Population:
 
     # ------------------------------------------------------------ measuring
     @torch.no_grad()
-    def evaluate(self, params: StackedTensors | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Test loss (N,) and accuracy (N,) of every node (or of the given models)."""
-        params = self.state.params if params is None else params
+    def evaluate(
+        self, params: StackedTensors | None = None, concept: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test loss (N,) and accuracy (N,) of every node, each under its own concept.
+
+        Given ``params`` (other models, e.g. the average), they are evaluated under
+        ``concept`` (one per row), by default the newest concept.
+        """
+        if params is None:
+            params, concept = self.state.params, self.state.concept
+        elif concept is None:
+            concept = torch.full((params.num_nodes,), self.newest_concept, device=self.device)
+        loss = torch.empty(params.num_nodes, dtype=torch.float64, device=self.device)
+        accuracy = torch.empty_like(loss)
+        for c in concept.unique().tolist():  # one group per concept (a few), not per node
+            rows = (concept == c).nonzero().squeeze(1)
+            group = params if len(rows) == params.num_nodes else params.index_select(rows)
+            loss[rows], accuracy[rows] = self._evaluate_group(group, int(c))
+        return loss, accuracy
+
+    def _evaluate_group(
+        self, params: StackedTensors, concept: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.dataset.x_test, self.dataset.y_test
+        if self.shift is not None:
+            x, y = self.shift.apply_shared(x, y, concept)
         losses, accuracies = [], []
         per_sample = max(1, self.model.activations_per_sample())
         for lo in range(0, params.num_nodes, self.chunk):

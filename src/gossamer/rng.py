@@ -28,6 +28,7 @@ class Purpose(IntEnum):
     BATCH_ORDER = 5
     BATCH_REPLACEMENT = 6
     PROTOCOL = 7
+    DRIFT = 8
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:

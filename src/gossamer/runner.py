@@ -16,9 +16,12 @@ from gossamer import __version__
 from gossamer.accounting import Ledger, model_message_bytes
 from gossamer.config import Config, ConfigError, load_config
 from gossamer.data import (
+    ConceptShift,
     Dataset,
+    DriftEvent,
     NodeData,
     dataset_info,
+    drift_schedule,
     load_dataset,
     partition_indices,
     to_node_data,
@@ -45,6 +48,8 @@ METRIC_COLUMNS = (
     "energy_joules",
     "wall_seconds",
 )
+# Added to metrics.csv and rounds.csv when data.stream is on.
+STREAM_COLUMNS = ("cumulative_prequential_loss", "cumulative_prequential_error")
 
 ProgressCallback = Callable[[int, dict[str, Any] | None], None]
 
@@ -61,8 +66,11 @@ class Simulation:
     population: Population
     protocol: Protocol
     ledger: Ledger
+    drift_events: list[DriftEvent]
     node_loss: torch.Tensor | None = field(default=None, init=False)  # (N,) latest evaluation
     node_accuracy: torch.Tensor | None = field(default=None, init=False)  # (N,)
+    train_loss: float = field(default=math.nan, init=False)  # latest round, mean over nodes
+    prequential: list[float] = field(default_factory=lambda: [0.0, 0.0], init=False)
 
     @classmethod
     def build(cls, config: Config) -> Simulation:
@@ -80,6 +88,12 @@ class Simulation:
         parts = partition_indices(labels, config.nodes, config.data, config.seed)
         node_data = to_node_data(parts, labels, classes, device)
         dataset = dataset.to(device)
+        events = drift_schedule(config.data.drift, config.nodes, config.rounds, config.seed)
+        shift = None
+        if events:
+            shift = ConceptShift(
+                config.data.drift, len(events) + 1, classes, input_shape, config.seed, device
+            )
         if config.engine.tune_allocator and device.type == "cpu":
             tune_allocator()
         population = Population(
@@ -91,6 +105,7 @@ class Simulation:
             config.seed,
             config.engine.node_chunk,
             config.engine.eval_batch,
+            shift,
         )
         ledger = Ledger(config.nodes)
         context = Context(
@@ -103,16 +118,42 @@ class Simulation:
             seed=config.seed,
         )
         protocol = build_protocol(config.protocol, context)
-        return cls(config, dataset, node_data, model, topology, population, protocol, ledger)
+        return cls(
+            config, dataset, node_data, model, topology, population, protocol, ledger, events
+        )
 
-    def evaluate(self, round_number: int, train_loss: float, wall_seconds: float) -> dict:
-        """One metrics row (see METRIC_COLUMNS)."""
+    def step(self, t: int) -> None:
+        """Round t (0-based): drift, the protocol's round, and the ledger's round record."""
+        self.ledger.begin_round()
+        stats: dict[str, float] = {}
+        if self.drift_events:
+            drifted = 0
+            for event in self.drift_events:
+                if event.round == t + 1:
+                    self.population.drift(torch.from_numpy(event.nodes), event.concept)
+                    drifted += int(event.nodes.sum())
+            stats["drift_nodes"] = drifted
+        train, protocol_stats = self.protocol.step(t)
+        trained = ~torch.isnan(train.loss)
+        self.train_loss = float(train.loss[trained].mean()) if trained.any() else math.nan
+        stats["train_loss"] = self.train_loss
+        if self.config.data.stream:  # prequential: each batch judged before training on it
+            round_loss = float(train.loss[trained].sum())
+            round_error = float(train.error[trained].sum())
+            self.prequential[0] += round_loss
+            self.prequential[1] += round_error
+            stats.update(prequential_loss=round_loss, prequential_error=round_error)
+            stats.update(zip(STREAM_COLUMNS, self.prequential, strict=True))
+        stats.update(protocol_stats)
+        self.ledger.end_round(t + 1, stats)
+
+    def evaluate(self, round_number: int, wall_seconds: float) -> dict[str, Any]:
+        """One metrics row (see METRIC_COLUMNS and STREAM_COLUMNS)."""
         loss, accuracy = self.population.evaluate()
         self.node_loss, self.node_accuracy = loss, accuracy
-        mean_model = self.population.params.mean()
-        avg_loss, avg_accuracy = self.population.evaluate(mean_model)
+        avg_loss, avg_accuracy = self.population.evaluate(self.population.params.mean())
         totals = self.ledger.totals()
-        return {
+        row = {
             "round": round_number,
             "test_accuracy_mean": float(accuracy.mean()),
             "test_accuracy_min": float(accuracy.min()),
@@ -121,13 +162,16 @@ class Simulation:
             "avg_model_accuracy": float(avg_accuracy[0]),
             "avg_model_loss": float(avg_loss[0]),
             "consensus_distance": self.population.consensus_distance(),
-            "train_loss": train_loss,
+            "train_loss": self.train_loss,
             "messages": totals["messages"],
             "bytes_sent": totals["bytes_sent"],
             "local_steps": totals["local_steps"],
             "energy_joules": totals["energy_joules"],
             "wall_seconds": wall_seconds,
         }
+        if self.config.data.stream:
+            row.update(zip(STREAM_COLUMNS, self.prequential, strict=True))
+        return row
 
 
 def resolve_device(name: str) -> torch.device:
@@ -163,25 +207,22 @@ def run(
     sim = Simulation.build(config)
     if writer is not None:
         writer.begin(config)
-    rows = [sim.evaluate(0, math.nan, time.perf_counter() - start)]
-    if writer is not None:
-        writer.write_metrics(rows[-1])
-    if progress is not None:
-        progress(0, rows[-1])
+
+    def report(rounds_done: int, row: dict[str, Any] | None) -> None:
+        if writer is not None and row is not None:
+            writer.write_metrics(row)
+        if progress is not None:
+            progress(rounds_done, row)
+
+    rows = [sim.evaluate(0, time.perf_counter() - start)]
+    report(0, rows[0])
     for t in range(config.rounds):
-        sim.ledger.begin_round()
-        stats = sim.protocol.step(t)
-        sim.ledger.end_round(t + 1, stats)
+        sim.step(t)
         row = None
         if (t + 1) % config.eval_every == 0 or t + 1 == config.rounds:
-            row = sim.evaluate(
-                t + 1, stats.get("train_loss", math.nan), time.perf_counter() - start
-            )
+            row = sim.evaluate(t + 1, time.perf_counter() - start)
             rows.append(row)
-            if writer is not None:
-                writer.write_metrics(row)
-        if progress is not None:
-            progress(t + 1, row)
+        report(t + 1, row)
     wall = time.perf_counter() - start
     result = Result(
         config=config,
@@ -198,8 +239,8 @@ def run(
 
 def _summary(sim: Simulation, last: dict, wall: float) -> dict[str, Any]:
     config = sim.config
-    final_keys = METRIC_COLUMNS[1:9]
-    return {
+    final_keys = METRIC_COLUMNS[1:9] + (STREAM_COLUMNS if config.data.stream else ())
+    summary = {
         "gossamer_version": __version__,
         "protocol": config.protocol.name,
         "rounds": config.rounds,
@@ -212,6 +253,12 @@ def _summary(sim: Simulation, last: dict, wall: float) -> dict[str, Any]:
         "device": str(sim.population.device),
         "wall_seconds": wall,
     }
+    if sim.drift_events:
+        summary["drift"] = [
+            {"round": e.round, "concept": e.concept, "nodes": int(e.nodes.sum())}
+            for e in sim.drift_events
+        ]
+    return summary
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -231,5 +278,7 @@ def _node_table(sim: Simulation) -> dict[str, np.ndarray]:
         "test_accuracy": sim.node_accuracy.cpu().numpy(),
         "test_loss": sim.node_loss.cpu().numpy(),
     }
+    if sim.drift_events:
+        table["concept"] = sim.population.state.concept.cpu().numpy()
     table.update(sim.ledger.node)
     return table

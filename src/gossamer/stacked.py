@@ -109,23 +109,33 @@ class StackedTensors:
         return copy
 
     # ------------------------------------------------------------ reductions
-    def mean(self, dtype: torch.dtype | None = None) -> StackedTensors:
-        """The average over nodes, as one row (1, P)."""
-        return StackedTensors(
-            self.shapes, [b.mean(0, keepdim=True, dtype=dtype) for b in self.blocks]
-        )
+    def mean(
+        self, dtype: torch.dtype | None = None, nodes: torch.Tensor | None = None
+    ) -> StackedTensors:
+        """The average over all nodes, or over the nodes where ``nodes`` (N,) is set: (1, P)."""
+        if nodes is None:
+            return StackedTensors(
+                self.shapes, [b.mean(0, keepdim=True, dtype=dtype) for b in self.blocks]
+            )
+        weights = nodes.to(self.blocks[0].dtype) / nodes.sum()  # (N,): one GEMV per block
+        return StackedTensors(self.shapes, [(weights @ b).unsqueeze(0) for b in self.blocks])
 
-    def fill_rows_(self, row: StackedTensors) -> None:
-        """Set every node to the single row given (1, P)."""
+    def fill_rows_(self, row: StackedTensors, nodes: torch.Tensor | None = None) -> None:
+        """Set every node, or the nodes where ``nodes`` (N,) is set, to one row (1, P)."""
+        index = None if nodes is None else nodes.nonzero().squeeze(1)
         for block, value in zip(self.blocks, row.blocks, strict=True):
-            block.copy_(value.expand_as(block))
+            if index is None:
+                block.copy_(value.expand_as(block))
+            else:
+                block.index_copy_(0, index, value.expand(len(index), -1))
 
-    def squared_distance(self, row: StackedTensors) -> torch.Tensor:
-        """(N,) float64: ||x_i - row||^2 for every node i."""
+    def squared_distance(self, other: StackedTensors) -> torch.Tensor:
+        """(N,) float64: ||x_i - y||^2 against one row y (1, P), or ||x_i - y_i||^2 (N, P)."""
         total = torch.zeros(self.num_nodes, dtype=torch.float64, device=self.device)
-        for block, value in zip(self.blocks, row.blocks, strict=True):
+        for block, value in zip(self.blocks, other.blocks, strict=True):
             step = max(1, _CHUNK_VALUES // block.shape[1])  # bounds the float64 temporary
             for lo in range(0, self.num_nodes, step):
-                diff = block[lo : lo + step].double() - value.double()
+                theirs = value if value.shape[0] == 1 else value[lo : lo + step]
+                diff = block[lo : lo + step].double() - theirs.double()
                 total[lo : lo + step] += diff.pow_(2).sum(1)
         return total

@@ -1,15 +1,19 @@
 """Data: dataset sources, partitions over nodes, per-node mini-batch sampling."""
 
 from gossamer.data.datasets import Dataset, dataset_info, load_dataset
+from gossamer.data.drift import ConceptShift, DriftEvent, drift_schedule
 from gossamer.data.partition import NodeData, partition_indices, to_node_data
 from gossamer.data.sampler import sample_batch_indices
 
 __all__ = [
+    "ConceptShift",
     "Dataset",
+    "DriftEvent",
     "NodeData",
     "dataset_info",
     "load_dataset",
     "partition_indices",
     "sample_batch_indices",
+    "drift_schedule",
     "to_node_data",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from math import prod
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,13 @@ from gossamer.config import OptimizerConfig
 from gossamer.optim import sgd_update
 from gossamer.rng import Purpose
 from gossamer.stacked import StackedTensors
+
+
+class BatchStats(NamedTuple):
+    """What a training step saw, measured *before* its update (prequential)."""
+
+    loss: torch.Tensor  # (n,) mean cross-entropy of each node's batch
+    error: torch.Tensor  # (n,) fraction of each node's batch misclassified
 
 
 class StackedModel(ABC):
@@ -87,13 +94,14 @@ class StackedModel(ABC):
 
     def loss_and_grad(
         self, params: list[torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Per-node mean cross-entropy (n,) and its gradient (a parameter list), by autograd."""
+    ) -> tuple[BatchStats, list[torch.Tensor]]:
+        """Per-node batch statistics and the loss gradient (a parameter list), by autograd."""
         leaves = [p.detach().requires_grad_(True) for p in params]
         with torch.enable_grad(), self._autocast(inputs.device):
-            loss = cross_entropy_per_node(self.forward(leaves, inputs), targets)
+            logits = self.forward(leaves, inputs)
+            loss = cross_entropy_per_node(logits, targets)
         grads = torch.autograd.grad(loss.sum(), leaves)
-        return loss.detach(), list(grads)
+        return BatchStats(loss.detach(), error_per_node(logits.detach(), targets)), list(grads)
 
     def train_step(
         self,
@@ -102,16 +110,16 @@ class StackedModel(ABC):
         inputs: torch.Tensor,
         targets: torch.Tensor,
         optimizer: OptimizerConfig,
-    ) -> torch.Tensor:
+    ) -> BatchStats:
         """One SGD step of every node, in place on ``params`` and ``momentum`` (lists).
 
-        Returns the per-node mini-batch loss (n,) before the step.
+        Returns each node's loss and error on its batch, before the step.
         """
-        loss, grads = self.loss_and_grad(params, inputs, targets)
+        stats, grads = self.loss_and_grad(params, inputs, targets)
         buffers = momentum if momentum is not None else [None] * len(params)
         for param, buffer, grad in zip(params, buffers, grads, strict=True):
             sgd_update(param, buffer, _add_scaled(grad), optimizer)
-        return loss
+        return stats
 
     @torch.no_grad()
     def evaluate(
@@ -139,6 +147,11 @@ class StackedModel(ABC):
 def cross_entropy_per_node(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of each node's batch: (n, B, C), (n, B) -> (n,)."""
     return F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none").mean(1)
+
+
+def error_per_node(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Fraction of each node's batch misclassified: (n, B, C), (n, B) -> (n,)."""
+    return (logits.argmax(-1) != targets).float().mean(1)
 
 
 def _add_scaled(grad: torch.Tensor) -> Callable[[torch.Tensor, float, float], None]:

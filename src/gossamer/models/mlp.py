@@ -17,7 +17,13 @@ from pydantic import Field
 from torch import nn
 
 from gossamer.config import ModelConfig, OptimizerConfig
-from gossamer.models.base import StackedModel, _add_scaled, cross_entropy_per_node
+from gossamer.models.base import (
+    BatchStats,
+    StackedModel,
+    _add_scaled,
+    cross_entropy_per_node,
+    error_per_node,
+)
 from gossamer.models.registry import register_model
 from gossamer.optim import sgd_update
 
@@ -62,7 +68,7 @@ class MLP(StackedModel):
         inputs: torch.Tensor,
         targets: torch.Tensor,
         optimizer: OptimizerConfig,
-    ) -> torch.Tensor:
+    ) -> BatchStats:
         n, batch = targets.shape
         layers = self._layers(params)
         buffers = self._layers(momentum) if momentum is not None else [(None, None)] * len(layers)
@@ -71,7 +77,7 @@ class MLP(StackedModel):
             z = torch.baddbmm(bias.unsqueeze(1), acts[-1], weight.transpose(1, 2))  # (n, B, out)
             acts.append(z.relu_() if i < len(layers) - 1 else z)
         logits = acts.pop()  # (n, B, C)
-        loss = cross_entropy_per_node(logits, targets)
+        stats = BatchStats(cross_entropy_per_node(logits, targets), error_per_node(logits, targets))
         dz = torch.softmax(logits, dim=-1)  # d(mean CE)/d logits = (softmax - onehot) / B
         dz.scatter_add_(2, targets.unsqueeze(2), torch.full_like(dz[..., :1], -1.0))
         dz.div_(batch)
@@ -88,7 +94,7 @@ class MLP(StackedModel):
             sgd_update(weight, weight_buffer, weight_grad, optimizer)
             sgd_update(bias, bias_buffer, _add_scaled(dz.sum(1)), optimizer)
             dz = dh
-        return loss.detach()
+        return stats
 
 
 @register_model(lambda config, shape, classes: MLP(shape, classes, config.hidden))

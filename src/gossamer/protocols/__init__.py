@@ -9,11 +9,22 @@ from gossamer.protocols.baselines import (
     PeriodicAveraging,
     PeriodicConfig,
 )
+from gossamer.protocols.dynamic import (
+    DynamicAveraging,
+    DynamicConfig,
+    DynamicGossip,
+    DynamicGossipConfig,
+    suggest_delta,
+)
 
 __all__ = [
     "DPSGD",
     "Context",
     "DPSGDConfig",
+    "DynamicAveraging",
+    "DynamicConfig",
+    "DynamicGossip",
+    "DynamicGossipConfig",
     "NoSync",
     "NoSyncConfig",
     "PeriodicAveraging",
@@ -21,4 +32,5 @@ __all__ = [
     "Protocol",
     "build_protocol",
     "register_protocol",
+    "suggest_delta",
 ]

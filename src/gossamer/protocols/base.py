@@ -34,7 +34,7 @@ import torch
 
 from gossamer.accounting import Ledger
 from gossamer.config import ProtocolConfig, register_protocol_config
-from gossamer.engine import Population
+from gossamer.engine import Population, TrainStats
 from gossamer.topology import Mixer, Topology
 
 
@@ -76,18 +76,17 @@ class Protocol:
         return {}
 
     # ------------------------------------------------------------ the round
-    def step(self, round: int) -> dict[str, float]:
-        """One round: train the masked nodes, then communicate. Returns round stats."""
+    def step(self, round: int) -> tuple[TrainStats, dict[str, float]]:
+        """One round: train the masked nodes, then communicate.
+
+        Returns the nodes' training statistics and the protocol's round statistics.
+        """
         mask = self.train_mask(round)
         steps = self.context.local_steps
-        loss = self.population.train(steps, mask)
+        train = self.population.train(steps, mask)
         trained = torch.full((self.population.num_nodes,), steps) if mask is None else mask * steps
         self.ledger.record_training(trained, self.population.batch_size)
-        stats = {
-            "train_loss": float(loss.nanmean()) if mask is None or mask.any() else float("nan")
-        }
-        stats.update(self.communicate(round))
-        return stats
+        return train, self.communicate(round)
 
     # ------------------------------------------------------------ helpers
     def gossip(self) -> None:

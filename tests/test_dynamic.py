@@ -1,0 +1,262 @@
+"""Dynamic averaging against a plain Python coordinator, identities and hand counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import gossamer
+from conftest import small_config
+from gossamer.accounting import HEADER_BYTES
+from gossamer.rng import Purpose, hash32
+from gossamer.runner import Simulation
+
+
+class LoopCoordinator:
+    """Kamp et al.'s coordinator written plainly: lists of node vectors, Python loops."""
+
+    def __init__(self, reference, delta, period, fraction, augmentation, seed):
+        self.reference = reference.clone()
+        self.delta, self.period, self.fraction = delta, period, fraction
+        self.augmentation, self.seed = augmentation, seed
+
+    def communicate(self, rows: list[torch.Tensor], round_: int) -> dict[str, int]:
+        """Mutates rows; returns message counts (models up/down, requests)."""
+        counts = {"model_up": 0, "model_down": 0, "requests": 0}
+        if (round_ + 1) % self.period:
+            return counts
+        n = len(rows)
+
+        def dist(x):
+            return float(((x.double() - self.reference.double()) ** 2).sum())
+
+        holding = [i for i in range(n) if dist(rows[i]) > self.delta]
+        counts["model_up"] += len(holding)
+        if not holding:
+            return counts
+        step = 0
+        while len(holding) < n:
+            average = sum(rows[i].double() for i in holding) / len(holding)
+            if dist(average) <= self.delta:
+                for i in holding:
+                    rows[i] = average.float()
+                counts["model_down"] += len(holding)
+                return counts
+            wanted = min(2 * len(holding) if self.augmentation == "double" else 1, n - len(holding))
+            if len(holding) + wanted >= self.fraction * n:
+                break
+            candidates = [i for i in range(n) if i not in holding]
+            keys = {
+                i: int(hash32(self.seed, Purpose.PROTOCOL, round_, step, i)) for i in candidates
+            }
+            new = sorted(candidates, key=lambda i: (keys[i], i))[:wanted]
+            counts["requests"] += len(new)
+            counts["model_up"] += len(new)
+            holding += new
+            step += 1
+        missing = n - len(holding)
+        counts["requests"] += missing
+        counts["model_up"] += missing
+        average = sum(r.double() for r in rows) / n
+        for i in range(n):
+            rows[i] = average.float()
+        self.reference = average.float()
+        counts["model_down"] += n
+        return counts
+
+
+@pytest.mark.parametrize(
+    ("delta", "period", "fraction", "augmentation"),
+    [
+        (0.02, 1, 0.5, "double"),
+        (0.05, 2, 0.5, "double"),
+        (0.03, 1, 1.0, "one"),
+        (0.0, 1, 0.5, "one"),
+    ],
+)
+def test_balancing_matches_plain_coordinator(delta, period, fraction, augmentation):
+    config = small_config(
+        **{
+            "nodes": 9,
+            "rounds": 12,
+            "protocol": f"{{name: dynamic, delta: {delta}, period: {period}, "
+            f"full_sync_fraction: {fraction}, augmentation: {augmentation}}}",
+        }
+    )
+    sim = Simulation.build(config)
+    protocol, population, ledger = sim.protocol, sim.population, sim.ledger
+    loop = LoopCoordinator(
+        protocol.reference.matrix()[0], delta, period, fraction, augmentation, config.seed
+    )
+    model_bytes = sim.protocol.context.message_bytes
+    seen = {"partial_syncs": 0, "full_syncs": 0, "balancing_steps": 0}
+    for t in range(config.rounds):
+        population.train(1)
+        rows = list(population.params.matrix())
+        counts = loop.communicate(rows, t)
+        before = ledger.totals()
+        stats = protocol.communicate(t)
+        after = ledger.totals()
+        for key in seen:
+            seen[key] += stats[key]
+        messages = counts["model_up"] + counts["model_down"] + counts["requests"]
+        assert after["messages"] - before["messages"] == messages
+        expected_bytes = (counts["model_up"] + counts["model_down"]) * model_bytes
+        expected_bytes += counts["requests"] * HEADER_BYTES
+        assert after["bytes_sent"] - before["bytes_sent"] == expected_bytes
+        torch.testing.assert_close(population.params.matrix(), torch.stack(rows), rtol=0, atol=2e-6)
+        torch.testing.assert_close(
+            protocol.reference.matrix()[0], loop.reference, rtol=0, atol=2e-6
+        )
+    assert seen["full_syncs"] + seen["partial_syncs"] > 0  # the scenario exercised balancing
+
+
+def _protocol_with_rows(rows, **protocol):
+    n, width = rows.shape
+    section = "{" + ", ".join(f"{k}: {v}" for k, v in {"name": "dynamic", **protocol}.items()) + "}"
+    sim = Simulation.build(small_config(nodes=n, protocol=section))
+    base = sim.population.params.matrix()
+    base[:, :width] += rows  # every node = start model + its offset in the first coordinates
+    sim.population.params.copy_from_matrix(base)
+    return sim
+
+
+def test_hand_scenario_partial_sync():
+    # r = start; offsets: +2 and -2 (squared distance 4 > delta 1), two nodes at r.
+    rows = torch.tensor([[2.0], [-2.0], [0.0], [0.0]])
+    sim = _protocol_with_rows(rows, delta=1.0)
+    start = sim.protocol.reference.matrix()[0]
+    stats = sim.protocol.communicate(0)
+    assert (stats["violations"], stats["partial_syncs"], stats["full_syncs"]) == (2, 1, 0)
+    # 2 uploads + 2 downloads of the average (= r), no request
+    model = sim.protocol.context.message_bytes
+    assert sim.ledger.totals()["messages"] == 4 and sim.ledger.totals()["bytes_sent"] == 4 * model
+    assert torch.allclose(sim.population.params.matrix(), start.expand(4, -1))
+    assert torch.equal(sim.protocol.reference.matrix()[0], start)  # partial: r unchanged
+
+
+def test_hand_scenario_full_sync_after_failed_balancing():
+    # 6 nodes, one violator at +2: its own average is 4 > 1 away; adding 2|B| = 2 nodes
+    # would make 3 = half of 6, which triggers a full sync (the published code's >= N/2)
+    rows = torch.tensor([[2.0], [0.0], [0.0], [0.0], [0.0], [0.0]])
+    sim = _protocol_with_rows(rows, delta=1.0)
+    start = sim.protocol.reference.matrix()[0]
+    stats = sim.protocol.communicate(0)
+    assert (stats["violations"], stats["full_syncs"], stats["requested"]) == (1, 1, 5)
+    model = sim.protocol.context.message_bytes
+    totals = sim.ledger.totals()
+    assert totals["messages"] == 1 + 5 + 5 + 6  # violation, 5 requests, 5 uploads, 6 downloads
+    assert totals["bytes_sent"] == (1 + 5 + 6) * model + 5 * HEADER_BYTES
+    expected = start.clone()
+    expected[0] += 2.0 / 6  # the average of +2 and five zeros
+    assert torch.allclose(sim.population.params.matrix(), expected.expand(6, -1))
+    assert torch.allclose(sim.protocol.reference.matrix()[0], expected)  # new reference
+
+
+def test_hand_scenario_one_node_augmentation_then_partial_sync():
+    # r = start; node 0 at +1.5 violates (2.25 > 1); the others at -0.9 do not (0.81).
+    # Node 0 alone averages 2.25 away; with any one requested node: (1.5 - 0.9) / 2 = 0.3,
+    # 0.09 <= 1: a partial sync of the two.
+    rows = torch.tensor([[1.5]] + [[-0.9]] * 7)
+    sim = _protocol_with_rows(rows, delta=1.0, augmentation="one", full_sync_fraction=1.0)
+    stats = sim.protocol.communicate(0)
+    assert (stats["violations"], stats["requested"], stats["partial_syncs"]) == (1, 1, 1)
+    model = sim.protocol.context.message_bytes
+    assert sim.ledger.totals()["messages"] == 1 + 1 + 1 + 2  # up, request, up, 2 down
+    assert sim.ledger.totals()["bytes_sent"] == 4 * model + HEADER_BYTES
+    offset = sim.population.params.matrix()[:, 0] - sim.protocol.reference.matrix()[0, 0]
+    assert torch.allclose(offset.sort().values, torch.tensor([-0.9] * 6 + [0.3] * 2), atol=1e-5)
+
+
+def test_delta_zero_period_one_is_continuous_averaging():
+    dynamic = gossamer.run(small_config(protocol="{name: dynamic, delta: 0.0, period: 1}"))
+    periodic = gossamer.run(small_config(protocol="{name: periodic, period: 1}"))
+    for key in ("test_accuracy_mean", "test_loss_mean", "avg_model_loss", "consensus_distance"):
+        assert np.array_equal(dynamic.metrics[key], periodic.metrics[key]), key
+    assert dynamic.totals == periodic.totals
+    assert dynamic.rounds["full_syncs"].tolist() == [1, 1, 1, 1]
+
+
+def test_huge_delta_is_nosync_with_zero_messages():
+    dynamic = gossamer.run(small_config(protocol="{name: dynamic, delta: 1.0e12}"))
+    local = gossamer.run(small_config(protocol="nosync"))
+    for key in ("test_accuracy_mean", "test_loss_mean", "avg_model_loss", "consensus_distance"):
+        assert np.array_equal(dynamic.metrics[key], local.metrics[key]), key
+    assert dynamic.totals["messages"] == 0 and dynamic.totals == local.totals
+
+
+def test_dynamic_gossip_with_delta_zero_is_dpsgd():
+    gossip = gossamer.run(small_config(protocol="{name: dynamic_gossip, delta: 0.0}"))
+    dpsgd = gossamer.run(small_config(protocol="dpsgd"))
+    for key in ("test_accuracy_mean", "test_loss_mean", "avg_model_loss", "consensus_distance"):
+        assert np.array_equal(gossip.metrics[key], dpsgd.metrics[key]), key
+    assert gossip.totals == dpsgd.totals
+
+
+def test_dynamic_gossip_matches_loop_and_counts_only_senders():
+    config = small_config(
+        **{
+            "nodes": 6,
+            "protocol": "{name: dynamic_gossip, delta: 0.01, consensus_step: 0.5}",
+            "topology.kind": "ring",
+        }
+    )
+    sim = Simulation.build(config)
+    w = torch.tensor(sim.topology.dense(), dtype=torch.float32)
+    neighbours = [sorted(sim.topology.graph.neighbors(i)) for i in range(6)]
+    last_sent = sim.population.params.matrix()
+    model = sim.protocol.context.message_bytes
+    for t in range(6):
+        sim.population.train(1)
+        x = sim.population.params.matrix()
+        sent = [float(((x[i] - last_sent[i]) ** 2).sum()) > 0.01 for i in range(6)]
+        for i in range(6):
+            if sent[i]:
+                last_sent[i] = x[i]
+        expected = torch.stack(
+            [
+                x[i] + 0.5 * sum(w[i, j] * (last_sent[j] - last_sent[i]) for j in neighbours[i])
+                for i in range(6)
+            ]
+        )
+        before = sim.ledger.node["bytes_received"].copy()
+        stats = sim.protocol.communicate(t)
+        assert stats["senders"] == sum(sent)
+        received = sim.ledger.node["bytes_received"] - before
+        assert received.tolist() == [model * sum(sent[j] for j in neighbours[i]) for i in range(6)]
+        torch.testing.assert_close(sim.population.params.matrix(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_dynamic_gossip_preserves_the_network_mean():
+    sim = Simulation.build(
+        small_config(
+            **{
+                "nodes": 8,
+                "protocol": "{name: dynamic_gossip, delta: 0.02}",
+                "topology.kind": "ring",
+            }
+        )
+    )
+    for t in range(5):
+        sim.population.train(1)
+        mean = sim.population.params.matrix().double().mean(0)
+        sim.protocol.communicate(t)
+        assert torch.allclose(sim.population.params.matrix().double().mean(0), mean, atol=1e-6)
+
+
+def test_suggest_delta_measures_one_period_of_drift():
+    from gossamer.protocols import suggest_delta
+
+    config = small_config(protocol="{name: dynamic, period: 3}")
+    suggestion = suggest_delta(config, periods=2)
+    assert suggestion["period"] == 3 and suggestion["periods_measured"] == 2
+    # reference: the same runs by hand (nosync, drift over 3 rounds, twice, every node)
+    sim = Simulation.build(small_config(protocol="nosync"))
+    drifts = []
+    for _ in range(2):
+        start = sim.population.params.matrix()
+        for _ in range(3):
+            sim.population.train(1)
+        drifts += ((sim.population.params.matrix() - start).double() ** 2).sum(1).tolist()
+    assert suggestion["suggested_delta"] == pytest.approx(float(np.median(drifts)), rel=1e-5)
