@@ -164,3 +164,17 @@ def test_node_with_fewer_samples_than_a_batch_draws_with_replacement():
     small = batch[0].numpy()
     assert set(small) <= set(parts[0]) and len(small) == 16
     assert len(set(batch[1].numpy())) == 16  # the large node: no repeats within an epoch
+
+
+def test_epoch_sampler_with_cached_orders_gives_the_same_batches():
+    from gossamer.data import EpochSampler
+
+    data, _ = _node_data([9, 13, 5, 20, 3])
+    sampler = EpochSampler(data, batch_size=4, seed=7)
+    cursor = torch.zeros(5, dtype=torch.int64)
+    subsets = [torch.arange(5), torch.tensor([1, 3]), torch.tensor([4, 0, 2])]
+    for step in range(30):  # many epochs; varying subsets of nodes advance
+        nodes = subsets[step % 3]
+        cached = sampler(nodes, cursor[nodes])
+        assert torch.equal(cached, sample_batch_indices(data, nodes, cursor[nodes], 4, 7))
+        cursor[nodes] += 4

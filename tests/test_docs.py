@@ -11,7 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 import gossamer
-from gossamer.config import _REGISTRY, Config, registered_names
+from gossamer.compare import load_variants
+from gossamer.config import _REGISTRY, Config, read_config_file, registered_names
 
 ROOT = Path(__file__).parents[1]
 
@@ -58,6 +59,16 @@ def test_protocol_example_in_docs_runs():
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_example_configs_run(path, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # examples use paths relative to the repository
+    raw = read_config_file(path)
+    if "variants" in raw:  # a comparison: every variant must validate, then run briefly
+        assert load_variants(path)
+        short = ["rounds=12", "eval_every=6", "data.synthetic.samples=6000"]
+        if raw.get("data", {}).get("drift"):
+            short.append("data.drift.at_rounds=[6]")
+        comparison = gossamer.compare(path, overrides=short, out=tmp_path / "cmp")
+        assert (tmp_path / "cmp" / "comparison.json").exists()
+        assert len(comparison.table["variant"]) == len(raw["variants"])
+        return
     config = gossamer.load_config(path, ["rounds=2", "eval_every=1", "device=cpu"])
     if config.nodes > 64:  # keep the test fast: validate fully, run a smaller model
         config = gossamer.load_config(config, ["data.synthetic.samples=3000", "model.hidden=[8]"])

@@ -5,8 +5,21 @@ All N nodes live in one process as stacked tensors; see ``gossamer.run``.
 
 __version__ = "0.1.0"
 
+from gossamer.compare import Comparison, compare  # noqa: E402
 from gossamer.config import Config, ConfigError, load_config  # noqa: E402
+from gossamer.protocols import suggest_delta  # noqa: E402
 from gossamer.results import Result  # noqa: E402
 from gossamer.runner import Simulation, run  # noqa: E402
 
-__all__ = ["Config", "ConfigError", "Result", "Simulation", "__version__", "load_config", "run"]
+__all__ = [
+    "Comparison",
+    "Config",
+    "ConfigError",
+    "Result",
+    "Simulation",
+    "__version__",
+    "compare",
+    "load_config",
+    "run",
+    "suggest_delta",
+]

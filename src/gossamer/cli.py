@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gossamer import __version__
-from gossamer.config import ConfigError, dump_config, load_config
+from gossamer.config import ConfigError, dump_config, load_config, read_config_file
 
 app = typer.Typer(
     name="gossamer",
@@ -140,6 +142,126 @@ def topology(
     Console().print(table)
 
 
+@app.command("compare")
+def compare_variants(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--protocol",
+            "-p",
+            metavar="'NAME KEY=VALUE ...'",
+            help="Add a variant that changes the protocol (repeatable).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Comparison directory (default: runs/<time>-compare)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite a finished comparison.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Run several variants on the same data, partition, topology and initial model.
+
+    Variants come from a `variants:` mapping in CONFIG and/or --protocol options.
+    Example: gossamer compare --protocol dpsgd --protocol 'periodic period=10' -p nosync
+    """
+    from gossamer.compare import compare, load_variants
+
+    try:
+        variants = load_variants(config, set_ or (), protocol or ())
+    except ConfigError as error:
+        _fail(str(error))
+    out = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-compare"
+    show = not quiet and not as_json and console.is_terminal
+    bars: list[_RunProgress] = []
+
+    def progress(name: str):
+        if not show:
+            return None
+        if bars:
+            bars[-1].stop()
+        bars.append(_progress_bar(variants[name].rounds, name))
+        bars[-1].start()
+        return bars[-1].update_row
+
+    try:
+        result = compare(
+            config,
+            overrides=set_ or (),
+            protocols=protocol or (),
+            out=out,
+            force=force,
+            progress=progress,
+        )
+    except ConfigError as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        _fail(f"interrupted; '{out}' holds an unfinished comparison", code=130)
+    finally:
+        if bars:
+            bars[-1].stop()
+    if as_json:
+        typer.echo((out / "comparison.json").read_text(), nl=False)
+        return
+    if not quiet:
+        table = Table(title=f"gossamer compare: {len(variants)} variants", show_header=True)
+        shown = {
+            "variant": "variant",
+            "test_accuracy_mean": "accuracy",
+            "megabytes_sent": "MB sent",
+            "cumulative_prequential_loss": "cum. loss",
+            "pareto_optimal": "pareto",
+        }
+        shown.update(
+            {
+                c: f"recovery ({c.rsplit('_', 1)[1]})"
+                for c in result.table
+                if c.startswith("recovery_rounds")
+            }
+        )
+        columns = [c for c in shown if c in result.table]
+        for column in columns:
+            table.add_column(shown[column])
+        for i in range(len(result.table["variant"])):
+            table.add_row(*(_fmt(result.table[c][i]) for c in columns))
+        Console().print(table)
+        Console().print(f"comparison directory: {out}")
+
+
+@app.command()
+def delta(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    periods: Annotated[int, typer.Option(min=1, help="Periods to measure.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Suggest a starting delta for dynamic averaging from a short calibration run.
+
+    Measures the squared drift of every model over one period without communication
+    (on the base config of a comparison file). Example:
+    gossamer delta examples/dynamic_averaging.yaml --set protocol=dynamic --periods 20
+    """
+    from gossamer.protocols import suggest_delta
+
+    try:
+        source = read_config_file(config) if config is not None else None
+        if source is not None:
+            source.pop("variants", None)  # a comparison file: calibrate on its base config
+        suggestion = suggest_delta(source, periods=periods, overrides=set_ or ())
+    except ConfigError as error:
+        _fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(suggestion, indent=2))
+        return
+    table = Table(title="squared drift of a model over one period, without sync", show_header=False)
+    for key, value in suggestion.items():
+        table.add_row(key.replace("_", " "), _fmt(value))
+    Console().print(table)
+
+
 class _RunProgress(Progress):
     """A progress bar that also shows the latest accuracy and traffic."""
 
@@ -150,9 +272,9 @@ class _RunProgress(Progress):
         self.update(self.task_ids[0], completed=rounds_done, **fields)
 
 
-def _progress_bar(rounds: int) -> _RunProgress:
+def _progress_bar(rounds: int, label: str = "round") -> _RunProgress:
     progress = _RunProgress(
-        TextColumn("round"),
+        TextColumn(label),
         MofNCompleteColumn(),
         BarColumn(),
         TextColumn("acc {task.fields[acc]:.3f}  sent {task.fields[mb]:,.1f} MB"),
@@ -192,7 +314,9 @@ def _summary_table(summary: dict[str, Any], out: Path) -> None:
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return ""
         return f"{value:,.4f}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"

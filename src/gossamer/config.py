@@ -323,6 +323,11 @@ def load_config(
     else:
         origin = str(source)
         raw = read_config_file(Path(source))
+    if "variants" in raw:
+        raise ConfigError(
+            f"variants: {origin or 'this config'} describes a comparison of variants; "
+            "run it with `gossamer compare` (or gossamer.compare), or remove the key"
+        )
     for override in overrides:
         apply_override(raw, override)
     where = f" in {origin}" if origin else ""
@@ -377,7 +382,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     parts = key.split(".")
     for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
-        if isinstance(child, str) and part in ("model", "protocol"):  # `protocol: dpsgd`
+        if isinstance(child, str) and part in _REGISTRY:  # `protocol: dpsgd`
             child = {"name": child}
         if child is None:
             child = {}
@@ -386,7 +391,32 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
             raise ConfigError(f"--set {key}: '{prefix}' is a value, not a section")
         node[part] = child
         node = child
+    renamed = parts[-1] == "name" and len(parts) == 2 and node.get("name", value) != value
+    if renamed and parts[0] in _REGISTRY:  # another protocol or model: its keys start afresh
+        node.clear()
     node[parts[-1]] = value
+
+
+def merge_config(raw: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``patch`` into a copy of ``raw`` (a variant onto a base config).
+
+    A registered section (``model``, ``protocol``) whose ``name`` changes is replaced,
+    not merged: the keys of one protocol mean nothing to another.
+    """
+    merged = dict(raw)
+    for key, value in patch.items():
+        base = merged.get(key)
+        if key in _REGISTRY:
+            base = {"name": base} if isinstance(base, str) else base
+            value = {"name": value} if isinstance(value, str) else value
+            both = isinstance(base, dict) and isinstance(value, dict)
+            if both and value.get("name", base.get("name")) != base.get("name"):
+                base = {}
+        if isinstance(base, dict) and isinstance(value, dict):
+            merged[key] = merge_config(base, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def format_validation_error(

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 
 from gossamer.config import OptimizerConfig
-from gossamer.data import ConceptShift, Dataset, NodeData, sample_batch_indices
+from gossamer.data import ConceptShift, Dataset, EpochSampler, NodeData
 from gossamer.models import StackedModel
 from gossamer.stacked import StackedTensors
 from gossamer.topology import Mixer
@@ -74,6 +74,7 @@ class Population:
         self.chunk = node_chunk or auto_chunk(model, n, batch_size, device)
         self.eval_batch = eval_batch
         self.shift = shift  # concept drift transforms; None without drift
+        self.sampler = EpochSampler(node_data, batch_size, seed)
         self.newest_concept = 0  # the concept of the latest drift event
         params = StackedTensors.zeros(model.param_shapes, n, device)
         params.copy_from_matrix(model.initial_params(seed).to(device)[None])  # same start
@@ -131,9 +132,7 @@ class Population:
             params = state.params.index_select(nodes)  # copies, written back below
             momentum = None if state.momentum is None else state.momentum.index_select(nodes)
             gathered = True
-        batch = sample_batch_indices(
-            self.node_data, nodes, state.cursor[nodes], self.batch_size, self.seed
-        )  # (n, B)
+        batch = self.sampler(nodes, state.cursor[nodes])  # (n, B) dataset indices
         inputs = self.dataset.x_train[batch]  # (n, B, *input_shape)
         targets = self.dataset.y_train[batch]  # (n, B)
         if self.shift is not None:

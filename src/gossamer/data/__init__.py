@@ -3,12 +3,13 @@
 from gossamer.data.datasets import Dataset, dataset_info, load_dataset
 from gossamer.data.drift import ConceptShift, DriftEvent, drift_schedule
 from gossamer.data.partition import NodeData, partition_indices, to_node_data
-from gossamer.data.sampler import sample_batch_indices
+from gossamer.data.sampler import EpochSampler, sample_batch_indices
 
 __all__ = [
     "ConceptShift",
     "Dataset",
     "DriftEvent",
+    "EpochSampler",
     "NodeData",
     "dataset_info",
     "load_dataset",
