@@ -20,7 +20,7 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.strip() == f"gossamer {__version__}"
 
 
-@pytest.mark.parametrize("command", ["run", "config", "topology"])
+@pytest.mark.parametrize("command", ["run", "config", "topology", "compare", "delta", "devices"])
 def test_every_command_help_has_an_example(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Example: gossamer " in result.stdout
@@ -83,3 +83,21 @@ def test_topology_command_reports_spectral_gap():
     assert result.exit_code == 0, result.output
     described = json.loads(result.stdout)
     assert described["edges"] == 10 and described["spectral_gap"] == pytest.approx(1.0)
+
+
+def test_devices_command_reports_the_skiptrain_budgets():
+    # per-round energy and budget of the quickstart MLP at 32 x 20 samples per round,
+    # from the SkipTrain formula written out by hand
+    result = runner.invoke(
+        app, ["devices", "--set", "local_steps=20", "--set", "data.batch_size=32", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.stdout)
+    assert listing["samples_per_training_round"] == 640
+    assert [d["device"] for d in listing["devices"]][-1] == "Xiaomi Poco X3"
+    params = listing["parameters"]
+    for device in listing["devices"]:
+        per_round = 640 * 3 * device["inference_ms_mobilenet_v2"] / 1000 * params / 3_504_872
+        per_round *= device["max_power_w"]
+        assert device["joules_per_round"] == pytest.approx(per_round)
+        assert device["budget_rounds"] == int(device["battery_wh"] * 3600 * 0.1 // per_round)

@@ -13,6 +13,11 @@ only payloads (subtract 32 bytes per message).
 
 The coordinator of coordinator-based protocols is not a node: its traffic is kept in
 its own counters and included in the network totals.
+
+Energy (Joules) is charged per node where the work happens, for every protocol: the
+training energy of the samples a node trains on, and the link energy of the bytes it
+sends and receives (``gossamer.energy``). The coordinator's energy is not counted (it
+is not a battery-powered device).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gossamer.energy import EnergyModel
+
 HEADER_BYTES = 32
 COUNTERS = (
     "messages_sent",
@@ -30,8 +37,11 @@ COUNTERS = (
     "bytes_received",
     "local_steps",
     "samples_trained",
+    "training_joules",
+    "communication_joules",
     "energy_joules",
 )
+_FLOAT_COUNTERS = ("training_joules", "communication_joules", "energy_joules")
 ROUND_FIELDS = ("messages", "bytes_sent", "local_steps", "samples_trained", "energy_joules")
 
 
@@ -49,10 +59,11 @@ def _as_counts(values: torch.Tensor | np.ndarray) -> np.ndarray:
 class Ledger:
     """Cumulative counters per node and for the coordinator, and totals per round."""
 
-    def __init__(self, num_nodes: int):
+    def __init__(self, num_nodes: int, energy: EnergyModel | None = None):
         self.num_nodes = num_nodes
+        self.energy = energy
         self.node = {
-            name: np.zeros(num_nodes, dtype=np.float64 if name == "energy_joules" else np.int64)
+            name: np.zeros(num_nodes, dtype=np.float64 if name in _FLOAT_COUNTERS else np.int64)
             for name in COUNTERS
         }
         self.coordinator = dict.fromkeys(COUNTERS[:4], 0)
@@ -79,6 +90,8 @@ class Ledger:
         steps = _as_counts(steps)
         self.node["local_steps"] += steps
         self.node["samples_trained"] += steps * batch_size
+        if self.energy is not None:
+            self._charge("training_joules", self.energy.training_joules(steps * batch_size))
 
     def record_exchange(
         self,
@@ -92,12 +105,14 @@ class Ledger:
         self.node["messages_received"] += received
         self.node["bytes_sent"] += sent * message_bytes
         self.node["bytes_received"] += received * message_bytes
+        self._charge_traffic(sent, received, message_bytes)
 
     def record_upload(self, senders: torch.Tensor | np.ndarray, message_bytes: int) -> None:
         """Nodes to coordinator: (N,) messages each node sent to it."""
         senders = _as_counts(senders)
         self.node["messages_sent"] += senders
         self.node["bytes_sent"] += senders * message_bytes
+        self._charge_traffic(senders, np.zeros_like(senders), message_bytes)
         self.coordinator["messages_received"] += int(senders.sum())
         self.coordinator["bytes_received"] += int(senders.sum()) * message_bytes
 
@@ -106,8 +121,19 @@ class Ledger:
         receivers = _as_counts(receivers)
         self.node["messages_received"] += receivers
         self.node["bytes_received"] += receivers * message_bytes
+        self._charge_traffic(np.zeros_like(receivers), receivers, message_bytes)
         self.coordinator["messages_sent"] += int(receivers.sum())
         self.coordinator["bytes_sent"] += int(receivers.sum()) * message_bytes
+
+    def _charge_traffic(self, sent: np.ndarray, received: np.ndarray, message_bytes: int) -> None:
+        """Link energy of one event's messages (each of ``message_bytes``)."""
+        if self.energy is not None:
+            joules = self.energy.traffic_joules(sent, received, message_bytes)
+            self._charge("communication_joules", joules)
+
+    def _charge(self, counter: str, joules: np.ndarray) -> None:
+        self.node[counter] += joules
+        self.node["energy_joules"] += joules
 
     # ------------------------------------------------------------ reading
     def totals(self) -> dict[str, float]:
@@ -120,4 +146,6 @@ class Ledger:
             "local_steps": int(self.node["local_steps"].sum()),
             "samples_trained": int(self.node["samples_trained"].sum()),
             "energy_joules": float(self.node["energy_joules"].sum()),
+            "training_joules": float(self.node["training_joules"].sum()),
+            "communication_joules": float(self.node["communication_joules"].sum()),
         }

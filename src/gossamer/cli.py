@@ -212,6 +212,7 @@ def compare_variants(
             "variant": "variant",
             "test_accuracy_mean": "accuracy",
             "megabytes_sent": "MB sent",
+            "energy_joules": "energy J",
             "cumulative_prequential_loss": "cum. loss",
             "pareto_optimal": "pareto",
         }
@@ -241,8 +242,8 @@ def delta(
     """Suggest a starting delta for dynamic averaging from a short calibration run.
 
     Measures the squared drift of every model over one period without communication
-    (on the base config of a comparison file). Example:
-    gossamer delta examples/dynamic_averaging.yaml --set protocol=dynamic --periods 20
+    (on the base config of a comparison file).
+    Example: gossamer delta examples/dynamic_averaging.yaml --set protocol=dynamic
     """
     from gossamer.protocols import suggest_delta
 
@@ -259,6 +260,71 @@ def delta(
     table = Table(title="squared drift of a model over one period, without sync", show_header=False)
     for key, value in suggestion.items():
         table.add_row(key.replace("_", " "), _fmt(value))
+    Console().print(table)
+
+
+@app.command()
+def devices(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the device profiles and the training energy and budget they imply.
+
+    Uses the configured model (size, FLOPs), batch size, local steps and battery share.
+    Example: gossamer devices --set model.hidden=[200] --set energy.battery_fraction=0.1
+    """
+    from gossamer.data import dataset_info
+    from gossamer.energy import build_energy_model, describe
+    from gossamer.models import build_model
+
+    try:
+        source = read_config_file(config) if config is not None else None
+        if source is not None:
+            source.pop("variants", None)  # a comparison file: its base config
+        resolved = load_config(source, set_ or ())
+        shape, classes = dataset_info(resolved.data)
+        model = build_model(resolved.model, shape, classes)
+        per_round = resolved.data.batch_size * resolved.local_steps
+        energy = build_energy_model(
+            resolved.energy,
+            len(resolved.energy.devices) or 64,
+            model.num_params,
+            model.forward_flops_per_sample(),
+            per_round,
+            resolved.seed,
+        )
+    except ConfigError as error:
+        _fail(str(error))
+    rows = describe(energy, per_round)
+    for row in rows:
+        row.pop("nodes")
+    header = {
+        "model": resolved.model.name,
+        "parameters": model.num_params,
+        "forward_mflops_per_sample": model.forward_flops_per_sample() / 1e6,
+        "samples_per_training_round": per_round,
+        "scaling": resolved.energy.scaling,
+        "battery_fraction": resolved.energy.battery_fraction,
+    }
+    if as_json:
+        typer.echo(json.dumps({**header, "devices": rows}, indent=2))
+        return
+    Console().print(", ".join(f"{k.replace('_', ' ')}: {_fmt(v)}" for k, v in header.items()))
+    table = Table(title="device profiles", show_header=True)
+    titles = {
+        "device": "device",
+        "inference_ms_mobilenet_v2": "MobileNetV2 ms",
+        "max_power_w": "power W",
+        "battery_wh": "battery Wh",
+        "training_ms_per_sample": "train ms/sample",
+        "joules_per_round": "J/round",
+        "budget_rounds": "budget (rounds)",
+    }
+    for title in titles.values():
+        table.add_column(title)
+    for row in rows:
+        table.add_row(*(_fmt(row[k]) for k in titles))
     Console().print(table)
 
 

@@ -163,6 +163,7 @@ def comparison_table(results: Mapping[str, Result]) -> dict[str, np.ndarray]:
             "messages": totals["messages"],
             "megabytes_sent": totals["bytes_sent"] / 1e6,
             "local_steps": totals["local_steps"],
+            "energy_joules": totals["energy_joules"],
         }
         if "cumulative_prequential_loss" in final:
             row["cumulative_prequential_loss"] = final["cumulative_prequential_loss"]

@@ -202,6 +202,52 @@ class TopologyConfig(Section):
     weights: Literal["metropolis_hastings", "uniform", "max_degree"] = "metropolis_hastings"
 
 
+class DeviceProfileConfig(Section):
+    """A device: MobileNetV2 CPU inference time, maximum power, battery capacity."""
+
+    name: str = Field(min_length=1)
+    inference_ms: float = Field(gt=0, description="MobileNetV2 CPU inference time (ms)")
+    max_power_w: float = Field(gt=0)
+    battery_wh: float = Field(gt=0)
+
+
+class EnergyConfig(Section):
+    """Energy accounting (see gossamer.energy): device profiles, budgets, link cost."""
+
+    enabled: bool = True
+    devices: list[str] = Field(
+        default_factory=list, description="device names to use (default: every profile)"
+    )
+    profiles: list[DeviceProfileConfig] = Field(default_factory=list)
+    profiles_csv: Path | None = Field(
+        None, description="CSV of profiles: name, inference_ms, max_power_w, battery_wh"
+    )
+    assignment: Literal["round_robin", "random", "fractions"] = "round_robin"
+    fractions: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    battery_fraction: float = Field(0.1, gt=0, le=1, description="battery share for training")
+    scaling: Literal["parameters", "flops"] = "parameters"
+    link: Literal["none", "wavelan", "custom"] = "none"
+    joules_per_byte_sent: float = Field(0.0, ge=0)
+    joules_per_byte_received: float = Field(0.0, ge=0)
+    joules_per_packet_sent: float = Field(0.0, ge=0)
+    joules_per_packet_received: float = Field(0.0, ge=0)
+    packet_bytes: int = Field(1500, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnergyConfig:
+        if (self.assignment == "fractions") != bool(self.fractions):
+            raise ValueError("fractions must be given exactly when assignment is 'fractions'")
+        custom = (
+            self.joules_per_byte_sent,
+            self.joules_per_byte_received,
+            self.joules_per_packet_sent,
+            self.joules_per_packet_received,
+        )
+        if any(custom) and self.link != "custom":
+            raise ValueError("per-byte or per-packet costs need link: custom")
+        return self
+
+
 class EngineConfig(Section):
     """How the stacked engine computes; never changes results beyond float rounding."""
 
@@ -229,6 +275,7 @@ class Config(Section):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     topology: TopologyConfig = Field(default_factory=TopologyConfig)
     protocol: SerializeAsAny[ProtocolConfig] = Field(default_factory=lambda: {"name": "dpsgd"})
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)

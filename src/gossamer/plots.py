@@ -22,6 +22,8 @@ def comparison_plots(out: Path, results: Mapping[str, Result]) -> list[str]:
         _save(_accuracy_vs(results, "rounds"), out / "accuracy_vs_rounds.png"),
         _save(_traffic_per_round(results), out / "communication_vs_rounds.png"),
     ]
+    if any(r.totals["energy_joules"] > 0 for r in results.values()):
+        written.append(_save(_accuracy_vs(results, "energy"), out / "accuracy_vs_energy.png"))
     if all("cumulative_prequential_loss" in r.rounds for r in results.values()):
         written.append(_save(_prequential_vs_bytes(results), out / "prequential_loss_vs_bytes.png"))
         drifts = [e["round"] for e in next(iter(results.values())).summary.get("drift", [])]
@@ -38,11 +40,17 @@ def _accuracy_vs(results: Mapping[str, Result], axis: str) -> Figure:
     colors = variant_colors(results)
     for name, result in results.items():
         m = result.metrics
-        x = m["bytes_sent"] / 1e6 if axis == "bytes" else m["round"]
+        x = {
+            "bytes": m["bytes_sent"] / 1e6,
+            "rounds": m["round"],
+            "energy": m["energy_joules"] / 1e3,
+        }[axis]
         ax.plot(x, m["test_accuracy_mean"], marker=".", label=name, color=colors[name])
     if axis == "bytes":
         ax.set_xscale("symlog", linthresh=1.0)
         ax.set_xlabel("cumulative MB sent (symlog)")
+    elif axis == "energy":
+        ax.set_xlabel("cumulative energy of all nodes (kJ)")
     else:
         ax.set_xlabel("round")
     ax.set_ylabel("test accuracy (mean over nodes)")

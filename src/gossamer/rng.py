@@ -29,6 +29,7 @@ class Purpose(IntEnum):
     BATCH_REPLACEMENT = 6
     PROTOCOL = 7
     DRIFT = 8
+    ENERGY = 9
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from gossamer.data import (
     partition_indices,
     to_node_data,
 )
+from gossamer.energy import build_energy_model
 from gossamer.engine import Population, tune_allocator
 from gossamer.models import StackedModel, build_model
 from gossamer.protocols import Context, Protocol, build_protocol
@@ -48,6 +49,7 @@ METRIC_COLUMNS = (
     "energy_joules",
     "wall_seconds",
 )
+ENERGY_COLUMNS = ("energy_joules", "training_joules", "communication_joules")
 # Added to metrics.csv and rounds.csv when data.stream is on.
 STREAM_COLUMNS = ("cumulative_prequential_loss", "cumulative_prequential_error")
 
@@ -107,15 +109,27 @@ class Simulation:
             config.engine.eval_batch,
             shift,
         )
-        ledger = Ledger(config.nodes)
+        energy = None
+        if config.energy.enabled:
+            energy = build_energy_model(
+                config.energy,
+                config.nodes,
+                model.num_params,
+                model.forward_flops_per_sample(),
+                config.data.batch_size * config.local_steps,
+                config.seed,
+            )
+        ledger = Ledger(config.nodes, energy)
         context = Context(
             population=population,
             ledger=ledger,
             topology=topology,
             mixer=Mixer(topology, device) if topology is not None else None,
             local_steps=config.local_steps,
+            rounds=config.rounds,
             message_bytes=model_message_bytes(model.num_params),
             seed=config.seed,
+            energy=energy,
         )
         protocol = build_protocol(config.protocol, context)
         return cls(
@@ -253,6 +267,23 @@ def _summary(sim: Simulation, last: dict, wall: float) -> dict[str, Any]:
         "device": str(sim.population.device),
         "wall_seconds": wall,
     }
+    energy = sim.ledger.energy
+    if energy is not None:
+        per_device = {}
+        for index, device in enumerate(energy.devices):
+            nodes = energy.node_device == index
+            if nodes.any():
+                per_device[device.name] = {
+                    "nodes": int(nodes.sum()),
+                    **{k: float(sim.ledger.node[k][nodes].sum()) for k in ENERGY_COLUMNS},
+                    "joules_per_training_round": float(energy.joules_per_round[nodes][0]),
+                    "budget_rounds": int(energy.budget_rounds[nodes][0]),
+                }
+        summary["energy"] = {
+            "scaling": sim.config.energy.scaling,
+            "link": energy.link.name,
+            "per_device": per_device,
+        }
     if sim.drift_events:
         summary["drift"] = [
             {"round": e.round, "concept": e.concept, "nodes": int(e.nodes.sum())}
@@ -280,5 +311,8 @@ def _node_table(sim: Simulation) -> dict[str, np.ndarray]:
     }
     if sim.drift_events:
         table["concept"] = sim.population.state.concept.cpu().numpy()
+    if sim.ledger.energy is not None:
+        table["device"] = np.array(sim.ledger.energy.device_names())
+        table["budget_rounds"] = sim.ledger.energy.budget_rounds
     table.update(sim.ledger.node)
     return table

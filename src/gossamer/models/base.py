@@ -89,6 +89,10 @@ class StackedModel(ABC):
         """Floats of layer outputs one sample produces (sizes evaluation chunks)."""
 
     @abstractmethod
+    def forward_flops_per_sample(self) -> int:
+        """Multiply-adds x 2 of one sample's forward pass."""
+
+    @abstractmethod
     def train_flops_per_sample(self) -> int:
         """Multiply-adds x 2 of one sample's forward and backward (no input gradient)."""
 

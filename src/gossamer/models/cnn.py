@@ -86,11 +86,17 @@ class CNN(StackedModel):
     def activations_per_sample(self) -> int:
         return sum(c_out * h * w for _, c_out, h, w in self.conv_shapes) + sum(self.fc_widths)
 
-    def train_flops_per_sample(self) -> int:
+    def _layer_flops(self) -> list[int]:
         k2 = self.kernel_size**2
         conv = [2 * c_in * c_out * k2 * h * w for c_in, c_out, h, w in self.conv_shapes]
         fc = [2 * a * b for a, b in zip(self.fc_widths[:-1], self.fc_widths[1:], strict=True)]
-        layers = conv + fc
+        return conv + fc
+
+    def forward_flops_per_sample(self) -> int:
+        return sum(self._layer_flops())
+
+    def train_flops_per_sample(self) -> int:
+        layers = self._layer_flops()
         return 3 * sum(layers) - layers[0]  # no input gradient for the first layer
 
 

@@ -56,6 +56,9 @@ class MLP(StackedModel):
     def activations_per_sample(self) -> int:
         return sum(self.widths[1:])
 
+    def forward_flops_per_sample(self) -> int:
+        return sum(2 * a * b for a, b in zip(self.widths[:-1], self.widths[1:], strict=True))
+
     def train_flops_per_sample(self) -> int:
         pairs = list(zip(self.widths[:-1], self.widths[1:], strict=True))
         # forward + weight gradient for every layer, input gradient for all but the first

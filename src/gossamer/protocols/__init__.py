@@ -16,6 +16,14 @@ from gossamer.protocols.dynamic import (
     DynamicGossipConfig,
     suggest_delta,
 )
+from gossamer.protocols.skiptrain import (
+    Greedy,
+    GreedyConfig,
+    SkipTrain,
+    SkipTrainConfig,
+    SkipTrainConstrained,
+    SkipTrainConstrainedConfig,
+)
 
 __all__ = [
     "DPSGD",
@@ -25,11 +33,17 @@ __all__ = [
     "DynamicConfig",
     "DynamicGossip",
     "DynamicGossipConfig",
+    "Greedy",
+    "GreedyConfig",
     "NoSync",
     "NoSyncConfig",
     "PeriodicAveraging",
     "PeriodicConfig",
     "Protocol",
+    "SkipTrain",
+    "SkipTrainConfig",
+    "SkipTrainConstrained",
+    "SkipTrainConstrainedConfig",
     "build_protocol",
     "register_protocol",
     "suggest_delta",

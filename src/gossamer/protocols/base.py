@@ -34,6 +34,7 @@ import torch
 
 from gossamer.accounting import Ledger
 from gossamer.config import ProtocolConfig, register_protocol_config
+from gossamer.energy import EnergyModel
 from gossamer.engine import Population, TrainStats
 from gossamer.topology import Mixer, Topology
 
@@ -47,8 +48,10 @@ class Context:
     topology: Topology | None  # None when the protocol's config says uses_topology = False
     mixer: Mixer | None
     local_steps: int
+    rounds: int  # rounds in the run
     message_bytes: int  # one model message, header included
     seed: int
+    energy: EnergyModel | None = None  # device costs and budgets (energy.enabled)
 
 
 class Protocol:
