@@ -243,6 +243,7 @@ def delta(
 
     Measures the squared drift of every model over one period without communication
     (on the base config of a comparison file).
+
     Example: gossamer delta examples/dynamic_averaging.yaml --set protocol=dynamic
     """
     from gossamer.protocols import suggest_delta
