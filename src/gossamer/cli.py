@@ -166,6 +166,7 @@ def compare_variants(
     """Run several variants on the same data, partition, topology and initial model.
 
     Variants come from a `variants:` mapping in CONFIG and/or --protocol options.
+
     Example: gossamer compare --protocol dpsgd --protocol 'periodic period=10' -p nosync
     """
     from gossamer.compare import compare, load_variants
@@ -273,6 +274,7 @@ def devices(
     """List the device profiles and the training energy and budget they imply.
 
     Uses the configured model (size, FLOPs), batch size, local steps and battery share.
+
     Example: gossamer devices --set model.hidden=[200] --set energy.battery_fraction=0.1
     """
     from gossamer.data import dataset_info
