@@ -165,16 +165,71 @@ class DriftConfig(Section):
         return self
 
 
+class Mnist1dConfig(Section):
+    """MNIST-1D generation (the mnist1d package's generator)."""
+
+    samples: int = Field(5000, ge=20, description="signals to generate (benchmark: 5,000)")
+    seed: int = Field(42, ge=0, description="generator seed (benchmark: 42)")
+
+
+class AugmentConfig(Section):
+    """Per-node training augmentation of image batches (vectorized over nodes)."""
+
+    crop: int = Field(0, ge=0, description="random crop after zero-padding by this many pixels")
+    flip: bool = Field(False, description="random horizontal flip")
+
+
+FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "femnist", "npz", "folder")
+DOWNLOADABLE = ("mnist", "fashion_mnist", "cifar10")
+
+
 class DataConfig(Section):
-    dataset: Literal["digits", "synthetic"] = "digits"
-    partition: Literal["iid", "dirichlet", "shards"] = "dirichlet"
+    dataset: Literal[
+        "digits",
+        "synthetic",
+        "mnist1d",
+        "mnist",
+        "fashion_mnist",
+        "cifar10",
+        "femnist",
+        "npz",
+        "folder",
+    ] = "digits"
+    root: Path | None = Field(None, description="folder (npz: file) holding the dataset")
+    download: bool = Field(False, description="fetch the standard files into root or the cache")
+    download_url: str | None = Field(None, description="mirror base URL for downloads")
+    image_size: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, min_length=2, max_length=2, description="folder: resize images to [H, W]"
+    )
+    partition: Literal["iid", "dirichlet", "shards", "natural"] = "dirichlet"
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (partition: dirichlet)")
     shards_per_node: int = Field(2, ge=1, description="label-sorted shards per node")
     batch_size: int = Field(16, ge=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     stream: bool = Field(False, description="online learning with prequential evaluation")
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    mnist1d: Mnist1dConfig = Field(default_factory=Mnist1dConfig)
+
+    @model_validator(mode="after")
+    def _files(self) -> DataConfig:
+        if self.dataset in FILE_DATASETS and self.root is None and not self.download:
+            fetch = " or set download: true" if self.dataset in DOWNLOADABLE else ""
+            raise ValueError(f"dataset {self.dataset!r} is read from files: set root{fetch}")
+        if self.download and self.dataset not in DOWNLOADABLE:
+            raise ValueError(
+                f"download: true is available for {', '.join(DOWNLOADABLE)}; got dataset "
+                f"{self.dataset!r}"
+            )
+        local = self.root is not None and self.dataset in FILE_DATASETS and not self.download
+        if local and not self.root.exists():
+            raise ValueError(f"root '{self.root}' does not exist")
+        if self.partition == "natural" and self.dataset != "femnist":
+            raise ValueError(
+                f"partition 'natural' needs a dataset with writers (femnist); got {self.dataset!r}"
+            )
+        return self
 
 
 class OptimizerConfig(Section):

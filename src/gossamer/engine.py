@@ -17,8 +17,9 @@ from typing import NamedTuple
 
 import torch
 
-from gossamer.config import OptimizerConfig
+from gossamer.config import AugmentConfig, OptimizerConfig
 from gossamer.data import ConceptShift, Dataset, EpochSampler, NodeData
+from gossamer.data.augment import augment
 from gossamer.models import StackedModel
 from gossamer.stacked import StackedTensors
 from gossamer.topology import Mixer
@@ -61,6 +62,7 @@ class Population:
         node_chunk: int = 0,
         eval_batch: int = 1024,
         shift: ConceptShift | None = None,
+        augmentation: AugmentConfig | None = None,
     ):
         self.model = model
         self.dataset = dataset
@@ -75,6 +77,8 @@ class Population:
         self.eval_batch = eval_batch
         self.shift = shift  # concept drift transforms; None without drift
         self.sampler = EpochSampler(node_data, batch_size, seed)
+        active = augmentation is not None and (augmentation.crop or augmentation.flip)
+        self.augmentation = augmentation if active else None
         self.newest_concept = 0  # the concept of the latest drift event
         params = StackedTensors.zeros(model.param_shapes, n, device)
         params.copy_from_matrix(model.initial_params(seed).to(device)[None])  # same start
@@ -133,7 +137,13 @@ class Population:
             momentum = None if state.momentum is None else state.momentum.index_select(nodes)
             gathered = True
         batch = self.sampler(nodes, state.cursor[nodes])  # (n, B) dataset indices
-        inputs = self.dataset.x_train[batch]  # (n, B, *input_shape)
+        inputs = self.dataset.x_train[batch]  # (n, B, *input_shape), as stored
+        if self.augmentation is not None:
+            position = state.cursor[nodes][:, None] + torch.arange(
+                batch.shape[1], device=self.device
+            )
+            inputs = augment(inputs, self.augmentation, self.seed, nodes, position)
+        inputs = self.dataset.prepare(inputs)  # normalized float32
         targets = self.dataset.y_train[batch]  # (n, B)
         if self.shift is not None:
             inputs, targets = self.shift.apply(inputs, targets, state.concept[nodes])

@@ -138,6 +138,42 @@ def _loss_around_drift(results: Mapping[str, Result], drifts: list[int]) -> Figu
     return fig
 
 
+def label_distribution(counts: np.ndarray) -> Figure:
+    """Stacked bars: how many training samples of each class every node holds."""
+    from matplotlib import colormaps
+
+    nodes, classes = counts.shape
+    fig = Figure(figsize=(max(6.0, min(14.0, 0.12 * nodes + 3)), 4), layout="constrained")
+    ax = fig.subplots()
+    colors = colormaps["tab20" if classes > 10 else "tab10"]
+    bottom = np.zeros(nodes)
+    edge = dict(edgecolor="white", linewidth=0.3) if nodes <= 64 else {}
+    for c in range(classes):
+        ax.bar(
+            np.arange(nodes),
+            counts[:, c],
+            bottom=bottom,
+            width=1.0,
+            color=colors(c % colors.N),
+            label=str(c),
+            **edge,
+        )
+        bottom += counts[:, c]
+    ax.set_xlim(-0.5, nodes - 0.5)
+    ax.set_xlabel("node")
+    ax.set_ylabel("training samples")
+    ax.set_title("label distribution over nodes")
+    if classes <= 20:
+        ax.legend(
+            title="class", fontsize="x-small", ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0)
+        )
+    return fig
+
+
+def write_label_distribution(path: Path, counts: np.ndarray) -> str:
+    return _save(label_distribution(counts), path)
+
+
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     """Trailing mean over up to ``window`` values (shorter at the start)."""
     values = np.asarray(values, dtype=float)

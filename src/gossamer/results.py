@@ -40,6 +40,7 @@ class Result:
     rounds: dict[str, np.ndarray]  # rounds.csv columns, one entry per round
     nodes: dict[str, np.ndarray]  # nodes.csv columns, one entry per node
     run_dir: Path | None = None
+    label_counts: np.ndarray | None = None  # (N, C) training samples of each class per node
 
     @property
     def final(self) -> dict[str, float]:
@@ -105,7 +106,7 @@ class RunWriter:
     def begin(self, config: Config) -> None:
         if self.path.exists():
             (self.path / "summary.json").unlink(missing_ok=True)  # forced: unfinished now
-            for name in ("metrics.csv", "rounds.csv", "nodes.csv"):
+            for name in ("metrics.csv", "rounds.csv", "nodes.csv", "labels.csv"):
                 (self.path / name).unlink(missing_ok=True)
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path / "config.yaml", dump_config(config))
@@ -118,5 +119,13 @@ class RunWriter:
     def finish(self, result: Result) -> None:
         atomic_write(self.path / "rounds.csv", table_to_csv(result.rounds))
         atomic_write(self.path / "nodes.csv", table_to_csv(result.nodes))
+        if result.label_counts is not None:
+            from gossamer.plots import write_label_distribution
+
+            counts = result.label_counts
+            columns = {"node": np.arange(len(counts))}
+            columns.update({f"class_{c}": counts[:, c] for c in range(counts.shape[1])})
+            atomic_write(self.path / "labels.csv", table_to_csv(columns))
+            write_label_distribution(self.path / "label_distribution.png", counts)
         text = json.dumps(result.summary, indent=2, default=_json_default)
         atomic_write(self.path / "summary.json", text + "\n")

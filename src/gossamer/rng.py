@@ -30,6 +30,7 @@ class Purpose(IntEnum):
     PROTOCOL = 7
     DRIFT = 8
     ENERGY = 9
+    AUGMENT = 10
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:

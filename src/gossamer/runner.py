@@ -80,6 +80,12 @@ class Simulation:
         device = resolve_device(config.device)
         input_shape, classes = dataset_info(config.data)
         model = build_model(config.model, input_shape, classes)  # ConfigError if unusable
+        augment = config.data.augment
+        if (augment.crop or augment.flip) and len(input_shape) != 3:
+            raise ConfigError(
+                f"data.augment: crop and flip need image inputs (C, H, W); "
+                f"{config.data.dataset!r} gives {list(input_shape)}"
+            )
         if config.engine.precision == "bfloat16" and model.uses_autocast:
             model.autocast_dtype = torch.bfloat16
         topology = None
@@ -87,7 +93,7 @@ class Simulation:
             topology = build_topology(config.topology, config.nodes, config.seed)
         dataset = load_dataset(config.data, config.seed)
         labels = dataset.y_train.numpy()
-        parts = partition_indices(labels, config.nodes, config.data, config.seed)
+        parts = partition_indices(labels, config.nodes, config.data, config.seed, dataset.writers)
         node_data = to_node_data(parts, labels, classes, device)
         dataset = dataset.to(device)
         events = drift_schedule(config.data.drift, config.nodes, config.rounds, config.seed)
@@ -108,6 +114,7 @@ class Simulation:
             config.engine.node_chunk,
             config.engine.eval_batch,
             shift,
+            config.data.augment,
         )
         energy = None
         if config.energy.enabled:
@@ -245,6 +252,7 @@ def run(
         rounds=_columns(sim.ledger.per_round),
         nodes=_node_table(sim),
         run_dir=writer.path if writer is not None else None,
+        label_counts=sim.node_data.label_counts,
     )
     if writer is not None:
         writer.finish(result)

@@ -7,6 +7,12 @@
 - ``shards``: McMahan et al. (2017) and DecentralizePy's ``KShardDataPartitioner``
   (used by SkipTrain): sort by label, cut into nodes x k equal shards, give each node
   k shards at random.
+- ``natural``: the dataset's own writers (LEAF/FEMNIST: one writer per client). With
+  as many nodes as writers, one writer per node; with fewer nodes, each node gets
+  several whole writers (a seeded permutation of the writers dealt out in turn, so
+  nodes differ by at most one writer); with more nodes than writers, node i gets
+  writer i mod W of that permutation and the nodes sharing a writer split its
+  samples evenly.
 
 A partition that leaves a node with no training sample is rejected.
 """
@@ -36,12 +42,26 @@ class NodeData:
 
 
 def partition_indices(
-    labels: np.ndarray, nodes: int, config: DataConfig, seed: int
+    labels: np.ndarray,
+    nodes: int,
+    config: DataConfig,
+    seed: int,
+    writers: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Split sample indices over nodes; raises ConfigError if a node gets nothing."""
+    """Split sample indices over nodes; raises ConfigError if a node gets nothing.
+
+    Args:
+        writers: (M,) writer of each sample, for the natural partition.
+    """
     rng = numpy_generator(seed, Purpose.PARTITION)
     total = len(labels)
-    if config.partition == "iid":
+    if config.partition == "natural":
+        if writers is None:
+            raise ConfigError(
+                f"data.partition: 'natural' needs writers; {config.dataset!r} has none"
+            )
+        parts = _natural(writers, nodes, rng)
+    elif config.partition == "iid":
         parts = np.array_split(rng.permutation(total), nodes)
     elif config.partition == "dirichlet":
         parts = _dirichlet(labels, nodes, config.alpha, rng)
@@ -66,6 +86,20 @@ def partition_indices(
             f"with no training sample (first: node {empty[0]}); use more data, fewer nodes, "
             "a larger data.alpha or another seed"
         )
+    return parts
+
+
+def _natural(writers: np.ndarray, nodes: int, rng: np.random.Generator) -> list[np.ndarray]:
+    ids = np.unique(writers)
+    order = rng.permutation(ids)
+    samples = {w: np.flatnonzero(writers == w) for w in ids}
+    if nodes <= len(ids):
+        return [np.concatenate([samples[w] for w in order[i::nodes]]) for i in range(nodes)]
+    parts = []
+    for i in range(nodes):
+        writer = order[i % len(ids)]
+        sharing = list(range(i % len(ids), nodes, len(ids)))  # the nodes given this writer
+        parts.append(np.array_split(samples[writer], len(sharing))[sharing.index(i)])
     return parts
 
 
