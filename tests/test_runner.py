@@ -46,6 +46,8 @@ def test_run_directory_contents(tmp_path):
     assert result.run_dir == out
     assert sorted(p.name for p in out.iterdir()) == [
         "config.yaml",
+        "label_distribution.png",
+        "labels.csv",
         "metrics.csv",
         "nodes.csv",
         "rounds.csv",
@@ -64,6 +66,11 @@ def test_run_directory_contents(tmp_path):
     with open(out / "nodes.csv") as f:
         nodes = list(csv.DictReader(f))
     assert len(nodes) == 6 and sum(int(n["train_samples"]) for n in nodes) == 240
+    with open(out / "labels.csv") as f:
+        labels = list(csv.DictReader(f))
+    for node, row in zip(nodes, labels, strict=True):  # histograms add up to the counts
+        assert sum(int(row[f"class_{c}"]) for c in range(3)) == int(node["train_samples"])
+    assert np.array_equal(result.label_counts.sum(1), [int(n["train_samples"]) for n in nodes])
 
 
 def test_finished_run_directory_is_not_overwritten_without_force(tmp_path):
