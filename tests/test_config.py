@@ -77,7 +77,8 @@ def test_protocol_shorthand_and_override_on_top_of_it():
         (
             {"data": {"partition": "random"}},
             [],
-            r"data.partition: input should be 'iid', 'dirichlet', 'shards' or 'natural'; got 'random'",
+            r"data.partition: input should be 'iid', 'dirichlet', 'shards' or 'natural'; "
+            r"got 'random'",
         ),
         ({"data": {"bogus": 1}}, [], r"data.bogus: unknown key \(allowed: dataset, root, download"),
         (

@@ -62,7 +62,7 @@ def test_example_configs_run(path, tmp_path, monkeypatch):
     raw = read_config_file(path)
     if "variants" in raw:  # a comparison: every variant must validate, then run briefly
         assert load_variants(path)
-        short = ["rounds=12", "eval_every=6", "data.synthetic.samples=6000"]
+        short = ["rounds=12", "eval_every=6", "data.synthetic.samples=6000", "local_steps=1"]
         if raw.get("data", {}).get("drift"):
             short.append("data.drift.at_rounds=[6]")
         comparison = gossamer.compare(path, overrides=short, out=tmp_path / "cmp")

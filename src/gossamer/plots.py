@@ -146,19 +146,30 @@ def label_distribution(counts: np.ndarray) -> Figure:
     fig = Figure(figsize=(max(6.0, min(14.0, 0.12 * nodes + 3)), 4), layout="constrained")
     ax = fig.subplots()
     colors = colormaps["tab20" if classes > 10 else "tab10"]
-    bottom = np.zeros(nodes)
-    edge = dict(edgecolor="white", linewidth=0.3) if nodes <= 64 else {}
-    for c in range(classes):
-        ax.bar(
-            np.arange(nodes),
-            counts[:, c],
-            bottom=bottom,
-            width=1.0,
-            color=colors(c % colors.N),
-            label=str(c),
-            **edge,
+    palette = [colors(c % colors.N) for c in range(classes)]
+    if nodes <= 64:  # one bar per node
+        bottom = np.zeros(nodes)
+        for c in range(classes):
+            ax.bar(
+                np.arange(nodes),
+                counts[:, c],
+                bottom=bottom,
+                width=1.0,
+                color=palette[c],
+                label=str(c),
+                edgecolor="white",
+                linewidth=0.3,
+            )
+            bottom += counts[:, c]
+    else:  # many nodes: one filled band per class (steps), cheap to draw
+        steps = np.repeat(np.arange(nodes + 1) - 0.5, 2)[1:-1]
+        ax.stackplot(
+            steps,
+            np.repeat(counts.T, 2, axis=1),
+            colors=palette,
+            labels=[str(c) for c in range(classes)],
+            linewidth=0,
         )
-        bottom += counts[:, c]
     ax.set_xlim(-0.5, nodes - 0.5)
     ax.set_xlabel("node")
     ax.set_ylabel("training samples")
