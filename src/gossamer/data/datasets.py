@@ -140,9 +140,9 @@ def load_dataset(config: DataConfig, seed: int) -> Dataset:
         mean, std = _normalization(name, x_tr)
     dataset = Dataset(
         name=name,
-        x_train=torch.from_numpy(np.ascontiguousarray(x_tr)),
+        x_train=torch.from_numpy(np.require(x_tr, requirements=["C", "W"])),
         y_train=torch.from_numpy(np.asarray(y_tr, dtype=np.int64)),
-        x_test=torch.from_numpy(np.ascontiguousarray(x_te)),
+        x_test=torch.from_numpy(np.require(x_te, requirements=["C", "W"])),
         y_test=torch.from_numpy(np.asarray(y_te, dtype=np.int64)),
         num_classes=classes,
         mean=mean,

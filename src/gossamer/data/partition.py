@@ -10,9 +10,10 @@
 - ``natural``: the dataset's own writers (LEAF/FEMNIST: one writer per client). With
   as many nodes as writers, one writer per node; with fewer nodes, each node gets
   several whole writers (a seeded permutation of the writers dealt out in turn, so
-  nodes differ by at most one writer); with more nodes than writers, node i gets
-  writer i mod W of that permutation and the nodes sharing a writer split its
-  samples evenly.
+  nodes differ by at most one writer); with more nodes than writers, every writer
+  gets at least one node and the extra nodes go to writers in proportion to their
+  sample counts (largest remainder), each writer's samples split evenly over its
+  nodes, so node sizes stay balanced.
 
 A partition that leaves a node with no training sample is rejected.
 """
@@ -90,17 +91,16 @@ def partition_indices(
 
 
 def _natural(writers: np.ndarray, nodes: int, rng: np.random.Generator) -> list[np.ndarray]:
-    ids = np.unique(writers)
-    order = rng.permutation(ids)
-    samples = {w: np.flatnonzero(writers == w) for w in ids}
-    if nodes <= len(ids):
-        return [np.concatenate([samples[w] for w in order[i::nodes]]) for i in range(nodes)]
-    parts = []
-    for i in range(nodes):
-        writer = order[i % len(ids)]
-        sharing = list(range(i % len(ids), nodes, len(ids)))  # the nodes given this writer
-        parts.append(np.array_split(samples[writer], len(sharing))[sharing.index(i)])
-    return parts
+    ids = rng.permutation(np.unique(writers))
+    samples = [np.flatnonzero(writers == w) for w in ids]
+    if nodes <= len(ids):  # deal whole writers out in turn
+        return [np.concatenate(samples[i::nodes]) for i in range(nodes)]
+    sizes = np.array([len(s) for s in samples], dtype=np.float64)
+    share = 1 + (nodes - len(ids)) * sizes / sizes.sum()  # >= 1 node per writer
+    count = np.floor(share).astype(np.int64)
+    leftover = np.argsort(-(share - count), kind="stable")[: nodes - count.sum()]
+    count[leftover] += 1  # largest remainders take the remaining nodes
+    return [part for s, k in zip(samples, count, strict=True) for part in np.array_split(s, k)]
 
 
 def _dirichlet(
