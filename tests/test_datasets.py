@@ -258,7 +258,13 @@ def test_crop_and_flip_match_a_per_sample_loop():
 
 def test_augmentation_runs_and_needs_images():
     result = gossamer.run(
-        {"nodes": 4, "rounds": 2, "eval_every": 1, "data": {"augment": {"crop": 1, "flip": True}}}
+        {
+            "nodes": 4,
+            "rounds": 2,
+            "eval_every": 1,
+            "topology": {"kind": "ring"},
+            "data": {"augment": {"crop": 1, "flip": True}},
+        }
     )
     assert result.totals["local_steps"] == 8
     with pytest.raises(ConfigError, match="data.augment: crop and flip need image inputs"):
