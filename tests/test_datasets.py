@@ -272,6 +272,7 @@ def test_augmentation_runs_and_needs_images():
             {
                 "nodes": 4,
                 "rounds": 1,
+                "eval_every": 1,
                 "topology": {"kind": "ring"},
                 "data": {"dataset": "synthetic", "augment": {"flip": True}},
             }
