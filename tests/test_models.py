@@ -16,6 +16,21 @@ OPTIMIZERS = [
     OptimizerConfig(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01),
 ]
 MODELS = {
+    "lenet": ({"name": "lenet"}, (3, 32, 32), 10),
+    "femnist_cnn": ({"name": "femnist_cnn"}, (1, 28, 28), 62),
+    "resnet8": ({"name": "resnet8"}, (3, 12, 12), 10),
+    "resnet20": ({"name": "resnet20", "groups": 4}, (3, 8, 8), 7),
+    "custom_bn": ({"name": "custom", "import_path": "user_models:SmallNet"}, (2, 8, 8), 5),
+    "custom_gn": (
+        {"name": "custom", "import_path": "user_models:SmallNet", "batchnorm": "groupnorm"},
+        (2, 8, 8),
+        5,
+    ),
+    "cnn_groupnorm": (
+        {"name": "cnn", "channels": [4, 6], "groupnorm": 2, "hidden": 5},
+        (3, 8, 8),
+        4,
+    ),
     "mlp": ({"name": "mlp", "hidden": [9, 5]}, (12,), 4),
     "mlp_image": ({"name": "mlp", "hidden": [16]}, (1, 8, 8), 10),
     "cnn": ({"name": "cnn", "channels": [3, 4], "hidden": 6}, (2, 8, 8), 5),
@@ -97,7 +112,12 @@ def test_train_step_matches_loop_of_modules_and_optimizers(key, opt):
         expected = [loop.step(i, x[i], y[i]) for i in range(n)]
         torch.testing.assert_close(stats.loss, torch.tensor(expected), rtol=1e-5, atol=1e-6)
         assert stats.error.tolist() == pytest.approx(expected_error)
-    torch.testing.assert_close(params.matrix(), loop.rows(), rtol=1e-5, atol=2e-6)
+    ours, theirs = params.matrix() - rows, loop.rows() - rows  # the updates of 3 steps
+    if model.num_params < 50_000:
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=2e-6)
+    else:  # big CNNs: a 1e-7 gradient difference can flip a ReLU in a later step and move a
+        # handful of the million weights (measured: gradients agree to 3e-7 relative)
+        assert float((ours - theirs).norm() / theirs.norm()) < 1e-4
 
 
 @pytest.mark.parametrize("key", ["mlp", "cnn"])
@@ -126,7 +146,7 @@ def test_cnn_rejects_inputs_it_cannot_use():
     from gossamer.config import ConfigError
 
     section = load_config({"model": {"name": "cnn", "channels": [4, 4, 4, 4]}}).model
-    with pytest.raises(ConfigError, match="model.channels"):
+    with pytest.raises(ConfigError, match="4 conv-pool blocks of .cnn. shrink a 8x8 input"):
         build_model(section, (1, 8, 8), 10)
     with pytest.raises(ConfigError, match="needs image inputs"):
         build_model(section, (32,), 10)
@@ -151,3 +171,100 @@ def test_bf16_autocast_cnn_step_stays_close_to_fp32_loop_and_keeps_fp32_weights(
     cosine = torch.nn.functional.cosine_similarity(step, reference, dim=1)
     assert (cosine > 0.97).all()  # measured 0.983-1.0 over 5 seeds; a layout bug gives ~0
     assert torch.allclose(step.norm(dim=1), reference.norm(dim=1), rtol=0.08)  # measured <= 4%
+
+
+@pytest.mark.parametrize(
+    ("key", "published"),
+    [
+        ("lenet", 89_834),  # DecentralizePy / SkipTrain CIFAR-10 LeNet
+        ("femnist_cnn", 1_690_046),  # LEAF / SkipTrain FEMNIST CNN
+    ],
+)
+def test_published_parameter_counts(key, published):
+    section, _, _ = MODELS[key]
+    shape, classes = {"lenet": ((3, 32, 32), 10), "femnist_cnn": ((1, 28, 28), 62)}[key]
+    assert (
+        build_model(load_config({"model": section}).model, shape, classes).num_params == published
+    )
+
+
+def test_resnet_parameter_counts_on_cifar():
+    def count(name):
+        return build_model(load_config({"model": {"name": name}}).model, (3, 32, 32), 10).num_params
+
+    # He et al. 2016, Table 6: ResNet-20 0.27M parameters (option A shortcuts); by hand:
+    # stem 432 + 32; stage 1: 3 x (2 x 2304 + 64); stage 2: 13,952 + 2 x 18,560;
+    # stage 3: 55,552 + 2 x 73,984; fc 650
+    assert count("resnet20") == 432 + 32 + 3 * 4672 + 13952 + 2 * 18560 + 55552 + 2 * 73984 + 650
+    assert count("resnet20") == 269_722
+    assert count("resnet8") == 432 + 32 + 4672 + 13952 + 55552 + 650 == 75_290
+
+
+def test_generic_flop_count_agrees_with_the_exact_formulas():
+    from gossamer.models.layers import count_flops_and_activations
+
+    for key in ("mlp", "cnn", "femnist_cnn"):
+        model = _model(key)
+        total, first, outputs = count_flops_and_activations(model.template, model.input_shape)
+        assert total == model.forward_flops_per_sample()
+        assert 3 * total - first == model.train_flops_per_sample()
+
+
+def test_resnet20_forward_flops():
+    model = build_model(load_config({"model": {"name": "resnet20"}}).model, (3, 32, 32), 10)
+    # ~41 M multiply-adds is the usual figure for ResNet-20 on CIFAR-10
+    assert 40e6 < model.forward_flops_per_sample() / 2 < 42e6
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (
+            "user_models:DataDependent",
+            "cannot run in the stacked engine .* data-dependent control flow",
+        ),
+        ("user_models:UsesItem", "cannot run in the stacked engine"),
+        ("user_models:WrongOutput", r"returns \(7,\) per sample; expected \(5,\) logits"),
+        ("user_models:Missing", "'user_models:Missing' is not an nn.Module class"),
+        ("no_such_module_xyz:Net", "importing 'no_such_module_xyz' failed: ModuleNotFoundError"),
+        ("nocolon", "expected 'module:Class' or 'file.py:Class'"),
+    ],
+)
+def test_user_models_that_cannot_be_stacked_are_explained(path, message):
+    from gossamer.config import ConfigError
+
+    section = load_config({"model": {"name": "custom", "import_path": path}}).model
+    with pytest.raises(ConfigError, match=message):
+        build_model(section, (2, 8, 8), 5)
+
+
+def test_user_model_from_a_file_and_batchnorm_policies(tmp_path):
+    source = tmp_path / "my_nets.py"
+    source.write_text(
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, width=3):\n"
+        "        super().__init__()\n"
+        "        self.bn = nn.BatchNorm2d(2)\n"
+        "        self.fc = nn.Linear(128, width)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(self.bn(x).flatten(1))\n"
+    )
+    section = load_config(
+        {"model": {"name": "custom", "import_path": f"{source}:Net", "kwargs": {"width": 5}}}
+    ).model
+    model = build_model(section, (2, 8, 8), 5)
+    assert model.num_params == 2 + 2 + 128 * 5 + 5
+    bn = model.template.bn
+    assert bn.track_running_stats is False and bn.running_mean is None  # per node
+    section = load_config(
+        {
+            "model": {
+                "name": "custom",
+                "import_path": f"{source}:Net",
+                "kwargs": {"width": 5},
+                "batchnorm": "groupnorm",
+            }
+        }
+    ).model
+    assert isinstance(build_model(section, (2, 8, 8), 5).template.bn, torch.nn.GroupNorm)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gossamer.config import OptimizerConfig
+from gossamer.models.layers import count_flops_and_activations
 from gossamer.optim import sgd_update
 from gossamer.rng import Purpose
 from gossamer.stacked import StackedTensors
@@ -84,17 +85,25 @@ class StackedModel(ABC):
             (n, B, num_classes) logits.
         """
 
-    @abstractmethod
     def activations_per_sample(self) -> int:
         """Floats of layer outputs one sample produces (sizes evaluation chunks)."""
+        return self._measured()[2]
 
-    @abstractmethod
     def forward_flops_per_sample(self) -> int:
         """Multiply-adds x 2 of one sample's forward pass."""
+        return self._measured()[0]
 
-    @abstractmethod
     def train_flops_per_sample(self) -> int:
-        """Multiply-adds x 2 of one sample's forward and backward (no input gradient)."""
+        """Forward and backward of one sample: 3x the forward, less the first layer's
+        input gradient (never needed). MLP and CNN override these with exact formulas;
+        the defaults measure the template with forward hooks."""
+        total, first, _ = self._measured()
+        return 3 * total - first
+
+    def _measured(self) -> tuple[int, int, int]:
+        if not hasattr(self, "_measurements"):
+            self._measurements = count_flops_and_activations(self.template, self.input_shape)
+        return self._measurements
 
     def loss_and_grad(
         self, params: list[torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor
@@ -149,8 +158,12 @@ class StackedModel(ABC):
 
 
 def cross_entropy_per_node(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of each node's batch: (n, B, C), (n, B) -> (n,)."""
-    return F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none").mean(1)
+    """Mean cross-entropy of each node's batch: (n, B, C), (n, B) -> (n,).
+
+    Reduced-precision logits (bf16 autocast) are upcast to float32; float64 stays."""
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()
+    return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(1)
 
 
 def error_per_node(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
