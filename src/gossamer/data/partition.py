@@ -81,9 +81,9 @@ def partition_indices(
     parts = [np.sort(p).astype(np.int64) for p in parts]
     empty = [i for i, p in enumerate(parts) if len(p) == 0]
     if empty:
-        detail = f"alpha={config.alpha}" if config.partition == "dirichlet" else ""
+        detail = f"(alpha={config.alpha})" if config.partition == "dirichlet" else ""
         raise ConfigError(
-            f"data.partition: {config.partition}({detail}) left {len(empty)} of {nodes} nodes "
+            f"data.partition: {config.partition}{detail} left {len(empty)} of {nodes} nodes "
             f"with no training sample (first: node {empty[0]}); use more data, fewer nodes, "
             "a larger data.alpha or another seed"
         )
