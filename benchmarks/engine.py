@@ -69,7 +69,9 @@ def matmul_gflops(seconds: float, size: int = 2048) -> float:
     return 2 * size**3 / interleaved({"mm": lambda: torch.mm(a, b, out=out)}, seconds)["mm"] / 1e9
 
 
-def experiment(model: dict, shape: list[int], nodes: int, precision: str) -> Simulation:
+def experiment(
+    model: dict, shape: list[int], nodes: int, precision: str, classes: int = 10
+) -> Simulation:
     config = load_config(
         {
             "nodes": nodes,
@@ -79,7 +81,11 @@ def experiment(model: dict, shape: list[int], nodes: int, precision: str) -> Sim
                 "partition": "iid",
                 "batch_size": BATCH,
                 "test_fraction": 0.1,
-                "synthetic": {"samples": nodes * 80, "shape": shape, "classes": 10},
+                "synthetic": {
+                    "samples": max(nodes * 80, classes * 20),
+                    "shape": shape,
+                    "classes": classes,
+                },
             },
             "model": model,
             "optimizer": {"lr": 0.01},
@@ -122,26 +128,38 @@ def naive_round(sim: Simulation, precision: str) -> Callable[[], None]:
     return round_
 
 
-def training_table(sizes: list[int], seconds: float, peak: float, smoke: bool) -> list[dict]:
-    cases = [
-        ("mlp 784-200-10", {"name": "mlp", "hidden": [200]}, [784], "float32"),
-        ("cnn 28x28", {"name": "cnn"}, [1, 28, 28], "float32"),
-        ("cnn 28x28", {"name": "cnn"}, [1, 28, 28], "bfloat16"),
-    ]
+CASES = [  # (label, model section, input shape, classes, precision)
+    ("mlp 784-200-10", {"name": "mlp", "hidden": [200]}, [784], 10, "float32"),
+    ("cnn 28x28", {"name": "cnn"}, [1, 28, 28], 10, "float32"),
+    ("cnn 28x28", {"name": "cnn"}, [1, 28, 28], 10, "bfloat16"),
+    ("lenet 32x32x3", {"name": "lenet"}, [3, 32, 32], 10, "float32"),
+    ("lenet 32x32x3", {"name": "lenet"}, [3, 32, 32], 10, "bfloat16"),
+    ("femnist_cnn", {"name": "femnist_cnn"}, [1, 28, 28], 62, "float32"),
+    ("femnist_cnn", {"name": "femnist_cnn"}, [1, 28, 28], 62, "bfloat16"),
+]
+
+
+def training_table(
+    sizes: list[int], seconds: float, peak: float, smoke: bool, models: list[str] | None
+) -> list[dict]:
+    cases = [c for c in CASES if models is None or c[1]["name"] in models]
     if smoke:
         cases = [
             (
                 name,
-                {**m, "hidden": [8]} if m["name"] == "mlp" else {**m, "channels": [2], "hidden": 4},
+                {"name": "mlp", "hidden": [8]}
+                if m["name"] == "mlp"
+                else {"name": "cnn", "channels": [2], "hidden": 4},
                 s,
+                k,
                 p,
             )
-            for name, m, s, p in cases
+            for name, m, s, k, p in cases
         ]
     rows = []
-    for name, model, shape, precision in cases:
+    for name, model, shape, classes, precision in cases:
         for n in sizes:
-            sim = experiment(model, shape, n, precision)
+            sim = experiment(model, shape, n, precision, classes)
             flops = sim.model.train_flops_per_sample() * BATCH  # per node-step
             timing = interleaved(
                 {"engine": engine_round(sim), "naive": naive_round(sim, precision)}, seconds
@@ -219,6 +237,12 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
     parser.add_argument("--only", choices=["training", "gossip"], help="run one part")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=sorted({c[1]["name"] for c in CASES}),
+        help="training cases to run (default: all)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.nodes, args.seconds = [4], 0.01
@@ -235,7 +259,7 @@ def main() -> None:
             f"{'model':15s} {'precision':9s} {'N':>5s} {'naive':>10s} {'engine':>10s} "
             f"{'speedup':>8s} {'GFLOP/s':>8s} {'%matmul':>7s}   (node-steps/s, batch {BATCH})"
         )
-        rows = training_table(args.nodes, args.seconds, peak, args.smoke)
+        rows = training_table(args.nodes, args.seconds, peak, args.smoke, args.models)
     if args.only != "training":
         mix = gossip(*((8, 4) if args.smoke else (256, 200)), args.seconds)
         print(

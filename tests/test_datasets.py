@@ -132,8 +132,9 @@ def test_file_datasets_need_a_root_and_name_it():
         "set root or set download: true",
     ):
         gossamer.load_config({"data": {"dataset": "cifar10"}})
-    with pytest.raises(ConfigError, match="root '/no/such/dir' does not exist"):
-        gossamer.load_config({"data": {"dataset": "mnist", "root": "/no/such/dir"}})
+    config = gossamer.load_config({"data": {"dataset": "mnist", "root": "/no/such/dir"}})
+    with pytest.raises(DataFileError, match="data.root '/no/such/dir': missing train-images"):
+        load_dataset(config.data, 0)  # checked when the run loads its data, before training
     with pytest.raises(ConfigError, match="partition 'natural' needs a dataset with writers"):
         gossamer.load_config({"data": {"partition": "natural"}})
 

@@ -222,9 +222,6 @@ class DataConfig(Section):
                 f"download: true is available for {', '.join(DOWNLOADABLE)}; got dataset "
                 f"{self.dataset!r}"
             )
-        local = self.root is not None and self.dataset in FILE_DATASETS and not self.download
-        if local and not self.root.exists():
-            raise ValueError(f"root '{self.root}' does not exist")
         if self.partition == "natural" and self.dataset != "femnist":
             raise ValueError(
                 f"partition 'natural' needs a dataset with writers (femnist); got {self.dataset!r}"

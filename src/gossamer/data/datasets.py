@@ -163,9 +163,15 @@ def _root(config: DataConfig):
 
 def _split(x, y, test_fraction, seed):
     split_seed = int(numpy_generator(seed, Purpose.DATA, 1).integers(2**31))
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=test_fraction, stratify=y, random_state=split_seed
-    )
+    try:
+        x_tr, x_te, y_tr, y_te = train_test_split(
+            x, y, test_size=test_fraction, stratify=y, random_state=split_seed
+        )
+    except ValueError as error:  # e.g. fewer test samples than classes
+        raise ConfigError(
+            f"data.test_fraction: a stratified split of {len(y)} samples with "
+            f"{len(np.unique(y))} classes is impossible at {test_fraction}: {error}"
+        ) from None
     return x_tr, y_tr, x_te, y_te
 
 

@@ -1,0 +1,25 @@
+"""The benchmark script runs (tiny sizes); it is a measurement, not a timed test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_engine_benchmark_smoke_run(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--smoke", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(out.read_text())
+    assert measured["matmul_gflops"] > 0
+    models = {row["model"].split()[0] for row in measured["training"]}
+    assert models == {"mlp", "cnn", "lenet", "femnist_cnn"}
+    assert all(row["engine_node_steps_per_s"] > 0 for row in measured["training"])
+    assert measured["gossip"]["mix_ms"] > 0
