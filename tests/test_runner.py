@@ -46,12 +46,12 @@ def test_run_directory_contents(tmp_path):
     assert result.run_dir == out
     assert sorted(p.name for p in out.iterdir()) == [
         "config.yaml",
-        "label_distribution.png",
         "labels.csv",
         "metrics.csv",
         "nodes.csv",
         "rounds.csv",
         "summary.json",
+        "topology.csv",
     ]
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -71,6 +71,12 @@ def test_run_directory_contents(tmp_path):
     for node, row in zip(nodes, labels, strict=True):  # histograms add up to the counts
         assert sum(int(row[f"class_{c}"]) for c in range(3)) == int(node["train_samples"])
     assert np.array_equal(result.label_counts.sum(1), [int(n["train_samples"]) for n in nodes])
+    with open(out / "topology.csv") as f:
+        edges = list(csv.DictReader(f))  # each undirected edge once, u < v
+    assert len(edges) == summary["topology"]["edges"]
+    assert all(int(e["u"]) < int(e["v"]) for e in edges)
+    degree = np.bincount([int(e[k]) for e in edges for k in ("u", "v")], minlength=6)
+    assert np.array_equal(degree, [int(n["degree"]) for n in nodes])
 
 
 def test_finished_run_directory_is_not_overwritten_without_force(tmp_path):

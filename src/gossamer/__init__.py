@@ -5,11 +5,16 @@ All N nodes live in one process as stacked tensors; see ``gossamer.run``.
 
 __version__ = "0.1.0"
 
-from gossamer.compare import Comparison, compare  # noqa: E402
+from gossamer.compare import Comparison, compare, load  # noqa: E402
 from gossamer.config import Config, ConfigError, load_config  # noqa: E402
 from gossamer.protocols import suggest_delta  # noqa: E402
 from gossamer.results import Result  # noqa: E402
-from gossamer.runner import Simulation, run  # noqa: E402
+from gossamer.runner import (  # noqa: E402
+    Simulation,
+    resume,  # noqa: E402
+    run,
+)
+from gossamer.sweep import Sweep, sweep  # noqa: E402
 
 __all__ = [
     "Comparison",
@@ -18,8 +23,12 @@ __all__ = [
     "Result",
     "Simulation",
     "__version__",
+    "Sweep",
     "compare",
+    "load",
     "load_config",
+    "resume",
     "run",
     "suggest_delta",
+    "sweep",
 ]

@@ -32,6 +32,9 @@ ConfigArg = Annotated[
     Path | None,
     typer.Argument(help="YAML or TOML config file; omit for the built-in quickstart."),
 ]
+ReportOpt = Annotated[
+    bool, typer.Option("--report/--no-report", help="Write report.html and report.md.")
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -69,10 +72,13 @@ def run(
         typer.Option("--out", "-o", help="Run directory (default: runs/<time>-<protocol>)."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite a finished run directory.")] = False,
+    report: ReportOpt = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run one experiment and write its run directory.
+    """Run one experiment and write its run directory (and report.html).
+
+    Ctrl-C stops after the current round with a checkpoint; gossamer resume continues.
 
     Example: gossamer run examples/quickstart.yaml --set protocol=periodic -s protocol.period=5
     """
@@ -83,24 +89,91 @@ def run(
     except ConfigError as error:
         _fail(str(error))
     out = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{resolved.protocol.name}"
+    _execute(
+        lambda progress: run_experiment(
+            resolved, out=out, force=force, progress=progress, report=report
+        ),
+        resolved.rounds,
+        out,
+        quiet,
+        as_json,
+    )
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="An interrupted run directory.")],
+    report: ReportOpt = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Continue an interrupted run from its last checkpoint.
+
+    The finished metrics equal those of an uninterrupted run with the same config.
+
+    Example: gossamer resume runs/20261122-101500-dpsgd
+    """
+    from gossamer.runner import resume as resume_run
+
+    try:
+        rounds = load_config(run_dir / "config.yaml").rounds
+    except ConfigError as error:
+        _fail(f"resume: {error}")
+    _execute(
+        lambda progress: resume_run(run_dir, progress=progress, report=report),
+        rounds,
+        run_dir,
+        quiet,
+        as_json,
+    )
+
+
+def _execute(start, rounds: int, out: Path, quiet: bool, as_json: bool) -> None:
+    """Run with a progress bar when on a terminal; turn errors into one message."""
+    from gossamer.runner import RunInterrupted
+
     show = not quiet and not as_json and console.is_terminal
-    progress = _progress_bar(resolved.rounds) if show else None
+    progress = _progress_bar(rounds) if show else None
     try:
         if progress is not None:
             with progress:
-                result = run_experiment(
-                    resolved, out=out, force=force, progress=progress.update_row
-                )
+                result = start(progress.update_row)
         else:
-            result = run_experiment(resolved, out=out, force=force)
+            result = start(None)
     except ConfigError as error:
         _fail(str(error))
+    except RunInterrupted as stop:
+        _fail(
+            f"stopped after round {stop.rounds_done} with a checkpoint; continue with: "
+            f"gossamer resume {out}",
+            code=130,
+        )
     except KeyboardInterrupt:
         _fail(f"interrupted; '{out}' holds an unfinished run (no summary.json)", code=130)
     if as_json:
         typer.echo(json.dumps(result.summary, indent=2, default=float))
     elif not quiet:
         _summary_table(result.summary, out)
+
+
+@app.command()
+def report(
+    dirs: Annotated[list[Path], typer.Argument(help="Run or comparison directories.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write (several runs).")
+    ] = None,
+) -> None:
+    """Write report.html (self-contained, works offline) and report.md for runs.
+
+    Example: gossamer report runs/quickstart runs/periodic --out runs/report
+    """
+    from gossamer.report import write_report
+
+    try:
+        target = write_report(dirs, out)
+    except ConfigError as error:
+        _fail(str(error))
+    typer.echo(f"{target / 'report.html'}")
 
 
 @app.command("config")
@@ -160,6 +233,7 @@ def compare_variants(
         typer.Option("--out", "-o", help="Comparison directory (default: runs/<time>-compare)."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite a finished comparison.")] = False,
+    report: ReportOpt = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
@@ -170,6 +244,7 @@ def compare_variants(
     Example: gossamer compare --protocol dpsgd --protocol 'periodic period=10' -p nosync
     """
     from gossamer.compare import compare, load_variants
+    from gossamer.runner import RunInterrupted
 
     try:
         variants = load_variants(config, set_ or (), protocol or ())
@@ -199,11 +274,19 @@ def compare_variants(
         )
     except ConfigError as error:
         _fail(str(error))
-    except KeyboardInterrupt:
-        _fail(f"interrupted; '{out}' holds an unfinished comparison", code=130)
+    except (KeyboardInterrupt, RunInterrupted):
+        _fail(
+            f"stopped; '{out}' holds an unfinished comparison: rerun the same command with "
+            f"--out {out} to continue (finished variants are kept, the stopped one resumes)",
+            code=130,
+        )
     finally:
         if bars:
             bars[-1].stop()
+    if report:
+        from gossamer.report import write_report
+
+        write_report([out])
     if as_json:
         typer.echo((out / "comparison.json").read_text(), nl=False)
         return
@@ -231,6 +314,86 @@ def compare_variants(
             table.add_row(*(_fmt(result.table[c][i]) for c in columns))
         Console().print(table)
         Console().print(f"comparison directory: {out}")
+
+
+@app.command("sweep")
+def sweep_grid(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option("--grid", "-g", metavar="KEY=V1,V2,...", help="Values of a key (repeatable)."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per point: seed, seed+1, ...")] = 1,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Sweep directory (default: runs/<time>-sweep)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite a finished sweep.")] = False,
+    report: ReportOpt = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """Run the product of grid values over several seeds; mean and 95% CI per point.
+
+    Example: gossamer sweep --grid protocol.period=1,5,20 --set protocol=periodic --seeds 3
+    """
+    from gossamer.runner import RunInterrupted
+    from gossamer.sweep import parse_grid, plan, sweep
+
+    try:
+        base = load_config(config, set_ or ())
+        runs = plan(base, parse_grid(grid or ()), seeds)  # validates every point first
+    except ConfigError as error:
+        _fail(str(error))
+    out = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-sweep"
+    if not quiet and not as_json:
+        console.print(f"sweep: {len(runs)} runs into {out}")
+    started = [0]
+
+    def announce(point: dict, seed: int) -> None:
+        started[0] += 1
+        if not quiet and not as_json:
+            where = ", ".join(f"{k}={v}" for k, v in point.items()) or "base"
+            console.print(f"[{started[0]}/{len(runs)}] {where}, seed {seed}")
+
+    try:
+        result = sweep(base, grid=grid or (), seeds=seeds, out=out, force=force, progress=announce)
+    except ConfigError as error:
+        _fail(str(error))
+    except (KeyboardInterrupt, RunInterrupted):
+        _fail(
+            f"stopped; '{out}' holds an unfinished sweep: rerun the same command with "
+            f"--out {out} to continue (finished runs are kept, the stopped one resumes)",
+            code=130,
+        )
+    if report:
+        from gossamer.report import write_report
+
+        write_report([out])
+    if as_json:
+        typer.echo((out / "sweep.json").read_text(), nl=False)
+        return
+    if not quiet:
+        table = Table(title=f"gossamer sweep: {len(result.points)} points x {seeds} seeds")
+        keys = list(parse_grid(grid or ()))
+        for column in [*keys, "seeds", "accuracy (95% CI)", "MB sent", "energy J"]:
+            table.add_column(column)
+        t = result.table
+        for i in range(len(t["seeds"])):
+            ci = (
+                f"{t['test_accuracy_mean'][i]:.4f} [{_fmt(t['test_accuracy_mean_ci_low'][i])}, "
+                f"{_fmt(t['test_accuracy_mean_ci_high'][i])}]"
+            )
+            table.add_row(
+                *(str(t[k][i]) for k in keys),
+                str(t["seeds"][i]),
+                ci,
+                _fmt(t["megabytes_sent"][i]),
+                _fmt(t["energy_joules"][i]),
+            )
+        Console().print(table)
+        Console().print(f"sweep directory: {out}")
 
 
 @app.command()

@@ -8,7 +8,8 @@ All variant configs are validated before the first run starts.
 
 The comparison directory holds one run directory per variant, ``comparison.csv``,
 ``comparison.md``, ``comparison.json`` (written last: it marks a finished
-comparison) and plots.
+comparison) and plots. Rerunning a stopped comparison into the same directory keeps
+its finished variants and resumes the interrupted one from its checkpoint.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from gossamer.config import (
     read_config_file,
 )
 from gossamer.results import Result, atomic_write, table_to_csv
-from gossamer.runner import ProgressCallback, run
+from gossamer.runner import ProgressCallback, run_or_continue
 
 RECOVERY_WINDOW = 10  # rounds averaged on each side of a drift
 RECOVERY_FACTOR = 2.0  # recovered: the loss is back within 2x its pre-drift level
@@ -138,7 +139,7 @@ def compare(
     for name, config in configs.items():
         run_dir = out / slug(name) if out is not None else None
         callback = progress(name) if progress is not None else None
-        results[name] = run(config, out=run_dir, force=True, progress=callback)
+        results[name] = run_or_continue(config, run_dir, force, callback)
     table = comparison_table(results)
     if out is not None:
         write_comparison(out, results, table)
@@ -245,7 +246,7 @@ def write_comparison(out: Path, results: Mapping[str, Result], table: dict) -> N
 def markdown_table(table: dict[str, np.ndarray]) -> str:
     keys = list(table)
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for i in range(len(table["variant"])):
+    for i in range(len(next(iter(table.values())))):
         lines.append("| " + " | ".join(_fmt(table[k][i]) for k in keys) + " |")
     return "\n".join(lines) + "\n"
 
@@ -264,3 +265,28 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def load(path: str | Path):
+    """Read results back: a run directory gives a Result, a comparison directory a
+    Comparison, a sweep directory a Sweep (tables as numpy columns; ``frame()`` on a
+    Result gives pandas DataFrames when pandas is installed)."""
+    from gossamer.results import load_run, read_table
+
+    path = Path(path)
+    if (path / "comparison.json").is_file():
+        names = json.loads((path / "comparison.json").read_text())["variants"]
+        results = {name: load_run(path / sub) for name, sub in names.items()}
+        return Comparison(results, read_table(path / "comparison.csv"), path)
+    if (path / "sweep.json").is_file():
+        from gossamer.sweep import Sweep, point_slug
+
+        meta = json.loads((path / "sweep.json").read_text())
+        points = meta["points"]
+        runs = {}
+        for key in meta["runs"]:
+            folder, _, seed = key.rpartition("/seed-")
+            index = next(i for i, p in enumerate(points) if point_slug(p) == folder)
+            runs[index, int(seed)] = load_run(path / key)
+        return Sweep(points, runs, read_table(path / "sweep.csv"), path)
+    return load_run(path)

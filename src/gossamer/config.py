@@ -300,6 +300,10 @@ class EnergyConfig(Section):
         return self
 
 
+class LoggingConfig(Section):
+    tensorboard: bool = Field(False, description="TensorBoard scalars in <run>/tensorboard")
+
+
 class EngineConfig(Section):
     """How the stacked engine computes; never changes results beyond float rounding."""
 
@@ -322,12 +326,16 @@ class Config(Section):
     eval_every: int = Field(10, ge=1)
     local_steps: int = Field(1, ge=1, description="SGD steps per training round")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="rounds between checkpoints ('auto': a tenth of the run; 0: never)"
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     model: SerializeAsAny[ModelConfig] = Field(default_factory=lambda: {"name": "mlp"})
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     topology: TopologyConfig = Field(default_factory=TopologyConfig)
     protocol: SerializeAsAny[ProtocolConfig] = Field(default_factory=lambda: {"name": "dpsgd"})
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)

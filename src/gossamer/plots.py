@@ -15,23 +15,138 @@ from gossamer.results import Result
 SMOOTHING = 5  # rounds in the moving average of per-round losses
 
 
-def comparison_plots(out: Path, results: Mapping[str, Result]) -> list[str]:
-    """Write the comparison's plots into ``out``; returns their file names."""
-    written = [
-        _save(_accuracy_vs(results, "bytes"), out / "accuracy_vs_bytes.png"),
-        _save(_accuracy_vs(results, "rounds"), out / "accuracy_vs_rounds.png"),
-        _save(_traffic_per_round(results), out / "communication_vs_rounds.png"),
+def comparison_figures(results: Mapping[str, Result]) -> list[tuple[str, str, Figure]]:
+    """The plots comparing runs: (file stem, title, figure) each."""
+    figures = [
+        ("accuracy_vs_rounds", "Test accuracy against rounds", _accuracy_vs(results, "rounds")),
+        (
+            "accuracy_vs_bytes",
+            "Test accuracy against communication",
+            _accuracy_vs(results, "bytes"),
+        ),
+        ("communication_vs_rounds", "Communication over time", _traffic_per_round(results)),
     ]
-    if any(r.totals["energy_joules"] > 0 for r in results.values()):
-        written.append(_save(_accuracy_vs(results, "energy"), out / "accuracy_vs_energy.png"))
+    if any(_last(r.metrics, "energy_joules") > 0 for r in results.values()):
+        figures.append(
+            ("accuracy_vs_energy", "Test accuracy against energy", _accuracy_vs(results, "energy"))
+        )
     if all("cumulative_prequential_loss" in r.rounds for r in results.values()):
-        written.append(_save(_prequential_vs_bytes(results), out / "prequential_loss_vs_bytes.png"))
+        figures.append(
+            (
+                "prequential_loss_vs_bytes",
+                "Cumulative prequential loss against communication",
+                _prequential_vs_bytes(results),
+            )
+        )
         drifts = [e["round"] for e in next(iter(results.values())).summary.get("drift", [])]
         if drifts:
-            written.append(
-                _save(_loss_around_drift(results, drifts), out / "loss_around_drift.png")
+            figures.append(
+                ("loss_around_drift", "Loss around the drift", _loss_around_drift(results, drifts))
             )
-    return written
+    return figures
+
+
+def _last(columns: dict, key: str) -> float:
+    values = columns.get(key)
+    return float(values[-1]) if values is not None and len(values) else 0.0
+
+
+def run_figures(result: Result, edges: dict | None = None) -> list[tuple[str, str, Figure]]:
+    """The plots of one run, from what it recorded."""
+    one = {result.run_dir.name if result.run_dir else "run": result}
+    figures = [("accuracy", "Test accuracy against rounds", _accuracy_band(result))]
+    figures += [f for f in comparison_figures(one) if f[0] not in ("accuracy_vs_rounds",)]
+    if "test_accuracy" in result.nodes:
+        figures.append(
+            (
+                "node_accuracy",
+                "Per-node accuracy distribution",
+                _node_accuracy(result.nodes["test_accuracy"]),
+            )
+        )
+    if edges:
+        accuracy = result.nodes.get("test_accuracy")
+        figures.append(("topology", "Topology", _topology(edges, result.config.nodes, accuracy)))
+    if result.label_counts is not None:
+        figures.append(
+            (
+                "label_distribution",
+                "Label distribution over nodes",
+                label_distribution(result.label_counts),
+            )
+        )
+    return figures
+
+
+def comparison_plots(out: Path, results: Mapping[str, Result]) -> list[str]:
+    """Write the comparison's plots into ``out``; returns their file names."""
+    return [_save(fig, out / f"{stem}.png") for stem, _, fig in comparison_figures(results)]
+
+
+def _accuracy_band(result: Result) -> Figure:
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    m = result.metrics
+    ax.fill_between(
+        m["round"],
+        m["test_accuracy_min"],
+        m["test_accuracy_max"],
+        alpha=0.25,
+        label="nodes: min to max",
+    )
+    ax.plot(m["round"], m["test_accuracy_mean"], marker=".", label="nodes: mean")
+    ax.plot(m["round"], m["avg_model_accuracy"], linestyle="--", label="average model")
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _node_accuracy(accuracy: np.ndarray) -> Figure:
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(accuracy, bins=min(30, max(5, len(accuracy) // 4)), edgecolor="white")
+    ax.axvline(
+        float(np.mean(accuracy)),
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=f"mean {np.mean(accuracy):.3f}",
+    )
+    ax.set_xlabel("final test accuracy of a node")
+    ax.set_ylabel("nodes")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def _topology(edges: dict, nodes: int, accuracy: np.ndarray | None) -> Figure:
+    import networkx as nx
+
+    fig = Figure(figsize=(6, 6), layout="constrained")
+    ax = fig.subplots()
+    graph = nx.Graph()
+    graph.add_nodes_from(range(nodes))
+    graph.add_edges_from(zip(edges["u"].tolist(), edges["v"].tolist(), strict=True))
+    if nodes > 1000:  # too many to draw legibly: the degree distribution
+        degrees = [d for _, d in graph.degree()]
+        ax.hist(degrees, bins=30)
+        ax.set_xlabel("degree")
+        ax.set_ylabel("nodes")
+        return fig
+    position = nx.spring_layout(graph, seed=0, iterations=50)
+    xy = np.array([position[i] for i in range(nodes)])
+    for u, v in graph.edges():
+        ax.plot(*xy[[u, v]].T, color="grey", linewidth=0.4, alpha=0.5, zorder=1)
+    size = max(8, 400 / np.sqrt(nodes))
+    if accuracy is not None and len(accuracy) == nodes:
+        points = ax.scatter(*xy.T, c=accuracy, s=size, cmap="viridis", zorder=2)
+        fig.colorbar(points, ax=ax, label="final test accuracy", shrink=0.7)
+    else:
+        ax.scatter(*xy.T, color="tab:blue", s=size, zorder=2)
+    ax.set_title(f"{nodes} nodes, {graph.number_of_edges()} edges")
+    ax.set_axis_off()
+    return fig
 
 
 def _accuracy_vs(results: Mapping[str, Result], axis: str) -> Figure:
@@ -87,7 +202,7 @@ def variant_colors(results: Mapping[str, Result]) -> dict[str, tuple]:
     families = ["Blues", "Oranges", "Greens", "Purples", "Reds", "Greys"]
     by_protocol: dict[str, list[str]] = {}
     for name, result in results.items():
-        by_protocol.setdefault(result.summary["protocol"], []).append(name)
+        by_protocol.setdefault(result.config.protocol.name, []).append(name)
     colors = {}
     for family, names in zip(families * 4, by_protocol.values(), strict=False):
         shades = np.linspace(0.9, 0.45, len(names)) if len(names) > 1 else [0.75]

@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,17 @@ class Result:
     @property
     def totals(self) -> dict[str, float]:
         return self.summary["totals"]
+
+    def frame(self, table: str = "metrics"):
+        """A table ("metrics", "rounds" or "nodes") as a pandas DataFrame."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "Result.frame needs pandas (pip install pandas); the tables are also plain "
+                "numpy columns: result.metrics, result.rounds, result.nodes"
+            ) from None
+        return pd.DataFrame(getattr(self, table))
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -90,42 +102,130 @@ def _json_default(value: Any) -> Any:
 
 
 class RunWriter:
-    """Writes one run directory; refuses to overwrite a finished run unless forced."""
+    """Writes one run directory; refuses to overwrite a finished run unless forced.
 
-    def __init__(self, path: Path, force: bool = False):
+    ``resume=True`` continues an unfinished run directory in place.
+    """
+
+    def __init__(self, path: Path, force: bool = False, resume: bool = False):
         self.path = path
         if (path / "summary.json").exists() and not force:
-            raise ConfigError(
-                f"--out: '{path}' holds a finished run (summary.json exists); "
-                "choose another directory or pass --force to overwrite it"
-            )
+            what = "cannot resume it" if resume else "choose another directory or pass --force"
+            raise ConfigError(f"--out: '{path}' holds a finished run (summary.json exists); {what}")
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out: '{path}' exists and is not a directory")
-        self._metrics: list[dict[str, Any]] = []
 
-    def begin(self, config: Config) -> None:
-        if self.path.exists():
-            (self.path / "summary.json").unlink(missing_ok=True)  # forced: unfinished now
-            for name in ("metrics.csv", "rounds.csv", "nodes.csv", "labels.csv"):
+    def begin(self, config: Config, label_counts: np.ndarray | None, topology=None) -> None:
+        """Start a fresh run: config, the topology's edges and the label histograms."""
+        if self.path.exists():  # forced or unfinished: start clean
+            for name in RUN_FILES:
                 (self.path / name).unlink(missing_ok=True)
+            for name in RUN_FOLDERS:
+                shutil.rmtree(self.path / name, ignore_errors=True)
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path / "config.yaml", dump_config(config))
+        if topology is not None:
+            edges = topology.rows < topology.cols  # each undirected edge once
+            columns = {
+                "u": topology.rows[edges],
+                "v": topology.cols[edges],
+                "weight": topology.weights[edges],
+            }
+            atomic_write(self.path / "topology.csv", table_to_csv(columns))
+        if label_counts is not None:
+            columns = {"node": np.arange(len(label_counts))}
+            columns.update({f"class_{c}": label_counts[:, c] for c in range(label_counts.shape[1])})
+            atomic_write(self.path / "labels.csv", table_to_csv(columns))
 
-    def write_metrics(self, row: dict[str, Any]) -> None:
-        self._metrics.append(row)
-        columns = {k: np.array([r[k] for r in self._metrics]) for k in self._metrics[0]}
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        columns = {k: np.array([r.get(k, np.nan) for r in rows]) for k in rows[0]}
         atomic_write(self.path / "metrics.csv", table_to_csv(columns))
 
+    def write_rounds(self, per_round: list[dict[str, Any]]) -> None:
+        if per_round:
+            keys = list(dict.fromkeys(k for row in per_round for k in row))
+            columns = {k: np.array([row.get(k, np.nan) for row in per_round]) for k in keys}
+            atomic_write(self.path / "rounds.csv", table_to_csv(columns))
+
     def finish(self, result: Result) -> None:
+        """The last files; summary.json last of all, marking the run finished."""
         atomic_write(self.path / "rounds.csv", table_to_csv(result.rounds))
         atomic_write(self.path / "nodes.csv", table_to_csv(result.nodes))
-        if result.label_counts is not None:
-            from gossamer.plots import write_label_distribution
-
-            counts = result.label_counts
-            columns = {"node": np.arange(len(counts))}
-            columns.update({f"class_{c}": counts[:, c] for c in range(counts.shape[1])})
-            atomic_write(self.path / "labels.csv", table_to_csv(columns))
-            write_label_distribution(self.path / "label_distribution.png", counts)
         text = json.dumps(result.summary, indent=2, default=_json_default)
         atomic_write(self.path / "summary.json", text + "\n")
+
+
+RUN_FILES = (
+    "summary.json",
+    "metrics.csv",
+    "rounds.csv",
+    "nodes.csv",
+    "labels.csv",
+    "topology.csv",
+    "label_distribution.png",
+    "checkpoint.safetensors",
+    "report.html",
+    "report.md",
+)
+RUN_FOLDERS = ("report_files", "tensorboard")
+
+
+# ------------------------------------------------------------------ reading runs back
+
+
+def read_table(path: Path) -> dict[str, np.ndarray]:
+    """A CSV written by gossamer: numeric columns as numbers (empty cells NaN)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        rows = list(reader)
+    columns = {}
+    for i, name in enumerate(header):
+        cells = [row[i] if i < len(row) else "" for row in rows]
+        columns[name] = _column(cells)
+    return columns
+
+
+def _column(cells: list[str]) -> np.ndarray:
+    try:
+        return np.array([int(c) for c in cells], dtype=np.int64)
+    except ValueError:
+        pass
+    try:
+        return np.array([float(c) if c != "" else np.nan for c in cells], dtype=np.float64)
+    except ValueError:
+        return np.array(cells, dtype=object)
+
+
+def load_run(path: str | Path) -> Result:
+    """Read a run directory back: config, summary, metrics, rounds, nodes, labels.
+
+    An unfinished run (no summary.json) loads too; its summary is ``{"finished":
+    False}`` and ``nodes`` is empty.
+    """
+    from gossamer.config import load_config
+
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"'{path}': not a gossamer run directory (no config.yaml)")
+    summary_file = path / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    summary.setdefault("finished", summary_file.is_file())
+    labels = path / "labels.csv"
+    label_counts = None
+    if labels.is_file():
+        table = read_table(labels)
+        label_counts = np.stack([v for k, v in table.items() if k != "node"], axis=1)
+
+    def optional(name: str) -> dict[str, np.ndarray]:
+        return read_table(path / name) if (path / name).is_file() else {}
+
+    return Result(
+        config=load_config(path / "config.yaml"),
+        summary=summary,
+        metrics=optional("metrics.csv"),
+        rounds=optional("rounds.csv"),
+        nodes=optional("nodes.csv"),
+        run_dir=path,
+        label_counts=label_counts,
+    )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from gossamer import __version__
+from gossamer import __version__, checkpoint
 from gossamer.accounting import Ledger, model_message_bytes
-from gossamer.config import Config, ConfigError, load_config
+from gossamer.checkpoint import LoopState
+from gossamer.config import Config, ConfigError, DataConfig, TopologyConfig, load_config
 from gossamer.data import (
     ConceptShift,
     Dataset,
@@ -30,8 +35,9 @@ from gossamer.energy import build_energy_model
 from gossamer.engine import Population, tune_allocator
 from gossamer.models import StackedModel, build_model
 from gossamer.protocols import Context, Protocol, build_protocol
-from gossamer.results import Result, RunWriter
+from gossamer.results import Result, RunWriter, load_run
 from gossamer.topology import Mixer, Topology, build_topology
+from gossamer.tracking import check_tracking, open_logger
 
 METRIC_COLUMNS = (
     "round",
@@ -90,8 +96,10 @@ class Simulation:
             model.autocast_dtype = torch.bfloat16
         topology = None
         if config.protocol.uses_topology:
-            topology = build_topology(config.topology, config.nodes, config.seed)
-        dataset = load_dataset(config.data, config.seed)
+            topology = _shared_topology(
+                config.topology.model_dump_json(), config.nodes, config.seed
+            )
+        dataset = _shared_dataset(config.data.model_dump_json(), config.seed)
         labels = dataset.y_train.numpy()
         parts = partition_indices(labels, config.nodes, config.data, config.seed, dataset.writers)
         node_data = to_node_data(parts, labels, classes, device)
@@ -195,6 +203,18 @@ class Simulation:
         return row
 
 
+@functools.lru_cache(maxsize=4)
+def _shared_dataset(data_json: str, seed: int) -> Dataset:
+    """Runs with the same data config and seed (compare, sweep) load the data once."""
+    return load_dataset(DataConfig.model_validate_json(data_json), seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_topology(topology_json: str, nodes: int, seed: int) -> Topology:
+    """Runs with the same graph (compare, sweep) build it once."""
+    return build_topology(TopologyConfig.model_validate_json(topology_json), nodes, seed)
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when available."""
     if name == "auto":
@@ -204,6 +224,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run after a whole round; its directory can be resumed."""
+
+    def __init__(self, run_dir: Path | None, rounds_done: int):
+        super().__init__(f"interrupted after round {rounds_done}")
+        self.run_dir, self.rounds_done = run_dir, rounds_done
+
+
 def run(
     config: Config | dict | str | Path | None = None,
     *,
@@ -211,52 +239,172 @@ def run(
     out: str | Path | None = None,
     force: bool = False,
     progress: ProgressCallback | None = None,
+    report: bool = False,
 ) -> Result:
     """Run one experiment and return its metrics.
 
     Args:
         config: a Config, a mapping, a YAML/TOML path, or None for the quickstart.
         overrides: ``"a.b=value"`` strings, as ``--set`` on the command line.
-        out: run directory to write (config.yaml, metrics.csv, rounds.csv, nodes.csv,
-            summary.json); nothing is written when None.
+        out: run directory to write (config, metrics, rounds, nodes, labels, topology,
+            summary, checkpoints); nothing is written when None.
         force: overwrite a finished run directory.
         progress: called as ``progress(rounds_done, metrics_row_or_None)`` each round.
+        report: also write the HTML/Markdown report into ``out``.
+
+    A first Ctrl-C (SIGINT) stops after the current round with a checkpoint and raises
+    :class:`RunInterrupted`; ``resume(out)`` continues. A second Ctrl-C stops at once.
     """
     config = load_config(config, overrides)
     writer = RunWriter(Path(out), force=force) if out is not None else None  # before work
-    start = time.perf_counter()
+    check_tracking(config, writer.path if writer is not None else None)
     sim = Simulation.build(config)
     if writer is not None:
-        writer.begin(config)
+        writer.begin(config, sim.node_data.label_counts, sim.topology)
+    return _execute(sim, LoopState(), writer, progress, report)
 
-    def report(rounds_done: int, row: dict[str, Any] | None) -> None:
-        if writer is not None and row is not None:
-            writer.write_metrics(row)
+
+def resume(
+    run_dir: str | Path, *, progress: ProgressCallback | None = None, report: bool = False
+) -> Result:
+    """Continue an interrupted run from its last checkpoint, in the same directory.
+
+    The finished run's metrics equal those of an uninterrupted run (every random draw
+    is a hash of the seed and counters; see gossamer.checkpoint).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"resume: '{run_dir}' is not a run directory (no config.yaml)")
+    writer = RunWriter(run_dir, resume=True)
+    sim = Simulation.build(load_config(run_dir / "config.yaml"))
+    loop = checkpoint.load(run_dir / checkpoint.CHECKPOINT, sim)
+    return _execute(sim, loop, writer, progress, report)
+
+
+def run_or_continue(
+    config: Config, run_dir: Path | None, force: bool, progress: ProgressCallback | None
+) -> Result:
+    """One run of a comparison or sweep: when ``run_dir`` already holds this very config
+    (same resolved config hash) and ``force`` is off, a finished run is loaded and an
+    interrupted one resumed from its checkpoint; otherwise it runs afresh."""
+    if run_dir is not None and not force and (run_dir / "config.yaml").is_file():
+        try:
+            same = checkpoint.config_hash(load_config(run_dir / "config.yaml")) == (
+                checkpoint.config_hash(config)
+            )
+        except ConfigError:
+            same = False
+        if same and (run_dir / "summary.json").is_file():
+            return load_run(run_dir)
+        if same and (run_dir / checkpoint.CHECKPOINT).is_file():
+            return resume(run_dir, progress=progress)
+    return run(config, out=run_dir, force=True, progress=progress)
+
+
+def checkpoint_interval(config: Config) -> int:
+    """Rounds between checkpoints: ``checkpoint_every``, 'auto' = a tenth of the run."""
+    if config.checkpoint_every == "auto":
+        return max(1, config.rounds // 10)
+    return config.checkpoint_every
+
+
+def _execute(
+    sim: Simulation,
+    loop: LoopState,
+    writer: RunWriter | None,
+    progress: ProgressCallback | None,
+    report: bool,
+) -> Result:
+    """The round loop, from wherever ``loop`` stands."""
+    config = sim.config
+    start = time.perf_counter() - loop.elapsed
+    every = checkpoint_interval(config) if writer is not None else 0
+    logger = open_logger(config, writer.path if writer is not None else None)
+
+    def record(rounds_done: int, row: dict[str, Any] | None) -> None:
+        if row is not None:
+            loop.rows.append(row)
+            if writer is not None:
+                writer.write_metrics(loop.rows)
+            if logger is not None:
+                logger.log(row)
         if progress is not None:
             progress(rounds_done, row)
 
-    rows = [sim.evaluate(0, time.perf_counter() - start)]
-    report(0, rows[0])
-    for t in range(config.rounds):
-        sim.step(t)
-        row = None
-        if (t + 1) % config.eval_every == 0 or t + 1 == config.rounds:
-            row = sim.evaluate(t + 1, time.perf_counter() - start)
-            rows.append(row)
-        report(t + 1, row)
+    with _graceful_interrupt() as interrupt:
+        if not loop.rows:
+            record(0, sim.evaluate(0, time.perf_counter() - start))
+        elif progress is not None:
+            progress(loop.next_round, loop.rows[-1])
+        for t in range(loop.next_round, config.rounds):
+            sim.step(t)
+            row = None
+            if (t + 1) % config.eval_every == 0 or t + 1 == config.rounds:
+                row = sim.evaluate(t + 1, time.perf_counter() - start)
+            loop.next_round = t + 1
+            record(t + 1, row)
+            last = t + 1 == config.rounds
+            if (
+                writer is not None
+                and not last
+                and (interrupt.stop or (every and (t + 1) % every == 0))
+            ):
+                writer.write_rounds(sim.ledger.per_round)
+                checkpoint.save(
+                    writer.path / checkpoint.CHECKPOINT, sim, loop, time.perf_counter() - start
+                )
+            if interrupt.stop and not last:
+                if logger is not None:
+                    logger.close()
+                if writer is not None and report:
+                    from gossamer.report import write_report
+
+                    write_report([writer.path])
+                raise RunInterrupted(writer.path if writer is not None else None, t + 1)
     wall = time.perf_counter() - start
     result = Result(
         config=config,
-        summary=_summary(sim, rows[-1], wall),
-        metrics=_columns(rows),
+        summary=_summary(sim, loop.rows[-1], wall),
+        metrics=_columns(loop.rows),
         rounds=_columns(sim.ledger.per_round),
         nodes=_node_table(sim),
         run_dir=writer.path if writer is not None else None,
         label_counts=sim.node_data.label_counts,
     )
+    if logger is not None:
+        logger.close()
     if writer is not None:
         writer.finish(result)
+        (writer.path / checkpoint.CHECKPOINT).unlink(missing_ok=True)  # finished: not needed
+        if report:
+            from gossamer.report import write_report
+
+            write_report([writer.path])
     return result
+
+
+class _Interrupt:
+    stop = False
+
+
+@contextlib.contextmanager
+def _graceful_interrupt():
+    """First SIGINT: finish the current round, then stop; second SIGINT: stop now."""
+    state = _Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame):
+        if state.stop:
+            raise KeyboardInterrupt
+        state.stop = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _summary(sim: Simulation, last: dict, wall: float) -> dict[str, Any]:

@@ -1,0 +1,209 @@
+"""Checkpoints: the whole state of a run, in a file that cannot execute code on load.
+
+One ``checkpoint.safetensors`` in the run directory, in the safetensors format
+(https://huggingface.co/docs/safetensors: an 8-byte header length, a JSON header
+naming each tensor's dtype, shape and byte range, then the raw bytes), holds
+
+- the stacked parameters (one tensor per parameter block), momentum buffers, each
+  node's data cursor and concept;
+- the protocol's state (``Protocol.state_dict``), the ledger's per-node counters;
+- in the header's ``__metadata__`` (string values, as the format allows), a JSON
+  document with the next round, the metrics rows so far, the ledger's per-round
+  records and coordinator counters, the prequential sums, the elapsed time and a
+  hash of the resolved config.
+
+Loading parses JSON and copies bytes, so it never executes code (unlike pickle).
+The codec is written here (:func:`write_safetensors`, :func:`read_safetensors`)
+rather than taken from the ``safetensors`` package: the format is small, and the
+files read with ``safetensors.torch.load_file`` all the same.
+
+Nothing else is needed to continue: every random draw in gossamer is a hash of
+(seed, node, round, ...) rather than generator state, so a resumed run computes
+exactly what an uninterrupted one would. The file is written to a temporary name
+in the same directory, flushed and renamed into place: a crash leaves either the
+previous checkpoint or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gossamer.config import Config, ConfigError, dump_config
+
+CHECKPOINT = "checkpoint.safetensors"
+FORMAT_VERSION = 2
+
+_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+_TORCH_DTYPES = {name: dtype for dtype, name in _DTYPES.items()}
+
+
+def write_safetensors(
+    handle, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``tensors`` (and string ``metadata``) to a binary file in safetensors format."""
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    chunks, offset = [], 0
+    for name, tensor in tensors.items():
+        if tensor.dtype not in _DTYPES:
+            raise TypeError(f"checkpoint: tensor '{name}' has unsupported dtype {tensor.dtype}")
+        data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        header[name] = {
+            "dtype": _DTYPES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        chunks.append(data)
+        offset += len(data)
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the format pads the header to 8 bytes
+    handle.write(struct.pack("<Q", len(encoded)))
+    handle.write(encoded)
+    for data in chunks:
+        handle.write(data)
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file: (tensors on the CPU, metadata). Raises ValueError if malformed."""
+    raw = path.read_bytes()
+    if len(raw) < 8:
+        raise ValueError("file is shorter than the 8-byte header length")
+    (length,) = struct.unpack("<Q", raw[:8])
+    if 8 + length > len(raw):
+        raise ValueError(f"header length {length} runs past the end of the file")
+    header = json.loads(raw[8 : 8 + length].decode())
+    metadata = header.pop("__metadata__", None) or {}
+    body = memoryview(raw)[8 + length :]
+    tensors = {}
+    for name, entry in header.items():
+        begin, end = entry["data_offsets"]
+        dtype = _TORCH_DTYPES.get(entry["dtype"])
+        if dtype is None or not 0 <= begin <= end <= len(body):
+            raise ValueError(f"tensor '{name}' has a bad dtype or byte range: {entry}")
+        flat = torch.frombuffer(bytearray(body[begin:end]), dtype=torch.uint8)
+        tensors[name] = flat.view(dtype).reshape(entry["shape"])
+    return tensors, metadata
+
+
+@dataclass
+class LoopState:
+    """Where the round loop stands: what a checkpoint must carry besides the tensors."""
+
+    next_round: int = 0  # the 0-based round to run next
+    rows: list[dict[str, Any]] = field(default_factory=list)  # metrics rows so far
+    elapsed: float = 0.0  # wall seconds spent before this process
+
+
+def config_hash(config: Config) -> str:
+    return hashlib.sha256(dump_config(config).encode()).hexdigest()[:16]
+
+
+def save(path: Path, sim, loop: LoopState, elapsed: float) -> None:
+    """Write the run's state to ``path`` atomically."""
+    population, ledger = sim.population, sim.ledger
+    arrays: dict[str, torch.Tensor] = {}
+    for i, block in enumerate(population.state.params.blocks):
+        arrays[f"params.{i}"] = block
+    if population.state.momentum is not None:
+        for i, block in enumerate(population.state.momentum.blocks):
+            arrays[f"momentum.{i}"] = block
+    arrays["cursor"] = population.state.cursor
+    arrays["concept"] = population.state.concept
+    for key, value in sim.protocol.state_dict().items():
+        arrays[f"protocol.{key}"] = value
+    for key, value in ledger.node.items():
+        arrays[f"ledger.{key}"] = torch.from_numpy(np.ascontiguousarray(value))
+    meta = {
+        "format": FORMAT_VERSION,
+        "config_hash": config_hash(sim.config),
+        "next_round": loop.next_round,
+        "rows": loop.rows,
+        "elapsed": elapsed,
+        "per_round": ledger.per_round,
+        "coordinator": ledger.coordinator,
+        "prequential": sim.prequential,
+        "train_loss": sim.train_loss,
+        "newest_concept": population.newest_concept,
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write_safetensors(handle, arrays, {"gossamer": json.dumps(meta, default=_plain)})
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path, sim) -> LoopState:
+    """Restore a built simulation from ``path``; returns where the loop stands."""
+    if not path.is_file():
+        raise ConfigError(
+            f"resume: '{path.parent}' has no {CHECKPOINT} (the run stopped before its first "
+            "checkpoint); rerun it with gossamer run --force"
+        )
+    try:
+        arrays, metadata = read_safetensors(path)
+        meta = json.loads(metadata["gossamer"])
+    except (OSError, ValueError, KeyError) as error:
+        raise ConfigError(f"resume: '{path}' is not a readable checkpoint: {error}") from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise ConfigError(
+            f"resume: '{path}' has checkpoint format {meta.get('format')}; "
+            f"this gossamer reads {FORMAT_VERSION}"
+        )
+    if meta["config_hash"] != config_hash(sim.config):
+        raise ConfigError(
+            f"resume: '{path.parent}/config.yaml' differs from the config the "
+            "checkpoint was written with; restore it or start a new run"
+        )
+    population, device = sim.population, sim.population.device
+    for i, block in enumerate(population.state.params.blocks):
+        block.copy_(arrays[f"params.{i}"])
+    if population.state.momentum is not None:
+        for i, block in enumerate(population.state.momentum.blocks):
+            block.copy_(arrays[f"momentum.{i}"])
+    population.state.cursor.copy_(arrays["cursor"])
+    population.state.concept.copy_(arrays["concept"])
+    population.newest_concept = meta["newest_concept"]
+    protocol_state = {
+        k.removeprefix("protocol."): v.to(device)
+        for k, v in arrays.items()
+        if k.startswith("protocol.")
+    }
+    sim.protocol.load_state_dict(protocol_state)
+    for key in sim.ledger.node:
+        sim.ledger.node[key][:] = arrays[f"ledger.{key}"].numpy()
+    sim.ledger.per_round = meta["per_round"]
+    sim.ledger.coordinator.update(meta["coordinator"])
+    sim.prequential[:] = meta["prequential"]
+    sim.train_loss = meta["train_loss"] if meta["train_loss"] is not None else float("nan")
+    return LoopState(meta["next_round"], meta["rows"], meta["elapsed"])
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

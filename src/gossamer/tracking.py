@@ -1,0 +1,52 @@
+"""Optional experiment tracking: TensorBoard scalars of every evaluation.
+
+``logging: {tensorboard: true}`` writes every metrics row's numbers as scalars to
+``<run dir>/tensorboard`` (view with ``tensorboard --logdir runs``). It needs the
+``tensorboard`` package, which gossamer does not depend on; asking for it without
+the package is a configuration error reported before any work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from typing import Any
+
+from gossamer.config import Config, ConfigError
+
+
+def check_tracking(config: Config, run_dir: Path | None) -> None:
+    """Raise ConfigError now if the configured tracking cannot work."""
+    if not config.logging.tensorboard:
+        return
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(
+            "logging.tensorboard: needs the tensorboard package (pip install tensorboard); "
+            "got tensorboard: true"
+        )
+    if run_dir is None:
+        raise ConfigError("logging.tensorboard: needs a run directory (--out / out=) to log into")
+
+
+class TensorBoardLogger:
+    def __init__(self, log_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(log_dir))
+
+    def log(self, row: dict[str, Any]) -> None:
+        step = int(row["round"])
+        for key, value in row.items():
+            if key != "round" and isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def open_logger(config: Config, run_dir: Path | None) -> TensorBoardLogger | None:
+    if not config.logging.tensorboard:
+        return None
+    check_tracking(config, run_dir)
+    return TensorBoardLogger(run_dir / "tensorboard")
