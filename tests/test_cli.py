@@ -20,7 +20,10 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.strip() == f"gossamer {__version__}"
 
 
-@pytest.mark.parametrize("command", ["run", "config", "topology", "compare", "delta", "devices"])
+@pytest.mark.parametrize(
+    "command",
+    ["run", "resume", "config", "topology", "compare", "report", "sweep", "delta", "devices"],
+)
 def test_every_command_help_has_an_example(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Example: gossamer " in result.stdout

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 import tempfile
@@ -100,8 +101,14 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         dtype = _TORCH_DTYPES.get(entry["dtype"])
         if dtype is None or not 0 <= begin <= end <= len(body):
             raise ValueError(f"tensor '{name}' has a bad dtype or byte range: {entry}")
+        shape = entry["shape"]
+        if end - begin != math.prod(shape) * dtype.itemsize:
+            raise ValueError(f"tensor '{name}': {end - begin} bytes do not hold shape {shape}")
+        if begin == end:
+            tensors[name] = torch.empty(shape, dtype=dtype)
+            continue
         flat = torch.frombuffer(bytearray(body[begin:end]), dtype=torch.uint8)
-        tensors[name] = flat.view(dtype).reshape(entry["shape"])
+        tensors[name] = flat.view(dtype).reshape(shape)
     return tensors, metadata
 
 

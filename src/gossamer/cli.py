@@ -115,6 +115,8 @@ def resume(
     """
     from gossamer.runner import resume as resume_run
 
+    if not (run_dir / "config.yaml").is_file():
+        _fail(f"resume: '{run_dir}' is not a run directory (no config.yaml)")
     try:
         rounds = load_config(run_dir / "config.yaml").rounds
     except ConfigError as error:
@@ -348,14 +350,14 @@ def sweep_grid(
         _fail(str(error))
     out = out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-sweep"
     if not quiet and not as_json:
-        console.print(f"sweep: {len(runs)} runs into {out}")
+        typer.echo(f"sweep: {len(runs)} runs into {out}")
     started = [0]
 
     def announce(point: dict, seed: int) -> None:
         started[0] += 1
         if not quiet and not as_json:
             where = ", ".join(f"{k}={v}" for k, v in point.items()) or "base"
-            console.print(f"[{started[0]}/{len(runs)}] {where}, seed {seed}")
+            typer.echo(f"[{started[0]}/{len(runs)}] {where}, seed {seed}")
 
     try:
         result = sweep(base, grid=grid or (), seeds=seeds, out=out, force=force, progress=announce)

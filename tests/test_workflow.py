@@ -1,0 +1,565 @@
+"""Checkpoints, resume, Ctrl-C, reports, sweeps, loading results, TensorBoard."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+import struct
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import gossamer
+from conftest import small_config
+from gossamer import checkpoint
+from gossamer.cli import app
+from gossamer.config import ConfigError, dump_config, registered_names
+from gossamer.runner import RunInterrupted, Simulation
+
+runner = CliRunner()
+
+# Every protocol, with the state a checkpoint must carry: momentum buffers, stream
+# cursors, a drift, energy budgets and the protocols' own state.
+RICH = {
+    "nodes": 8,
+    "rounds": 30,
+    "eval_every": 3,
+    "checkpoint_every": 4,
+    "optimizer.momentum": 0.9,
+    "data.stream": "true",
+    "data.drift": "{kind: label_permutation, at_rounds: [15]}",
+    "energy.battery_fraction": 4e-8,
+    "energy.link": "wavelan",
+}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Every recorded number equal (as written), except the wall-clock time."""
+    rows_a, rows_b = read_csv(a / "metrics.csv"), read_csv(b / "metrics.csv")
+    assert len(rows_a) == len(rows_b)
+    for row_a, row_b in zip(rows_a, rows_b, strict=True):
+        row_a.pop("wall_seconds"), row_b.pop("wall_seconds")
+        assert row_a == row_b
+    for name in ("rounds.csv", "nodes.csv", "labels.csv", "topology.csv", "config.yaml"):
+        assert (a / name).is_file() == (b / name).is_file(), name
+        if (a / name).is_file():
+            assert (a / name).read_text() == (b / name).read_text(), name
+    summary_a = json.loads((a / "summary.json").read_text())
+    summary_b = json.loads((b / "summary.json").read_text())
+    summary_a.pop("wall_seconds"), summary_b.pop("wall_seconds")
+    assert summary_a == summary_b
+
+
+# ------------------------------------------------------------------ the file format
+
+
+def test_safetensors_layout_by_hand(tmp_path):
+    tensors = {
+        "a": torch.tensor([[1.0, 2.0], [3.0, 4.0]]),
+        "b": torch.tensor([5, -6], dtype=torch.int64),
+    }
+    path = tmp_path / "x.safetensors"
+    with open(path, "wb") as handle:
+        checkpoint.write_safetensors(handle, tensors, {"note": "hi"})
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    assert length % 8 == 0
+    header = json.loads(raw[8 : 8 + length])
+    assert header == {
+        "__metadata__": {"note": "hi"},
+        "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+        "b": {"dtype": "I64", "shape": [2], "data_offsets": [16, 32]},
+    }
+    body = raw[8 + length :]
+    assert body == np.array([1, 2, 3, 4], "<f4").tobytes() + np.array([5, -6], "<i8").tobytes()
+    back, metadata = checkpoint.read_safetensors(path)
+    assert metadata == {"note": "hi"}
+    assert torch.equal(back["a"], tensors["a"]) and torch.equal(back["b"], tensors["b"])
+
+
+def test_safetensors_round_trip_of_every_dtype(tmp_path):
+    tensors = {
+        str(dtype): torch.arange(6).reshape(2, 3).to(dtype)
+        for dtype in (torch.float64, torch.float16, torch.bfloat16, torch.int32, torch.uint8)
+    }
+    tensors["bool"] = torch.tensor([True, False, True])
+    tensors["empty"] = torch.zeros(0, 4)
+    path = tmp_path / "x.safetensors"
+    with open(path, "wb") as handle:
+        checkpoint.write_safetensors(handle, tensors)
+    back, metadata = checkpoint.read_safetensors(path)
+    assert metadata == {}
+    for name, tensor in tensors.items():
+        assert back[name].dtype == tensor.dtype and torch.equal(back[name], tensor), name
+
+
+def test_the_safetensors_package_reads_our_checkpoints(tmp_path):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    out = tmp_path / "run"
+    with pytest.raises(RunInterrupted):
+        gossamer.run(small_config(**RICH, protocol="dynamic"), out=out, progress=_stop_at(10))
+    theirs = safetensors_torch.load_file(out / checkpoint.CHECKPOINT)
+    ours, _ = checkpoint.read_safetensors(out / checkpoint.CHECKPOINT)
+    assert theirs.keys() == ours.keys()
+    assert all(torch.equal(theirs[k], ours[k]) for k in ours)
+
+
+# ------------------------------------------------------------------ checkpoints and resume
+
+
+def _stop_at(round_: int):
+    """A progress callback that presses Ctrl-C once ``round_`` rounds are done."""
+
+    def progress(done, row):
+        if done == round_:
+            signal.raise_signal(signal.SIGINT)
+
+    return progress
+
+
+def test_checkpoint_holds_the_whole_state(tmp_path):
+    config = small_config(**RICH, protocol="dynamic")
+    out = tmp_path / "run"
+    with pytest.raises(RunInterrupted) as stop:
+        gossamer.run(config, out=out, progress=_stop_at(13))
+    assert stop.value.rounds_done == 13
+    tensors, metadata = checkpoint.read_safetensors(out / checkpoint.CHECKPOINT)
+    meta = json.loads(metadata["gossamer"])
+    assert meta["next_round"] == 13 and meta["config_hash"] == checkpoint.config_hash(config)
+    assert [row["round"] for row in meta["rows"]] == [0, 3, 6, 9, 12]
+    # An independent replay of 13 rounds holds the same tensors.
+    sim = Simulation.build(config)
+    for t in range(13):
+        sim.step(t)
+    state = sim.population.state
+    for i, block in enumerate(state.params.blocks):
+        assert torch.equal(tensors[f"params.{i}"], block), i
+    for i, block in enumerate(state.momentum.blocks):
+        assert torch.equal(tensors[f"momentum.{i}"], block), i
+    assert torch.equal(tensors["cursor"], state.cursor)
+    assert torch.equal(tensors["concept"], state.concept)
+    assert torch.equal(tensors["protocol.reference"], sim.protocol.state_dict()["reference"])
+    for key, value in sim.ledger.node.items():
+        assert np.array_equal(tensors[f"ledger.{key}"].numpy(), value), key
+    assert len(meta["per_round"]) == 13
+
+
+@pytest.mark.parametrize("protocol", registered_names("protocol"))
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, protocol):
+    config = small_config(**RICH, protocol=protocol)
+    gossamer.run(config, out=tmp_path / "whole")
+    with pytest.raises(RunInterrupted):
+        gossamer.run(config, out=tmp_path / "cut", progress=_stop_at(17))
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    assert (tmp_path / "cut" / checkpoint.CHECKPOINT).exists()
+    resumed = gossamer.resume(tmp_path / "cut")
+    assert resumed.config == config
+    assert not (tmp_path / "cut" / checkpoint.CHECKPOINT).exists()  # finished: removed
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
+
+
+def _write_config(path: Path, config) -> Path:
+    path.write_text(dump_config(config))
+    return path
+
+
+def test_killed_process_resumed_equals_uninterrupted(tmp_path):
+    """A real ``kill -9`` of ``gossamer run`` once a checkpoint exists, then resume."""
+    config = small_config(
+        nodes=8, rounds=4000, eval_every=250, checkpoint_every=40, **{"optimizer.momentum": 0.5}
+    )
+    config_file = _write_config(tmp_path / "long.yaml", config)
+    cut = tmp_path / "cut"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gossamer", "run", str(config_file), "--out", str(cut), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not (cut / checkpoint.CHECKPOINT).exists():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (cut / "summary.json").exists()
+    killed_at = json.loads(checkpoint.read_safetensors(cut / checkpoint.CHECKPOINT)[1]["gossamer"])
+    assert 0 < killed_at["next_round"] < 4000
+    gossamer.resume(cut)
+    gossamer.run(config, out=tmp_path / "whole")
+    assert_same_run(tmp_path / "whole", cut)
+
+
+def test_ctrl_c_stops_with_a_checkpoint_and_a_partial_report(tmp_path):
+    config = small_config(nodes=8, rounds=20000, eval_every=50, checkpoint_every=0)
+    config_file = _write_config(tmp_path / "long.yaml", config)
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gossamer", "run", str(config_file), "--out", str(out), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.csv").exists():  # the round loop has started
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    stderr = process.stderr.read().decode()
+    assert f"with a checkpoint; continue with: gossamer resume {out}" in stderr
+    assert (out / checkpoint.CHECKPOINT).exists()  # even with checkpoint_every: 0
+    assert not (out / "summary.json").exists()
+    assert "Unfinished run" in (out / "report.html").read_text()
+    rounds_done = json.loads(
+        checkpoint.read_safetensors(out / checkpoint.CHECKPOINT)[1]["gossamer"]
+    )["next_round"]
+    assert 0 < rounds_done < 20000
+    partial = gossamer.load(out)
+    assert partial.summary == {"finished": False}
+    assert partial.metrics["round"][-1] <= rounds_done
+
+
+def test_resume_through_the_cli_and_its_errors(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RunInterrupted):
+        gossamer.run(small_config(**RICH), out=out, progress=_stop_at(5))
+    done = runner.invoke(app, ["resume", str(out), "-q"])
+    assert done.exit_code == 0, done.output
+    assert (out / "summary.json").exists() and "Unfinished" not in (out / "report.html").read_text()
+    again = runner.invoke(app, ["resume", str(out)])
+    assert again.exit_code == 2 and "holds a finished run" in again.stderr
+
+    missing = runner.invoke(app, ["resume", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "no config.yaml" in missing.stderr
+
+    early = tmp_path / "early"  # stopped before its first checkpoint
+    early.mkdir()
+    _write_config(early / "config.yaml", small_config())
+    result = runner.invoke(app, ["resume", str(early)])
+    assert result.exit_code == 2 and "has no checkpoint.safetensors" in result.stderr
+
+    changed = tmp_path / "changed"
+    with pytest.raises(RunInterrupted):
+        gossamer.run(small_config(**RICH), out=changed, progress=_stop_at(5))
+    _write_config(changed / "config.yaml", small_config(**{**RICH, "optimizer.lr": 0.5}))
+    result = runner.invoke(app, ["resume", str(changed)])
+    assert result.exit_code == 2 and "differs from the config" in result.stderr
+
+    torn = tmp_path / "torn"
+    with pytest.raises(RunInterrupted):
+        gossamer.run(small_config(**RICH), out=torn, progress=_stop_at(5))
+    data = (torn / checkpoint.CHECKPOINT).read_bytes()
+    (torn / checkpoint.CHECKPOINT).write_bytes(data[: len(data) // 2])
+    result = runner.invoke(app, ["resume", str(torn)])
+    assert result.exit_code == 2 and "is not a readable checkpoint" in result.stderr
+
+
+def test_checkpoints_follow_checkpoint_every(tmp_path):
+    config = small_config(rounds=10, checkpoint_every=3)
+    seen = []
+
+    def progress(done, row):
+        path = tmp_path / "run" / checkpoint.CHECKPOINT
+        if path.exists():
+            meta = json.loads(checkpoint.read_safetensors(path)[1]["gossamer"])
+            seen.append(meta["next_round"])
+
+    gossamer.run(config, out=tmp_path / "run", progress=progress)
+    assert sorted(set(seen)) == [3, 6, 9]
+    assert gossamer.runner.checkpoint_interval(small_config(rounds=95)) == 9  # auto: a tenth
+    assert gossamer.runner.checkpoint_interval(small_config(rounds=4)) == 1
+
+
+def test_forced_rerun_clears_the_previous_run(tmp_path):
+    out = tmp_path / "run"
+    gossamer.run(small_config(), out=out, report=True)
+    assert (out / "report.html").exists() and (out / "report_files").is_dir()
+    gossamer.run(small_config(seed=5), out=out, force=True)
+    assert not (out / "report.html").exists() and not (out / "report_files").exists()
+    assert gossamer.load(out).config.seed == 5
+
+
+# ------------------------------------------------------------------ reports
+
+
+FULL_REPORT = [
+    "Test accuracy against rounds",
+    "Test accuracy against communication",
+    "Test accuracy against energy",
+    "Communication over time",
+    "Cumulative prequential loss against communication",
+    "Loss around the drift",
+    "Per-node accuracy distribution",
+    "Topology",
+    "Label distribution over nodes",
+]
+
+
+def test_run_report_is_self_contained_and_has_every_plot(tmp_path):
+    out = tmp_path / "run"
+    gossamer.run(small_config(**RICH), out=out, report=True)
+    page = (out / "report.html").read_text()
+    for caption in FULL_REPORT:
+        assert f"<figcaption>{caption}</figcaption>" in page, caption
+    assert page.count("src='data:image/png;base64,") == len(FULL_REPORT)
+    # Offline: nothing to fetch (no links, scripts, stylesheets or remote images).
+    assert "http://" not in page and "https://" not in page
+    assert "<script" not in page and "<link" not in page
+    assert "optimizer:" in page and "momentum: 0.9" in page  # the configuration
+    markdown = (out / "report.md").read_text()
+    images = [line for line in markdown.splitlines() if line.startswith("![")]
+    assert len(images) == len(FULL_REPORT)
+    for line in images:
+        assert (out / line[line.index("](") + 2 : -1]).is_file()
+
+
+def test_report_leaves_out_plots_without_data(tmp_path):
+    out = tmp_path / "run"
+    gossamer.run(small_config(**{"energy.enabled": "false"}), out=out, report=True)
+    page = (out / "report.html").read_text()
+    assert "Test accuracy against rounds" in page and "Topology" in page
+    for caption in ("against energy", "prequential", "around the drift"):
+        assert caption not in page
+
+
+def test_report_command_on_runs_and_comparisons(tmp_path):
+    for seed in (1, 2):
+        gossamer.run(small_config(seed=seed), out=tmp_path / f"s{seed}")
+    result = runner.invoke(
+        app, ["report", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "Comparison of runs" in page and "<h2>s1</h2>" in page and "<h2>s2</h2>" in page
+    bad = runner.invoke(app, ["report", str(tmp_path / "nowhere")])
+    assert bad.exit_code == 2 and "is not a directory" in bad.stderr
+    not_a_run = tmp_path / "empty"
+    not_a_run.mkdir()
+    bad = runner.invoke(app, ["report", str(not_a_run)])
+    assert bad.exit_code == 2 and "no config.yaml" in bad.stderr
+
+
+def test_compare_writes_a_report_by_default(tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", *(f"-s{k}" for k in ("nodes=6", "rounds=4", "eval_every=2", "device=cpu"))]
+    result = runner.invoke(app, [*args, "-p", "dpsgd", "-p", "nosync", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    assert "<h2>dpsgd</h2>" in page and "<h2>nosync</h2>" in page
+    assert "<figcaption>Test accuracy against communication</figcaption>" in page
+    skipped = tmp_path / "cmp2"
+    runner.invoke(app, [*args, "-p", "dpsgd", "--out", str(skipped), "-q", "--no-report"])
+    assert (skipped / "comparison.json").exists() and not (skipped / "report.html").exists()
+
+
+# ------------------------------------------------------------------ loading results
+
+
+def test_load_reads_runs_comparisons_and_sweeps_back(tmp_path):
+    result = gossamer.run(small_config(**RICH), out=tmp_path / "run")
+    back = gossamer.load(tmp_path / "run")
+    assert back.config == result.config and back.summary["final"] == pytest.approx(result.final)
+    for key, values in result.metrics.items():
+        if key != "wall_seconds":
+            np.testing.assert_allclose(back.metrics[key], values, rtol=1e-6, err_msg=key)
+    for key in ("prequential_loss", "bytes_sent", "drift_nodes"):
+        np.testing.assert_allclose(back.rounds[key], result.rounds[key], rtol=1e-6)
+    np.testing.assert_allclose(back.nodes["test_accuracy"], result.nodes["test_accuracy"])
+    assert np.array_equal(back.label_counts, result.label_counts)
+
+    comparison = gossamer.compare(
+        small_config().model_dump(mode="json"), protocols=["dpsgd", "nosync"], out=tmp_path / "c"
+    )
+    loaded = gossamer.load(tmp_path / "c")
+    assert list(loaded.results) == ["dpsgd", "nosync"]
+    np.testing.assert_allclose(
+        loaded.table["test_accuracy_mean"].astype(float),
+        comparison.table["test_accuracy_mean"].astype(float),
+    )
+    swept = gossamer.sweep(
+        small_config(), grid=["optimizer.lr=0.05,0.1"], seeds=2, out=tmp_path / "s"
+    )
+    loaded = gossamer.load(tmp_path / "s")
+    assert loaded.points == [{"optimizer.lr": 0.05}, {"optimizer.lr": 0.1}]
+    np.testing.assert_allclose(
+        loaded.table["test_accuracy_mean"].astype(float),
+        swept.table["test_accuracy_mean"].astype(float),
+    )
+    with pytest.raises(ConfigError, match="not a gossamer"):
+        gossamer.load(tmp_path)
+
+
+def test_frame_needs_pandas_or_gives_dataframes(tmp_path):
+    result = gossamer.run(small_config(), out=tmp_path / "run")
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pandas"):
+            result.frame()
+        return
+    frame = result.frame()
+    assert list(frame["round"]) == list(result.metrics["round"])
+
+
+# ------------------------------------------------------------------ sweeps
+
+
+def test_sweep_intervals_by_hand_and_reproducible(tmp_path):
+    grid = ["optimizer.lr=0.05,0.2"]
+    first = gossamer.sweep(small_config(), grid=grid, seeds=3, out=tmp_path / "a")
+    gossamer.sweep(small_config(), grid=grid, seeds=3, out=tmp_path / "b")
+    assert (tmp_path / "a" / "runs.csv").read_text() == (tmp_path / "b" / "runs.csv").read_text()
+    assert (tmp_path / "a" / "sweep.csv").read_text() == (tmp_path / "b" / "sweep.csv").read_text()
+    t_975_2 = 4.302652729911275  # Student's t, 97.5% quantile, 2 degrees of freedom
+    for index, lr in enumerate((0.05, 0.2)):
+        values = [
+            gossamer.run(small_config(seed=3 + k, **{"optimizer.lr": lr})).final[
+                "test_accuracy_mean"
+            ]
+            for k in range(3)
+        ]
+        mean = sum(values) / 3
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+        assert first.table["test_accuracy_mean"][index] == pytest.approx(mean)
+        assert first.table["test_accuracy_mean_ci_low"][index] == pytest.approx(
+            mean - t_975_2 * sd / math.sqrt(3)
+        )
+        assert first.table["test_accuracy_mean_ci_high"][index] == pytest.approx(
+            mean + t_975_2 * sd / math.sqrt(3)
+        )
+    assert sorted(p.name for p in (tmp_path / "a" / "optimizer.lr=0.05").iterdir()) == [
+        "seed-3",
+        "seed-4",
+        "seed-5",
+    ]
+
+
+def test_sweep_command_and_its_errors(tmp_path):
+    out = tmp_path / "s"
+    args = ["sweep", *(f"-s{k}" for k in ("nodes=6", "rounds=4", "eval_every=2", "device=cpu"))]
+    result = runner.invoke(
+        app, [*args, "--grid", "protocol=dpsgd,nosync", "--seeds", "2", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "[4/4] protocol=nosync, seed 1" in result.stdout
+    sweep_json = json.loads((out / "sweep.json").read_text())
+    assert sweep_json["points"] == [{"protocol": "dpsgd"}, {"protocol": "nosync"}]
+    table = read_csv(out / "sweep.csv")
+    assert [row["protocol"] for row in table] == ['"dpsgd"', '"nosync"']
+    assert float(table[1]["megabytes_sent"]) == 0.0  # nosync sends nothing
+    assert "| protocol | seeds | test_accuracy_mean (95% CI) |" in (out / "sweep.md").read_text()
+    assert (out / "sweep_test_accuracy_mean.png").is_file()
+    assert "Sweep: s" in (out / "report.html").read_text()
+
+    again = runner.invoke(app, [*args, "--grid", "protocol=dpsgd", "-o", str(out)])
+    assert again.exit_code == 2 and "holds a finished sweep" in again.stderr
+    bad = runner.invoke(app, [*args, "--grid", "optimizer.lr=0.1,-1", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "sweep point {'optimizer.lr': -1}" in bad.stderr
+    assert not (tmp_path / "x").exists()  # validated before any run
+    bad = runner.invoke(app, [*args, "--grid", "optimizer.lr", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--grid: expected key=value1,value2" in bad.stderr
+
+
+def test_rerun_of_a_stopped_sweep_keeps_finished_runs_and_resumes(tmp_path):
+    out = tmp_path / "s"
+    config = small_config(rounds=12, checkpoint_every=2)
+    grid = ["optimizer.lr=0.05,0.1"]
+    calls = []
+
+    def progress(point, seed):
+        calls.append((point["optimizer.lr"], seed))
+        return _stop_at(5) if len(calls) == 2 else None  # Ctrl-C in the second run
+
+    with pytest.raises(RunInterrupted):
+        gossamer.sweep(config, grid=grid, seeds=2, out=out, progress=progress)
+    first_run = out / "optimizer.lr=0.05" / "seed-3" / "metrics.csv"
+    stamp = first_run.stat().st_mtime_ns
+    assert (out / "optimizer.lr=0.05" / "seed-4" / checkpoint.CHECKPOINT).exists()
+    finished = gossamer.sweep(config, grid=grid, seeds=2, out=out)
+    assert first_run.stat().st_mtime_ns == stamp  # kept, not rerun
+    whole = gossamer.sweep(config, grid=grid, seeds=2, out=tmp_path / "whole")
+    assert (out / "runs.csv").read_text() == (tmp_path / "whole" / "runs.csv").read_text()
+    assert (
+        finished.table["test_accuracy_mean"].tolist() == whole.table["test_accuracy_mean"].tolist()
+    )
+
+
+# ------------------------------------------------------------------ sharing and tracking
+
+
+def test_runs_on_the_same_data_and_graph_share_them():
+    from gossamer import runner as runner_module
+
+    runner_module._shared_dataset.cache_clear()
+    runner_module._shared_topology.cache_clear()
+    gossamer.run(small_config(protocol="dpsgd"))
+    gossamer.run(small_config(protocol="skiptrain", **{"optimizer.lr": 0.3}))
+    assert runner_module._shared_dataset.cache_info().hits >= 1
+    assert runner_module._shared_topology.cache_info().hits >= 1
+    gossamer.run(small_config(seed=11))  # another seed: other data
+    assert runner_module._shared_dataset.cache_info().misses == 2
+
+
+def test_tensorboard_needs_the_package_and_a_directory(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else real(name, *a),
+    )
+    config = small_config(**{"logging.tensorboard": "true"})
+    with pytest.raises(ConfigError, match="logging.tensorboard: needs the tensorboard package"):
+        gossamer.run(config, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # before any work
+
+
+def test_tensorboard_logs_every_evaluation(tmp_path, monkeypatch):
+    import importlib.util
+
+    logged = []
+
+    class SummaryWriter:
+        def __init__(self, log_dir):
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag, value, step):
+            logged.append((tag, value, step))
+
+        def close(self):
+            logged.append("closed")
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: types.SimpleNamespace() if name == "tensorboard" else real(name, *a),
+    )
+    module = types.ModuleType("torch.utils.tensorboard")
+    module.SummaryWriter = SummaryWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", module)
+    config = small_config(**{"logging.tensorboard": "true"})
+    with pytest.raises(ConfigError, match="needs a run directory"):
+        gossamer.run(config)
+    result = gossamer.run(config, out=tmp_path / "run")
+    assert logged[-1] == "closed"
+    accuracy = [(v, s) for tag, v, s in logged[:-1] if tag == "test_accuracy_mean"]
+    assert accuracy == list(
+        zip(result.metrics["test_accuracy_mean"], result.metrics["round"], strict=True)
+    )
