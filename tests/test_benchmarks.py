@@ -26,3 +26,18 @@ def test_engine_benchmark_smoke_run(tmp_path):
     assert models == {"mlp", "cnn", "lenet", "femnist_cnn"}
     assert all(row["engine_node_steps_per_s"] > 0 for row in measured["training"])
     assert measured["gossip"]["mix_ms"] > 0
+
+
+def test_checkpoint_benchmark_smoke_run(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "checkpoint.py"), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["checkpoint"]
+    assert row["nodes"] == 8 and row["parameters"] == 16 * 8 + 8 + 8 * 10 + 10
+    assert row["checkpoint_mb"] > 0 and row["save_s"] > 0 and row["load_s"] > 0

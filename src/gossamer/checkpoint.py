@@ -68,20 +68,20 @@ def write_safetensors(
     for name, tensor in tensors.items():
         if tensor.dtype not in _DTYPES:
             raise TypeError(f"checkpoint: tensor '{name}' has unsupported dtype {tensor.dtype}")
-        data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
         header[name] = {
             "dtype": _DTYPES[tensor.dtype],
             "shape": list(tensor.shape),
-            "data_offsets": [offset, offset + len(data)],
+            "data_offsets": [offset, offset + data.nbytes],
         }
         chunks.append(data)
-        offset += len(data)
+        offset += data.nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the format pads the header to 8 bytes
     handle.write(struct.pack("<Q", len(encoded)))
     handle.write(encoded)
     for data in chunks:
-        handle.write(data)
+        handle.write(memoryview(data))  # no copy
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

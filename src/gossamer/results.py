@@ -53,6 +53,8 @@ class Result:
 
     def frame(self, table: str = "metrics"):
         """A table ("metrics", "rounds" or "nodes") as a pandas DataFrame."""
+        if table not in ("metrics", "rounds", "nodes"):
+            raise ValueError(f"frame: expected 'metrics', 'rounds' or 'nodes'; got {table!r}")
         try:
             import pandas as pd
         except ImportError:
