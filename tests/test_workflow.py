@@ -485,11 +485,14 @@ def test_rerun_of_a_stopped_sweep_keeps_finished_runs_and_resumes(tmp_path):
         calls.append((point["optimizer.lr"], seed))
         return _stop_at(5) if len(calls) == 2 else None  # Ctrl-C in the second run
 
+    # Runs go seed by seed: (0.05, seed 3), (0.1, seed 3), (0.05, seed 4), (0.1, seed 4).
+
     with pytest.raises(RunInterrupted):
         gossamer.sweep(config, grid=grid, seeds=2, out=out, progress=progress)
     first_run = out / "optimizer.lr=0.05" / "seed-3" / "metrics.csv"
     stamp = first_run.stat().st_mtime_ns
-    assert (out / "optimizer.lr=0.05" / "seed-4" / checkpoint.CHECKPOINT).exists()
+    assert (out / "optimizer.lr=0.1" / "seed-3" / checkpoint.CHECKPOINT).exists()
+    assert calls == [(0.05, 3), (0.1, 3)]
     finished = gossamer.sweep(config, grid=grid, seeds=2, out=out)
     assert first_run.stat().st_mtime_ns == stamp  # kept, not rerun
     whole = gossamer.sweep(config, grid=grid, seeds=2, out=tmp_path / "whole")
@@ -503,16 +506,26 @@ def test_rerun_of_a_stopped_sweep_keeps_finished_runs_and_resumes(tmp_path):
 
 
 def test_runs_on_the_same_data_and_graph_share_them():
-    from gossamer import runner as runner_module
+    from gossamer.data import dataset_key
+    from gossamer.runner import SHARED_DATASETS, SHARED_TOPOLOGIES
 
-    runner_module._shared_dataset.cache_clear()
-    runner_module._shared_topology.cache_clear()
+    SHARED_DATASETS.clear()
+    SHARED_TOPOLOGIES.clear()
     gossamer.run(small_config(protocol="dpsgd"))
-    gossamer.run(small_config(protocol="skiptrain", **{"optimizer.lr": 0.3}))
-    assert runner_module._shared_dataset.cache_info().hits >= 1
-    assert runner_module._shared_topology.cache_info().hits >= 1
-    gossamer.run(small_config(seed=11))  # another seed: other data
-    assert runner_module._shared_dataset.cache_info().misses == 2
+    # Another protocol, learning rate and partition: the same data and graph.
+    other = {"optimizer.lr": 0.3, "data.partition": "dirichlet", "data.alpha": 0.1}
+    gossamer.run(small_config(protocol="skiptrain", **other))
+    assert (SHARED_DATASETS.hits, SHARED_DATASETS.misses) == (1, 1)
+    assert (SHARED_TOPOLOGIES.hits, SHARED_TOPOLOGIES.misses) == (1, 1)
+    gossamer.run(small_config(seed=11))  # another seed: other synthetic data, other graph
+    gossamer.run(small_config(**{"data.synthetic.samples": 240}))
+    assert (SHARED_DATASETS.hits, SHARED_DATASETS.misses) == (1, 3)
+    assert len(SHARED_DATASETS.values) == 2  # bounded
+    # The seed matters only to data that a seed generates or splits.
+    cifar = small_config(**{"data.dataset": "cifar10", "data.root": "/data"}).data
+    assert dataset_key(cifar, 1) == dataset_key(cifar, 2)
+    digits = small_config(**{"data.dataset": "digits"}).data
+    assert dataset_key(digits, 1) != dataset_key(digits, 2)
 
 
 def test_tensorboard_needs_the_package_and_a_directory(tmp_path, monkeypatch):

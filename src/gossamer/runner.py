@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import functools
+import json
 import math
 import signal
 import threading
@@ -19,13 +20,14 @@ import torch
 from gossamer import __version__, checkpoint
 from gossamer.accounting import Ledger, model_message_bytes
 from gossamer.checkpoint import LoopState
-from gossamer.config import Config, ConfigError, DataConfig, TopologyConfig, load_config
+from gossamer.config import Config, ConfigError, load_config
 from gossamer.data import (
     ConceptShift,
     Dataset,
     DriftEvent,
     NodeData,
     dataset_info,
+    dataset_key,
     drift_schedule,
     load_dataset,
     partition_indices,
@@ -96,10 +98,13 @@ class Simulation:
             model.autocast_dtype = torch.bfloat16
         topology = None
         if config.protocol.uses_topology:
-            topology = _shared_topology(
-                config.topology.model_dump_json(), config.nodes, config.seed
+            key = json.dumps([config.topology.model_dump(mode="json"), config.nodes, config.seed])
+            topology = SHARED_TOPOLOGIES.get(
+                key, lambda: build_topology(config.topology, config.nodes, config.seed)
             )
-        dataset = _shared_dataset(config.data.model_dump_json(), config.seed)
+        dataset = SHARED_DATASETS.get(
+            dataset_key(config.data, config.seed), lambda: load_dataset(config.data, config.seed)
+        )
         labels = dataset.y_train.numpy()
         parts = partition_indices(labels, config.nodes, config.data, config.seed, dataset.writers)
         node_data = to_node_data(parts, labels, classes, device)
@@ -203,16 +208,37 @@ class Simulation:
         return row
 
 
-@functools.lru_cache(maxsize=4)
-def _shared_dataset(data_json: str, seed: int) -> Dataset:
-    """Runs with the same data config and seed (compare, sweep) load the data once."""
-    return load_dataset(DataConfig.model_validate_json(data_json), seed)
+class SharedCache:
+    """The last few values built, by key: runs of one process that use the same data
+    or graph (the variants of a comparison, the points of a sweep) build them once.
+
+    Small on purpose (a dataset can be hundreds of MB); sweeps run seed by seed so
+    that consecutive runs share their keys.
+    """
+
+    def __init__(self, size: int):
+        self.size, self.hits, self.misses = size, 0, 0
+        self.values: collections.OrderedDict[str, Any] = collections.OrderedDict()
+
+    def get(self, key: str, build: Callable[[], Any]) -> Any:
+        if key in self.values:
+            self.hits += 1
+            self.values.move_to_end(key)
+            return self.values[key]
+        self.misses += 1
+        value = build()
+        self.values[key] = value
+        if len(self.values) > self.size:
+            self.values.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.hits = self.misses = 0
 
 
-@functools.lru_cache(maxsize=8)
-def _shared_topology(topology_json: str, nodes: int, seed: int) -> Topology:
-    """Runs with the same graph (compare, sweep) build it once."""
-    return build_topology(TopologyConfig.model_validate_json(topology_json), nodes, seed)
+SHARED_DATASETS = SharedCache(2)
+SHARED_TOPOLOGIES = SharedCache(4)
 
 
 def resolve_device(name: str) -> torch.device:

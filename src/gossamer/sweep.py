@@ -4,8 +4,9 @@
 --seeds 3`` runs every combination of the grid's values (a *point*) with seeds
 ``seed, seed+1, ..., seed+S-1`` and reports, per point, the mean of each final
 metric and its 95% confidence interval, ``mean +- t(0.975, S-1) x sd / sqrt(S)``
-(Student's t; sd with S-1 degrees of freedom). Runs of one seed share data and graph
-(loaded once). All configs are validated before the first run. Rerunning a stopped
+(Student's t; sd with S-1 degrees of freedom). The runs go seed by seed (every point
+with the first seed, then with the second, ...), so a first look at every point comes
+early, and consecutive runs share their data and graph (built once). All configs are validated before the first run. Rerunning a stopped
 sweep into the same directory keeps its finished runs and resumes the one that was
 interrupted from its checkpoint (``force`` starts over).
 
@@ -76,10 +77,13 @@ def plan(base: Config, grid: dict[str, list[Any]], seeds: int) -> list[tuple[dic
     if seeds < 1:
         raise ConfigError(f"--seeds: expected at least 1; got {seeds}")
     keys = list(grid)
+    points = [
+        dict(zip(keys, values, strict=True))
+        for values in (itertools.product(*(grid[k] for k in keys)) if keys else [()])
+    ]
     runs = []
-    for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
-        point = dict(zip(keys, values, strict=True))
-        for k in range(seeds):
+    for k in range(seeds):  # seed by seed: consecutive runs share data and graph
+        for point in points:
             overrides = [f"{key}={json.dumps(value)}" for key, value in point.items()]
             overrides.append(f"seed={base.seed + k}")
             try:

@@ -1,6 +1,6 @@
 """Data: dataset sources, partitions over nodes, per-node mini-batch sampling."""
 
-from gossamer.data.datasets import Dataset, dataset_info, load_dataset
+from gossamer.data.datasets import Dataset, dataset_info, dataset_key, load_dataset
 from gossamer.data.drift import ConceptShift, DriftEvent, drift_schedule
 from gossamer.data.partition import NodeData, partition_indices, to_node_data
 from gossamer.data.sampler import EpochSampler, sample_batch_indices
@@ -12,6 +12,7 @@ __all__ = [
     "EpochSampler",
     "NodeData",
     "dataset_info",
+    "dataset_key",
     "load_dataset",
     "partition_indices",
     "sample_batch_indices",

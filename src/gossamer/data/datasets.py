@@ -27,6 +27,7 @@ Images are stored once on the device as uint8 and normalized on the fly per chan
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 
@@ -108,6 +109,19 @@ def dataset_info(config: DataConfig) -> tuple[tuple[int, ...], int]:
         return SHAPES[name]
     loaded = load_dataset(config, seed=0)  # npz, folder: the files say
     return loaded.input_shape, loaded.num_classes
+
+
+def dataset_key(config: DataConfig, seed: int) -> str:
+    """What :func:`load_dataset` depends on, as a string: runs with equal keys load equal
+    data (the partition, batch size, stream and drift settings are not in it)."""
+    fields = ["dataset", "root", "download", "download_url", "image_size", "test_fraction"]
+    if config.dataset in ("synthetic", "mnist1d"):
+        fields.append(config.dataset)
+    used_seed = config.dataset in ("digits", "synthetic", "mnist1d", "folder")
+    return json.dumps(
+        [config.model_dump(mode="json", include=set(fields)), seed if used_seed else None],
+        sort_keys=True,
+    )
 
 
 def load_dataset(config: DataConfig, seed: int) -> Dataset:
