@@ -244,6 +244,15 @@ def test_resume_through_the_cli_and_its_errors(tmp_path):
     again = runner.invoke(app, ["resume", str(out)])
     assert again.exit_code == 2 and "holds a finished run" in again.stderr
 
+    stopped = tmp_path / "stopped"  # a new run would throw the checkpoint away
+    with pytest.raises(RunInterrupted):
+        gossamer.run(small_config(**RICH), out=stopped, progress=_stop_at(5))
+    config_file = _write_config(tmp_path / "rich.yaml", small_config(**RICH))
+    rerun = runner.invoke(app, ["run", str(config_file), "--out", str(stopped)])
+    assert rerun.exit_code == 2 and f"continue it with gossamer resume {stopped}" in rerun.stderr
+    forced = runner.invoke(app, ["run", str(config_file), "--out", str(stopped), "--force", "-q"])
+    assert forced.exit_code == 0 and not (stopped / checkpoint.CHECKPOINT).exists()
+
     missing = runner.invoke(app, ["resume", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no config.yaml" in missing.stderr
 

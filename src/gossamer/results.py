@@ -116,6 +116,11 @@ class RunWriter:
             raise ConfigError(f"--out: '{path}' holds a finished run (summary.json exists); {what}")
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out: '{path}' exists and is not a directory")
+        if not resume and not force and (path / "checkpoint.safetensors").exists():
+            raise ConfigError(
+                f"--out: '{path}' holds an unfinished run with a checkpoint; continue it with "
+                f"gossamer resume {path}, or pass --force to start over"
+            )
 
     def begin(self, config: Config, label_counts: np.ndarray | None, topology=None) -> None:
         """Start a fresh run: config, the topology's edges and the label histograms."""
