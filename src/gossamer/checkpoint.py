@@ -29,9 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ import numpy as np
 import torch
 
 from gossamer.config import Config, ConfigError, dump_config
+from gossamer.results import atomic_open
 
 CHECKPOINT = "checkpoint.safetensors"
 FORMAT_VERSION = 2
@@ -152,16 +151,8 @@ def save(path: Path, sim, loop: LoopState, elapsed: float) -> None:
         "train_loss": sim.train_loss,
         "newest_concept": population.newest_concept,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write_safetensors(handle, arrays, {"gossamer": json.dumps(meta, default=_plain)})
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, binary=True) as handle:
+        write_safetensors(handle, arrays, {"gossamer": json.dumps(meta, default=_plain)})
 
 
 def load(path: Path, sim) -> LoopState:

@@ -15,6 +15,7 @@ evaluation so that an interrupted run keeps what it measured.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -22,9 +23,10 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -65,18 +67,28 @@ class Result:
         return pd.DataFrame(getattr(self, table))
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write text to path through a temporary file in the same directory and a rename."""
+@contextlib.contextmanager
+def atomic_open(path: Path, binary: bool = False) -> Iterator[IO]:
+    """A file to write that appears at ``path`` only once complete: written to a
+    temporary file in the same directory, flushed to disk and renamed into place (a
+    crash leaves the old file or the new one, never a torn one)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        mode = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": ""}
+        with os.fdopen(fd, **mode) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write text to path atomically (see :func:`atomic_open`)."""
+    with atomic_open(path) as handle:
+        handle.write(text)
 
 
 def table_to_csv(columns: dict[str, np.ndarray]) -> str:

@@ -6,9 +6,10 @@
 metric and its 95% confidence interval, ``mean +- t(0.975, S-1) x sd / sqrt(S)``
 (Student's t; sd with S-1 degrees of freedom). The runs go seed by seed (every point
 with the first seed, then with the second, ...), so a first look at every point comes
-early, and consecutive runs share their data and graph (built once). All configs are validated before the first run. Rerunning a stopped
-sweep into the same directory keeps its finished runs and resumes the one that was
-interrupted from its checkpoint (``force`` starts over).
+early, and consecutive runs share their data and graph (built once). All configs
+are validated before the first run. Rerunning a stopped sweep into the same
+directory keeps its finished runs and resumes the one that was interrupted from its
+checkpoint (``force`` starts over).
 
 The sweep directory holds ``<point>/seed-<s>/`` run directories, ``runs.csv`` (one
 row per run), ``sweep.csv`` and ``sweep.md`` (one row per point), a plot per metric
