@@ -54,7 +54,7 @@ def write_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
         target = Path(out) if out else dirs[0]
         target.mkdir(parents=True, exist_ok=True)
         title = f"Sweep: {dirs[0].name}"
-        sections = _sweep_sections(dirs[0], title)
+        sections = _render(_sweep_sections(dirs[0], title))
         atomic_write(target / "report.html", _html(title, sections))
         atomic_write(target / "report.md", _markdown(title, sections, target / "report_files"))
         return target
@@ -70,7 +70,7 @@ def write_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
         target, title = (Path(out) if out else dirs[0].parent), "Comparison of runs"
     target = Path(out) if out else target
     target.mkdir(parents=True, exist_ok=True)
-    sections = _sections(runs, title)
+    sections = _render(_sections(runs, title))
     atomic_write(target / "report.html", _html(title, sections))
     atomic_write(target / "report.md", _markdown(title, sections, target / "report_files"))
     return target
@@ -188,6 +188,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _render(blocks: list[dict]) -> list[dict]:
+    """Each figure's PNG, rendered once for both the HTML and the Markdown."""
+    for block in blocks:
+        if block["kind"] == "figure":
+            block["png"] = _png(block.pop("figure"))
+    return blocks
+
+
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
@@ -216,7 +224,7 @@ def _html(title: str, blocks: list[dict]) -> str:
             )
             parts.append(f"<table><tr>{header}</tr>{body}</table>")
         else:
-            data = base64.b64encode(_png(block["figure"])).decode()
+            data = base64.b64encode(block["png"]).decode()
             caption = html.escape(block["caption"])
             parts.append(
                 f"<figure><img alt='{caption}' src='data:image/png;base64,{data}'>"
@@ -244,7 +252,7 @@ def _markdown(title: str, blocks: list[dict], files: Path) -> str:
             lines += ["| " + " | ".join(_fmt(v) for v in r.values()) + " |" for r in rows]
         else:
             name = f"{block['stem']}.png"
-            (files / name).write_bytes(_png(block["figure"]))
+            (files / name).write_bytes(block["png"])
             lines.append(f"![{block['caption']}]({files.name}/{name})")
         lines.append("")
     return "\n".join(lines)

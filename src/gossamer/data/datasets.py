@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from gossamer.config import ConfigError, DataConfig
 from gossamer.data import files
@@ -176,6 +175,8 @@ def _root(config: DataConfig):
 
 
 def _split(x, y, test_fraction, seed):
+    from sklearn.model_selection import train_test_split  # slow to import: when used
+
     split_seed = int(numpy_generator(seed, Purpose.DATA, 1).integers(2**31))
     try:
         x_tr, x_te, y_tr, y_te = train_test_split(
