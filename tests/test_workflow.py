@@ -140,7 +140,8 @@ def test_checkpoint_holds_the_whole_state(tmp_path):
     tensors, metadata = checkpoint.read_safetensors(out / checkpoint.CHECKPOINT)
     meta = json.loads(metadata["gossamer"])
     assert meta["next_round"] == 13 and meta["config_hash"] == checkpoint.config_hash(config)
-    assert [row["round"] for row in meta["rows"]] == [0, 3, 6, 9, 12]
+    records = json.loads(tensors["records"].numpy().tobytes())
+    assert [row["round"] for row in records["rows"]] == [0, 3, 6, 9, 12]
     # An independent replay of 13 rounds holds the same tensors.
     sim = Simulation.build(config)
     for t in range(13):
@@ -155,7 +156,7 @@ def test_checkpoint_holds_the_whole_state(tmp_path):
     assert torch.equal(tensors["protocol.reference"], sim.protocol.state_dict()["reference"])
     for key, value in sim.ledger.node.items():
         assert np.array_equal(tensors[f"ledger.{key}"].numpy(), value), key
-    assert len(meta["per_round"]) == 13
+    assert records["per_round"] == sim.ledger.per_round
 
 
 @pytest.mark.parametrize("protocol", registered_names("protocol"))
@@ -243,6 +244,7 @@ def test_resume_through_the_cli_and_its_errors(tmp_path):
     assert (out / "summary.json").exists() and "Unfinished" not in (out / "report.html").read_text()
     again = runner.invoke(app, ["resume", str(out)])
     assert again.exit_code == 2 and "holds a finished run" in again.stderr
+    assert "nothing to resume" in again.stderr
 
     stopped = tmp_path / "stopped"  # a new run would throw the checkpoint away
     with pytest.raises(RunInterrupted):
@@ -276,6 +278,26 @@ def test_resume_through_the_cli_and_its_errors(tmp_path):
     (torn / checkpoint.CHECKPOINT).write_bytes(data[: len(data) // 2])
     result = runner.invoke(app, ["resume", str(torn)])
     assert result.exit_code == 2 and "is not a readable checkpoint" in result.stderr
+    # A well-formed file that lacks a tensor, or whose header is not an object.
+    tensors, metadata = checkpoint.read_safetensors(out_of(torn, data))
+    del tensors["cursor"]
+    with open(torn / checkpoint.CHECKPOINT, "wb") as handle:
+        checkpoint.write_safetensors(handle, tensors, metadata)
+    result = runner.invoke(app, ["resume", str(torn)])
+    assert (
+        result.exit_code == 2 and "not a readable checkpoint: KeyError: 'cursor'" in result.stderr
+    )
+    header = b"[]      "
+    (torn / checkpoint.CHECKPOINT).write_bytes(struct.pack("<Q", len(header)) + header)
+    result = runner.invoke(app, ["resume", str(torn)])
+    assert result.exit_code == 2 and "is not a readable checkpoint" in result.stderr
+
+
+def out_of(folder: Path, data: bytes) -> Path:
+    """Write checkpoint bytes to a file beside ``folder``'s checkpoint; returns its path."""
+    path = folder / "copy.safetensors"
+    path.write_bytes(data)
+    return path
 
 
 def test_checkpoints_follow_checkpoint_every(tmp_path):
@@ -409,8 +431,13 @@ def test_load_reads_runs_comparisons_and_sweeps_back(tmp_path):
         loaded.table["test_accuracy_mean"].astype(float),
         swept.table["test_accuracy_mean"].astype(float),
     )
-    with pytest.raises(ConfigError, match="not a gossamer"):
-        gossamer.load(tmp_path)
+    with pytest.raises(ConfigError, match="holds an unfinished comparison or sweep"):
+        gossamer.load(tmp_path)  # run directories below, no comparison.json or sweep.json
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="not a gossamer run directory"):
+        gossamer.load(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="is not a directory"):
+        gossamer.load(tmp_path / "missing")
 
 
 def test_frame_needs_pandas_or_gives_dataframes(tmp_path):
@@ -555,11 +582,15 @@ def test_tensorboard_needs_the_package_and_a_directory(tmp_path, monkeypatch):
 def test_tensorboard_logs_every_evaluation(tmp_path, monkeypatch):
     import importlib.util
 
-    logged = []
+    logged, purges = [], []
 
     class SummaryWriter:
-        def __init__(self, log_dir):
+        def __init__(self, log_dir, purge_step=None):
             self.log_dir = log_dir
+            purges.append(purge_step)
+
+        def flush(self):
+            pass
 
         def add_scalar(self, tag, value, step):
             logged.append((tag, value, step))
@@ -580,8 +611,139 @@ def test_tensorboard_logs_every_evaluation(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="needs a run directory"):
         gossamer.run(config)
     result = gossamer.run(config, out=tmp_path / "run")
-    assert logged[-1] == "closed"
+    assert logged[-1] == "closed" and purges == [None]
     accuracy = [(v, s) for tag, v, s in logged[:-1] if tag == "test_accuracy_mean"]
     assert accuracy == list(
         zip(result.metrics["test_accuracy_mean"], result.metrics["round"], strict=True)
     )
+    # Stopped after round 3 (rows 0 and 2 logged), resumed: TensorBoard drops steps >= 4
+    # of the first process, and the resumed one logs rounds 4 on.
+    logged.clear()
+    config = small_config(rounds=8, **{"logging.tensorboard": "true"})
+    with pytest.raises(RunInterrupted):
+        gossamer.run(config, out=tmp_path / "cut", progress=_stop_at(3))
+    gossamer.resume(tmp_path / "cut")
+    assert purges[-2:] == [None, 4]
+    steps = [e[2] for e in logged if e != "closed" and e[0] == "test_loss_mean"]
+    assert steps == [0, 2, 4, 6, 8]
+
+
+# ------------------------------------------------------------------ edge cases
+
+
+def test_grid_over_the_seed_uses_its_values():
+    swept = gossamer.sweep(small_config(), grid=["seed=10,20"], seeds=2)
+    assert sorted(swept.runs) == [(0, 10), (0, 11), (1, 20), (1, 21)]
+    assert swept.runs[1, 21].config.seed == 21
+    with pytest.raises(ConfigError, match="--grid seed: expected integers"):
+        gossamer.sweep(small_config(), grid=["seed=a,b"])
+    with pytest.raises(ConfigError, match="each value once; got 0.1 twice"):
+        gossamer.sweep(small_config(), grid=["optimizer.lr=0.1,0.2,0.1"])
+
+
+def test_colliding_names_get_distinct_folders(tmp_path):
+    variants = {"lr 0.1": ["optimizer.lr=0.1"], "lr-0.1": ["optimizer.lr=0.5"]}
+    source = {**small_config().model_dump(mode="json"), "variants": variants}
+    gossamer.compare(source, out=tmp_path / "c")
+    loaded = gossamer.load(tmp_path / "c")
+    assert loaded.results["lr 0.1"].config.optimizer.lr == 0.1
+    assert loaded.results["lr-0.1"].config.optimizer.lr == 0.5
+    long = ["optimizer.weight_decay=0.000000001", "data.synthetic.separation=3.0000000001"]
+    long += ["data.synthetic.clusters_per_class=1", "optimizer.lr=0.05,0.5"]
+    gossamer.sweep(small_config(), grid=long, out=tmp_path / "s")
+    folders = sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir())
+    assert len(folders) == 2 and all(len(f) == 80 + 9 for f in folders)  # cut, then a hash
+    loaded = gossamer.load(tmp_path / "s")
+    assert sorted(r.config.optimizer.lr for r in loaded.runs.values()) == [0.05, 0.5]
+
+
+def test_a_stopped_forced_comparison_continues_without_force(tmp_path):
+    source = small_config().model_dump(mode="json")
+    protocols = ["dpsgd", "nosync", "skiptrain"]
+    first = gossamer.compare(source, protocols=protocols, out=tmp_path / "c")
+    names = []
+
+    def progress(name):
+        names.append(name)
+        return _stop_at(2) if name == "nosync" else None
+
+    with pytest.raises(RunInterrupted):
+        gossamer.compare(
+            source, protocols=protocols, out=tmp_path / "c", force=True, progress=progress
+        )
+    assert not (tmp_path / "c" / "comparison.json").exists()  # unfinished now
+    with pytest.raises(ConfigError, match="holds an unfinished comparison"):
+        gossamer.load(tmp_path / "c")
+    again = gossamer.compare(source, protocols=protocols, out=tmp_path / "c")
+    assert again.table["test_accuracy_mean"].tolist() == first.table["test_accuracy_mean"].tolist()
+
+
+def test_ctrl_c_in_the_last_round_of_a_sweep_stops_the_sweep(tmp_path):
+    calls = []
+
+    def progress(point, seed):
+        calls.append(seed)
+        return _stop_at(4)  # rounds=4: the last round
+
+    with pytest.raises(RunInterrupted):
+        gossamer.sweep(small_config(), seeds=3, out=tmp_path / "s", progress=progress)
+    assert calls == [3]
+    assert (tmp_path / "s" / "base" / "seed-3" / "summary.json").exists()  # finished
+
+
+def test_comparison_and_sweep_refuse_other_results_without_force(tmp_path):
+    source = small_config().model_dump(mode="json")
+    gossamer.compare(source, protocols=["dpsgd"], out=tmp_path / "c")
+    (tmp_path / "c" / "comparison.json").unlink()  # as if stopped
+    changed = {**source, "rounds": 6}
+    with pytest.raises(ConfigError, match="holds the results of another config"):
+        gossamer.compare(changed, protocols=["dpsgd"], out=tmp_path / "c")
+    gossamer.compare(changed, protocols=["dpsgd"], out=tmp_path / "c", force=True)
+    with pytest.raises(
+        ConfigError, match=r"holds a comparison \(comparison.json exists\), not a run"
+    ):
+        gossamer.run(small_config(), out=tmp_path / "c")
+    with pytest.raises(ConfigError, match="holds a comparison, not a sweep"):
+        gossamer.sweep(small_config(), out=tmp_path / "c")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="is not empty and holds no run"):
+        gossamer.run(small_config(), out=tmp_path / "other", force=True)
+
+
+def test_reports_of_unusual_directories(tmp_path):
+    # Stopped before its first checkpoint (a crash): metrics, no rounds.csv.
+    crashed = tmp_path / "crashed"
+    with pytest.raises(RunInterrupted):
+        gossamer.run(small_config(**RICH), out=crashed, progress=_stop_at(7))
+    for name in ("rounds.csv", checkpoint.CHECKPOINT, "report.html"):
+        (crashed / name).unlink(missing_ok=True)
+    gossamer.report.write_report([crashed])
+    page = (crashed / "report.html").read_text()
+    assert "Unfinished run" in page and "Test accuracy against rounds" in page
+    assert "Communication over time" not in page
+    # Configs only, no metrics yet.
+    for name in ("a", "b"):
+        (tmp_path / "bare" / name).mkdir(parents=True)
+        _write_config(tmp_path / "bare" / name / "config.yaml", small_config())
+    gossamer.report.write_report([tmp_path / "bare" / "a", tmp_path / "bare" / "b"])
+    assert "<h2>a</h2>" in (tmp_path / "bare" / "report.html").read_text()
+    # Runs whose folders have the same name.
+    for point in ("p", "q"):
+        gossamer.run(small_config(), out=tmp_path / "sw" / point / "seed-3")
+    target = gossamer.report.write_report(
+        [tmp_path / "sw" / "p" / "seed-3", tmp_path / "sw" / "q" / "seed-3"], out=tmp_path / "r"
+    )
+    page = (target / "report.html").read_text()
+    assert "<h2>p/seed-3</h2>" in page and "<h2>q/seed-3</h2>" in page
+    stems = {p.name for p in (target / "report_files").iterdir()}
+    assert {"p-seed-3_accuracy.png", "q-seed-3_accuracy.png"} <= stems
+
+
+def test_resume_refreshes_an_existing_report(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RunInterrupted):
+        gossamer.run(small_config(**RICH), out=out, progress=_stop_at(5), report=True)
+    assert "Unfinished run" in (out / "report.html").read_text()
+    gossamer.resume(out)  # report=False, but the old report must not stay stale
+    assert "Unfinished run" not in (out / "report.html").read_text()

@@ -7,10 +7,11 @@ naming each tensor's dtype, shape and byte range, then the raw bytes), holds
 - the stacked parameters (one tensor per parameter block), momentum buffers, each
   node's data cursor and concept;
 - the protocol's state (``Protocol.state_dict``), the ledger's per-node counters;
+- the metrics rows so far and the ledger's per-round records, as UTF-8 JSON bytes in
+  a ``records`` tensor (they grow with the run, so they stay out of the header);
 - in the header's ``__metadata__`` (string values, as the format allows), a JSON
-  document with the next round, the metrics rows so far, the ledger's per-round
-  records and coordinator counters, the prequential sums, the elapsed time and a
-  hash of the resolved config.
+  document with the next round, the coordinator's counters, the prequential sums,
+  the elapsed time and a hash of the resolved config.
 
 Loading parses JSON and copies bytes, so it never executes code (unlike pickle).
 The codec is written here (:func:`write_safetensors`, :func:`read_safetensors`)
@@ -41,7 +42,7 @@ from gossamer.config import Config, ConfigError, dump_config
 from gossamer.results import atomic_open
 
 CHECKPOINT = "checkpoint.safetensors"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 _DTYPES = {
     torch.float64: "F64",
@@ -139,13 +140,17 @@ def save(path: Path, sim, loop: LoopState, elapsed: float) -> None:
         arrays[f"protocol.{key}"] = value
     for key, value in ledger.node.items():
         arrays[f"ledger.{key}"] = torch.from_numpy(np.ascontiguousarray(value))
+    # The records grow with the run: they go in the body (as UTF-8 JSON bytes), not in
+    # the header, which readers such as the safetensors package cap at 100 MB.
+    records = {"rows": loop.rows, "per_round": ledger.per_round}
+    arrays["records"] = torch.frombuffer(
+        bytearray(json.dumps(records, default=_plain).encode()), dtype=torch.uint8
+    )
     meta = {
         "format": FORMAT_VERSION,
         "config_hash": config_hash(sim.config),
         "next_round": loop.next_round,
-        "rows": loop.rows,
         "elapsed": elapsed,
-        "per_round": ledger.per_round,
         "coordinator": ledger.coordinator,
         "prequential": sim.prequential,
         "train_loss": sim.train_loss,
@@ -155,50 +160,70 @@ def save(path: Path, sim, loop: LoopState, elapsed: float) -> None:
         write_safetensors(handle, arrays, {"gossamer": json.dumps(meta, default=_plain)})
 
 
-def load(path: Path, sim) -> LoopState:
-    """Restore a built simulation from ``path``; returns where the loop stands."""
+def check(path: Path, config: Config) -> dict[str, Any]:
+    """Check, before any work, that ``path`` is a checkpoint of ``config`` this version
+    reads; returns its metadata. Reads the header only."""
+    run_dir = path.parent
     if not path.is_file():
         raise ConfigError(
-            f"resume: '{path.parent}' has no {CHECKPOINT} (the run stopped before its first "
-            "checkpoint); rerun it with gossamer run --force"
+            f"resume: '{run_dir}' has no {CHECKPOINT}: the run stopped before its first "
+            f"checkpoint; start it again with: gossamer run {run_dir}/config.yaml --out {run_dir}"
         )
     try:
-        arrays, metadata = read_safetensors(path)
-        meta = json.loads(metadata["gossamer"])
-    except (OSError, ValueError, KeyError) as error:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length).decode())
+        meta = json.loads(header["__metadata__"]["gossamer"])
+        if not isinstance(meta, dict):
+            raise ValueError("its gossamer metadata is not a JSON object")
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
         raise ConfigError(f"resume: '{path}' is not a readable checkpoint: {error}") from None
     if meta.get("format") != FORMAT_VERSION:
         raise ConfigError(
             f"resume: '{path}' has checkpoint format {meta.get('format')}; "
             f"this gossamer reads {FORMAT_VERSION}"
         )
-    if meta["config_hash"] != config_hash(sim.config):
+    if meta.get("config_hash") != config_hash(config):
         raise ConfigError(
-            f"resume: '{path.parent}/config.yaml' differs from the config the "
+            f"resume: '{run_dir}/config.yaml' differs from the config the "
             "checkpoint was written with; restore it or start a new run"
         )
-    population, device = sim.population, sim.population.device
-    for i, block in enumerate(population.state.params.blocks):
-        block.copy_(arrays[f"params.{i}"])
-    if population.state.momentum is not None:
-        for i, block in enumerate(population.state.momentum.blocks):
-            block.copy_(arrays[f"momentum.{i}"])
-    population.state.cursor.copy_(arrays["cursor"])
-    population.state.concept.copy_(arrays["concept"])
-    population.newest_concept = meta["newest_concept"]
-    protocol_state = {
-        k.removeprefix("protocol."): v.to(device)
-        for k, v in arrays.items()
-        if k.startswith("protocol.")
-    }
-    sim.protocol.load_state_dict(protocol_state)
-    for key in sim.ledger.node:
-        sim.ledger.node[key][:] = arrays[f"ledger.{key}"].numpy()
-    sim.ledger.per_round = meta["per_round"]
-    sim.ledger.coordinator.update(meta["coordinator"])
-    sim.prequential[:] = meta["prequential"]
-    sim.train_loss = meta["train_loss"] if meta["train_loss"] is not None else float("nan")
-    return LoopState(meta["next_round"], meta["rows"], meta["elapsed"])
+    return meta
+
+
+def load(path: Path, sim) -> LoopState:
+    """Restore a built simulation from ``path``; returns where the loop stands."""
+    meta = check(path, sim.config)
+    try:
+        arrays, _ = read_safetensors(path)
+        records = json.loads(arrays.pop("records").numpy().tobytes().decode())
+        population, device = sim.population, sim.population.device
+        for i, block in enumerate(population.state.params.blocks):
+            block.copy_(arrays[f"params.{i}"])
+        if population.state.momentum is not None:
+            for i, block in enumerate(population.state.momentum.blocks):
+                block.copy_(arrays[f"momentum.{i}"])
+        population.state.cursor.copy_(arrays["cursor"])
+        population.state.concept.copy_(arrays["concept"])
+        population.newest_concept = meta["newest_concept"]
+        protocol_state = {
+            k.removeprefix("protocol."): v.to(device)
+            for k, v in arrays.items()
+            if k.startswith("protocol.")
+        }
+        sim.protocol.load_state_dict(protocol_state)
+        for key in sim.ledger.node:
+            sim.ledger.node[key][:] = arrays[f"ledger.{key}"].numpy()
+        sim.ledger.per_round = records["per_round"]
+        sim.ledger.coordinator.update(meta["coordinator"])
+        sim.prequential[:] = meta["prequential"]
+        train_loss = meta["train_loss"]
+        sim.train_loss = train_loss if train_loss is not None else float("nan")
+        return LoopState(meta["next_round"], records["rows"], meta["elapsed"])
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise ConfigError(
+            f"resume: '{path}' is not a readable checkpoint: {type(error).__name__}: {error}"
+        ) from None
 
 
 def _plain(value: Any) -> Any:

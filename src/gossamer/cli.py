@@ -279,7 +279,8 @@ def compare_variants(
     except (KeyboardInterrupt, RunInterrupted):
         _fail(
             f"stopped; '{out}' holds an unfinished comparison: rerun the same command with "
-            f"--out {out} to continue (finished variants are kept, the stopped one resumes)",
+            f"--out {out} and without --force to continue (finished variants are kept, "
+            "the stopped one resumes)",
             code=130,
         )
     finally:
@@ -366,7 +367,8 @@ def sweep_grid(
     except (KeyboardInterrupt, RunInterrupted):
         _fail(
             f"stopped; '{out}' holds an unfinished sweep: rerun the same command with "
-            f"--out {out} to continue (finished runs are kept, the stopped one resumes)",
+            f"--out {out} and without --force to continue (finished runs are kept, "
+            "the stopped one resumes)",
             code=130,
         )
     if report:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,8 @@ from gossamer.config import (
     merge_config,
     read_config_file,
 )
-from gossamer.results import Result, atomic_write, table_to_csv
-from gossamer.runner import ProgressCallback, run_or_continue
+from gossamer.results import Result, atomic_write, directory_names, table_to_csv
+from gossamer.runner import ProgressCallback, prepare_runs, run_or_continue
 
 RECOVERY_WINDOW = 10  # rounds averaged on each side of a drift
 RECOVERY_FACTOR = 2.0  # recovered: the loss is back within 2x its pre-drift level
@@ -130,25 +129,19 @@ def compare(
     """
     configs = load_variants(source, overrides, protocols)
     out = Path(out) if out is not None else None
-    if out is not None and (out / "comparison.json").exists() and not force:
-        raise ConfigError(
-            f"--out: '{out}' holds a finished comparison (comparison.json exists); "
-            "choose another directory or pass --force"
-        )
+    folders = dict(zip(configs, directory_names(list(configs)), strict=True))
+    if out is not None:
+        planned = [(out / folders[name], config) for name, config in configs.items()]
+        prepare_runs(out, "comparison", planned, force)
     results = {}
     for name, config in configs.items():
-        run_dir = out / slug(name) if out is not None else None
+        run_dir = out / folders[name] if out is not None else None
         callback = progress(name) if progress is not None else None
         results[name] = run_or_continue(config, run_dir, force, callback)
     table = comparison_table(results)
     if out is not None:
-        write_comparison(out, results, table)
+        write_comparison(out, results, table, folders)
     return Comparison(results, table, out)
-
-
-def slug(name: str) -> str:
-    """A directory name for a variant."""
-    return re.sub(r"[^A-Za-z0-9.=_-]+", "-", name).strip("-") or "variant"
 
 
 def comparison_table(results: Mapping[str, Result]) -> dict[str, np.ndarray]:
@@ -227,7 +220,9 @@ def recovery_rounds(
     return None
 
 
-def write_comparison(out: Path, results: Mapping[str, Result], table: dict) -> None:
+def write_comparison(
+    out: Path, results: Mapping[str, Result], table: dict, folders: Mapping[str, str]
+) -> None:
     """comparison.csv, comparison.md, plots, then comparison.json (the finish mark)."""
     from gossamer.plots import comparison_plots
 
@@ -236,7 +231,7 @@ def write_comparison(out: Path, results: Mapping[str, Result], table: dict) -> N
     atomic_write(out / "comparison.md", markdown_table(table))
     plots = comparison_plots(out, results)
     summary = {
-        "variants": {name: slug(name) for name in results},
+        "variants": {name: folders[name] for name in results},
         "table": [{k: _plain(table[k][i]) for k in table} for i in range(len(table["variant"]))],
         "plots": plots,
     }
@@ -279,14 +274,20 @@ def load(path: str | Path):
         results = {name: load_run(path / sub) for name, sub in names.items()}
         return Comparison(results, read_table(path / "comparison.csv"), path)
     if (path / "sweep.json").is_file():
-        from gossamer.sweep import Sweep, point_slug
+        from gossamer.sweep import Sweep
 
         meta = json.loads((path / "sweep.json").read_text())
-        points = meta["points"]
-        runs = {}
-        for key in meta["runs"]:
-            folder, _, seed = key.rpartition("/seed-")
-            index = next(i for i, p in enumerate(points) if point_slug(p) == folder)
-            runs[index, int(seed)] = load_run(path / key)
-        return Sweep(points, runs, read_table(path / "sweep.csv"), path)
+        runs = {
+            (run["point"], run["seed"]): load_run(path / folder)
+            for folder, run in meta["runs"].items()
+        }
+        return Sweep(meta["points"], runs, read_table(path / "sweep.csv"), path)
+    if not path.is_dir():
+        raise ConfigError(f"load: '{path}' is not a directory")
+    if not (path / "config.yaml").is_file() and any(path.glob("*/config.yaml")):
+        raise ConfigError(
+            f"load: '{path}' holds an unfinished comparison or sweep (no comparison.json or "
+            "sweep.json): rerun the same command to finish it, or load its run directories "
+            "one by one"
+        )
     return load_run(path)

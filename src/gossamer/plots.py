@@ -16,7 +16,10 @@ SMOOTHING = 5  # rounds in the moving average of per-round losses
 
 
 def comparison_figures(results: Mapping[str, Result]) -> list[tuple[str, str, Figure]]:
-    """The plots comparing runs: (file stem, title, figure) each."""
+    """The plots comparing runs: (file stem, title, figure) each, for the data they have
+    (a run stopped before its first checkpoint has metrics but no per-round records)."""
+    if not results:
+        return []
     figures = [
         ("accuracy_vs_rounds", "Test accuracy against rounds", _accuracy_vs(results, "rounds")),
         (
@@ -24,24 +27,32 @@ def comparison_figures(results: Mapping[str, Result]) -> list[tuple[str, str, Fi
             "Test accuracy against communication",
             _accuracy_vs(results, "bytes"),
         ),
-        ("communication_vs_rounds", "Communication over time", _traffic_per_round(results)),
     ]
+    per_round = {n: r for n, r in results.items() if len(r.rounds.get("round", ()))}
+    if per_round:
+        figures.append(
+            ("communication_vs_rounds", "Communication over time", _traffic_per_round(per_round))
+        )
     if any(_last(r.metrics, "energy_joules") > 0 for r in results.values()):
         figures.append(
             ("accuracy_vs_energy", "Test accuracy against energy", _accuracy_vs(results, "energy"))
         )
-    if all("cumulative_prequential_loss" in r.rounds for r in results.values()):
+    if per_round and all("cumulative_prequential_loss" in r.rounds for r in per_round.values()):
         figures.append(
             (
                 "prequential_loss_vs_bytes",
                 "Cumulative prequential loss against communication",
-                _prequential_vs_bytes(results),
+                _prequential_vs_bytes(per_round),
             )
         )
-        drifts = [e["round"] for e in next(iter(results.values())).summary.get("drift", [])]
+        drifts = [e["round"] for e in next(iter(per_round.values())).summary.get("drift", [])]
         if drifts:
             figures.append(
-                ("loss_around_drift", "Loss around the drift", _loss_around_drift(results, drifts))
+                (
+                    "loss_around_drift",
+                    "Loss around the drift",
+                    _loss_around_drift(per_round, drifts),
+                )
             )
     return figures
 

@@ -15,6 +15,7 @@ import html
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from matplotlib.figure import Figure
 
 from gossamer.config import ConfigError, dump_config
 from gossamer.plots import comparison_figures, run_figures
-from gossamer.results import Result, atomic_write, load_run, read_table
+from gossamer.results import Result, atomic_write, directory_names, load_run, read_table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -66,7 +67,7 @@ def write_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
         runs = {dirs[0].name: _load(dirs[0])}
         target, title = dirs[0], f"Run: {dirs[0].name}"
     else:
-        runs = {d.name: _load(d) for d in dirs}
+        runs = {name: _load(d) for name, d in zip(_display_names(dirs), dirs, strict=True)}
         target, title = (Path(out) if out else dirs[0].parent), "Comparison of runs"
     target = Path(out) if out else target
     target.mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,17 @@ def write_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
     atomic_write(target / "report.html", _html(title, sections))
     atomic_write(target / "report.md", _markdown(title, sections, target / "report_files"))
     return target
+
+
+def _display_names(dirs: list[Path]) -> list[str]:
+    """Folder names; where two are equal, paths from the folders' common parent."""
+    names = [d.name for d in dirs]
+    if len(set(names)) < len(names):
+        common = Path(os.path.commonpath([d.resolve() for d in dirs]))
+        names = [d.resolve().relative_to(common).as_posix() or d.name for d in dirs]
+    if len(set(names)) < len(names):  # the same folder twice
+        names = [f"{name} ({i + 1})" for i, name in enumerate(names)]
+    return names
 
 
 def _load(path: Path) -> tuple[Result, dict | None]:
@@ -92,6 +104,7 @@ def _sections(runs: dict[str, tuple[Result, dict | None]], title: str) -> list[d
         finished = {n: r for n, r in results.items() if len(r.metrics.get("round", ()))}
         for stem, caption, fig in comparison_figures(finished):
             blocks.append({"kind": "figure", "stem": stem, "caption": caption, "figure": fig})
+    stems = dict(zip(runs, directory_names(list(runs), limit=40), strict=True))
     for name, (result, edges) in runs.items():
         blocks.append({"kind": "h2", "text": name if len(runs) > 1 else "Results"})
         if not result.summary.get("finished"):
@@ -109,7 +122,7 @@ def _sections(runs: dict[str, tuple[Result, dict | None]], title: str) -> list[d
                 blocks.append(
                     {
                         "kind": "figure",
-                        "stem": f"{_slug(name)}_{stem}",
+                        "stem": f"{stems[name]}_{stem}",
                         "caption": caption,
                         "figure": fig,
                     }
@@ -142,14 +155,14 @@ def _sweep_sections(path: Path, title: str) -> list[dict]:
         blocks.append(
             {"kind": "figure", "stem": f"sweep_{metric}", "caption": caption, "figure": fig}
         )
-    first: dict[str, Result] = {}
-    for name in info["runs"]:
-        point = name.rsplit("/", 1)[0]
-        if point not in first and (path / name / "config.yaml").is_file():
-            first[point] = load_run(path / name)
+    first: dict[int, tuple[str, Result]] = {}
+    for folder, run in info["runs"].items():
+        point = folder.rsplit("/", 1)[0]
+        if run["point"] not in first and (path / folder / "config.yaml").is_file():
+            first[run["point"]] = (point, load_run(path / folder))
     if first:
         blocks.append({"kind": "h2", "text": "First seed of every point"})
-        for stem, caption, fig in comparison_figures(first):
+        for stem, caption, fig in comparison_figures(dict(first.values())):
             blocks.append({"kind": "figure", "stem": stem, "caption": caption, "figure": fig})
     return blocks
 
@@ -256,7 +269,3 @@ def _markdown(title: str, blocks: list[dict], files: Path) -> str:
             lines.append(f"![{block['caption']}]({files.name}/{name})")
         lines.append("")
     return "\n".join(lines)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name)[:40]

@@ -15,15 +15,18 @@ evaluation so that an interrupted run keeps what it measured.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -44,6 +47,9 @@ class Result:
     nodes: dict[str, np.ndarray]  # nodes.csv columns, one entry per node
     run_dir: Path | None = None
     label_counts: np.ndarray | None = None  # (N, C) training samples of each class per node
+    # Ctrl-C came during the last round: the run finished, and a sweep or comparison
+    # running it stops after it.
+    stop_requested: bool = False
 
     @property
     def final(self) -> dict[str, float]:
@@ -91,6 +97,20 @@ def atomic_write(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def directory_names(labels: Sequence[str], limit: int = 80) -> list[str]:
+    """A distinct, filesystem-safe folder name for each distinct label: the label with
+    runs of characters other than letters, digits and ``.=_-`` replaced by ``-``, cut
+    to ``limit``; where that is cut or not unique, a short hash of the label follows."""
+    cleaned = [re.sub(r"[^A-Za-z0-9.=_-]+", "-", label).strip("-") or "run" for label in labels]
+    counts = collections.Counter(name[:limit] for name in cleaned)
+    names = []
+    for label, name in zip(labels, cleaned, strict=True):
+        if len(name) > limit or counts[name[:limit]] > 1:
+            name = f"{name[:limit]}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
+        names.append(name)
+    return names
+
+
 def table_to_csv(columns: dict[str, np.ndarray]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -123,12 +143,34 @@ class RunWriter:
 
     def __init__(self, path: Path, force: bool = False, resume: bool = False):
         self.path = path
-        if (path / "summary.json").exists() and not force:
-            what = "cannot resume it" if resume else "choose another directory or pass --force"
-            raise ConfigError(f"--out: '{path}' holds a finished run (summary.json exists); {what}")
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out: '{path}' exists and is not a directory")
-        if not resume and not force and (path / "checkpoint.safetensors").exists():
+        if resume:
+            if (path / "summary.json").exists():
+                raise ConfigError(
+                    f"resume: '{path}' holds a finished run (summary.json exists); "
+                    "there is nothing to resume"
+                )
+            return
+        for marker, kind in (("comparison.json", "comparison"), ("sweep.json", "sweep")):
+            if (path / marker).exists():
+                raise ConfigError(
+                    f"--out: '{path}' holds a {kind} ({marker} exists), not a run; "
+                    "choose another directory"
+                )
+        if path.is_dir() and any(path.iterdir()) and not (path / "config.yaml").exists():
+            raise ConfigError(
+                f"--out: '{path}' is not empty and holds no run (no config.yaml); "
+                "choose a new or empty directory"
+            )
+        if force:
+            return
+        if (path / "summary.json").exists():
+            raise ConfigError(
+                f"--out: '{path}' holds a finished run (summary.json exists); "
+                "choose another directory or pass --force"
+            )
+        if (path / "checkpoint.safetensors").exists():
             raise ConfigError(
                 f"--out: '{path}' holds an unfinished run with a checkpoint; continue it with "
                 f"gossamer resume {path}, or pass --force to start over"

@@ -302,9 +302,56 @@ def resume(
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"resume: '{run_dir}' is not a run directory (no config.yaml)")
     writer = RunWriter(run_dir, resume=True)
-    sim = Simulation.build(load_config(run_dir / "config.yaml"))
+    config = load_config(run_dir / "config.yaml")
+    checkpoint.check(run_dir / checkpoint.CHECKPOINT, config)  # before any work
+    sim = Simulation.build(config)
     loop = checkpoint.load(run_dir / checkpoint.CHECKPOINT, sim)
     return _execute(sim, loop, writer, progress, report)
+
+
+def prepare_runs(out: Path, kind: str, planned: Sequence[tuple[Path, Config]], force: bool) -> None:
+    """Before the first run of a comparison or sweep (``kind``) into ``out``.
+
+    Refuses a finished one (its ``<kind>.json`` mark exists) unless ``force``, which
+    removes the mark first, so that a forced rerun stopped half-way is an unfinished
+    one that a rerun without ``force`` continues. Refuses, unless ``force``, to
+    overwrite a run directory that holds the results of another config.
+    """
+    marker = out / f"{kind}.json"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: '{out}' exists and is not a directory")
+    if (out / "config.yaml").exists():
+        raise ConfigError(f"--out: '{out}' holds a run, not a {kind}; choose another directory")
+    other = out / ("sweep.json" if kind == "comparison" else "comparison.json")
+    if other.exists():
+        raise ConfigError(
+            f"--out: '{out}' holds a {other.stem}, not a {kind}; choose another directory"
+        )
+    if marker.exists() and not force:
+        raise ConfigError(
+            f"--out: '{out}' holds a finished {kind} ({marker.name} exists); "
+            "choose another directory or pass --force"
+        )
+    marker.unlink(missing_ok=True)
+    if force:
+        return
+    for run_dir, config in planned:
+        has_results = (run_dir / "summary.json").exists() or (
+            run_dir / checkpoint.CHECKPOINT
+        ).exists()
+        if has_results and not _same_config(run_dir, config):
+            raise ConfigError(
+                f"--out: '{run_dir}' holds the results of another config; pass --force to "
+                "overwrite them, or choose another directory"
+            )
+
+
+def _same_config(run_dir: Path, config: Config) -> bool:
+    try:
+        written = load_config(run_dir / "config.yaml")
+    except ConfigError:
+        return False
+    return checkpoint.config_hash(written) == checkpoint.config_hash(config)
 
 
 def run_or_continue(
@@ -313,18 +360,18 @@ def run_or_continue(
     """One run of a comparison or sweep: when ``run_dir`` already holds this very config
     (same resolved config hash) and ``force`` is off, a finished run is loaded and an
     interrupted one resumed from its checkpoint; otherwise it runs afresh."""
-    if run_dir is not None and not force and (run_dir / "config.yaml").is_file():
-        try:
-            same = checkpoint.config_hash(load_config(run_dir / "config.yaml")) == (
-                checkpoint.config_hash(config)
-            )
-        except ConfigError:
-            same = False
-        if same and (run_dir / "summary.json").is_file():
+    if run_dir is not None and not force and _same_config(run_dir, config):
+        if (run_dir / "summary.json").is_file():
             return load_run(run_dir)
-        if same and (run_dir / checkpoint.CHECKPOINT).is_file():
-            return resume(run_dir, progress=progress)
-    return run(config, out=run_dir, force=True, progress=progress)
+        if (run_dir / checkpoint.CHECKPOINT).is_file():
+            result = resume(run_dir, progress=progress)
+        else:
+            result = run(config, out=run_dir, force=True, progress=progress)
+    else:
+        result = run(config, out=run_dir, force=True, progress=progress)
+    if result.stop_requested:  # Ctrl-C in the last round: this run is done, stop here
+        raise RunInterrupted(run_dir, config.rounds)
+    return result
 
 
 def checkpoint_interval(config: Config) -> int:
@@ -345,7 +392,7 @@ def _execute(
     config = sim.config
     start = time.perf_counter() - loop.elapsed
     every = checkpoint_interval(config) if writer is not None else 0
-    logger = open_logger(config, writer.path if writer is not None else None)
+    logger = open_logger(config, writer.path if writer is not None else None, loop.next_round)
 
     def record(rounds_done: int, row: dict[str, Any] | None) -> None:
         if row is not None:
@@ -379,6 +426,8 @@ def _execute(
                 checkpoint.save(
                     writer.path / checkpoint.CHECKPOINT, sim, loop, time.perf_counter() - start
                 )
+                if logger is not None:
+                    logger.flush()
             if interrupt.stop and not last:
                 if logger is not None:
                     logger.close()
@@ -396,13 +445,14 @@ def _execute(
         nodes=_node_table(sim),
         run_dir=writer.path if writer is not None else None,
         label_counts=sim.node_data.label_counts,
+        stop_requested=interrupt.stop,
     )
     if logger is not None:
         logger.close()
     if writer is not None:
         writer.finish(result)
         (writer.path / checkpoint.CHECKPOINT).unlink(missing_ok=True)  # finished: not needed
-        if report:
+        if report or (writer.path / "report.html").exists():  # never leave a stale one
             from gossamer.report import write_report
 
             write_report([writer.path])

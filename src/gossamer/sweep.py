@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from gossamer.config import Config, ConfigError, load_config
-from gossamer.results import Result, atomic_write, table_to_csv
+from gossamer.results import Result, atomic_write, directory_names, table_to_csv
 
 METRICS = (
     "test_accuracy_mean",
@@ -67,9 +67,16 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
                 current += char
         values.append(current)
         try:
-            grid[key.strip()] = [yaml.safe_load(v.strip()) for v in values]
+            parsed = [yaml.safe_load(v.strip()) for v in values]
         except yaml.YAMLError as error:
             raise ConfigError(f"--grid {key}: cannot parse a value: {error}") from None
+        dumped = [json.dumps(v, sort_keys=True) for v in parsed]
+        repeated = sorted({d for d in dumped if dumped.count(d) > 1})
+        if repeated:
+            raise ConfigError(f"--grid {key}: each value once; got {', '.join(repeated)} twice")
+        if key.strip() in grid:
+            raise ConfigError(f"--grid: key '{key.strip()}' given twice; put its values in one")
+        grid[key.strip()] = parsed
     return grid
 
 
@@ -86,9 +93,12 @@ def plan(base: Config, grid: dict[str, list[Any]], seeds: int) -> list[tuple[dic
     for k in range(seeds):  # seed by seed: consecutive runs share data and graph
         for point in points:
             overrides = [f"{key}={json.dumps(value)}" for key, value in point.items()]
-            overrides.append(f"seed={base.seed + k}")
+            seed = point.get("seed", base.seed)  # a grid over seed: each value + k
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                raise ConfigError(f"--grid seed: expected integers; got {seed!r}")
+            overrides.append(f"seed={seed + k}")
             try:
-                runs.append((point, base.seed + k, load_config(base, overrides)))
+                runs.append((point, seed + k, load_config(base, overrides)))
             except ConfigError as error:
                 raise ConfigError(f"sweep point {point}: {error}") from None
     return runs
@@ -105,34 +115,42 @@ def sweep(
     progress=None,
 ) -> Sweep:
     """Run the grid over seeds and aggregate mean and 95% confidence interval per point."""
-    from gossamer.runner import run_or_continue
+    from gossamer.runner import prepare_runs, run_or_continue
 
     base = load_config(source, overrides)
     grid_values = parse_grid(grid)
     runs = plan(base, grid_values, seeds)
-    out = Path(out) if out is not None else None
-    if out is not None and (out / "sweep.json").exists() and not force:
-        raise ConfigError(f"--out: '{out}' holds a finished sweep; choose another or --force")
     points: list[dict[str, Any]] = []
-    results: dict[tuple[int, int], Result] = {}
-    for point, seed, config in runs:
+    for point, _, _ in runs:
         if point not in points:
             points.append(point)
+    folders = directory_names([point_label(p) for p in points])
+    out = Path(out) if out is not None else None
+
+    def run_dir(index: int, seed: int) -> Path:
+        return out / folders[index] / f"seed-{seed}"
+
+    if out is not None:
+        planned = [(run_dir(points.index(p), s), config) for p, s, config in runs]
+        prepare_runs(out, "sweep", planned, force)
+    results: dict[tuple[int, int], Result] = {}
+    for point, seed, config in runs:
         index = points.index(point)
-        run_dir = out / point_slug(point) / f"seed-{seed}" if out is not None else None
         callback = progress(point, seed) if progress is not None else None
-        results[index, seed] = run_or_continue(config, run_dir, force, callback)
+        where = run_dir(index, seed) if out is not None else None
+        results[index, seed] = run_or_continue(config, where, force, callback)
     table = aggregate(points, results, list(grid_values))
     if out is not None:
-        write_sweep(out, points, results, table, list(grid_values))
+        dirs = {key: run_dir(*key).relative_to(out).as_posix() for key in results}
+        write_sweep(out, points, results, table, list(grid_values), dirs)
     return Sweep(points, results, table, out)
 
 
-def point_slug(point: dict[str, Any]) -> str:
+def point_label(point: dict[str, Any]) -> str:
+    """``key=value_key=value`` (strings bare, other values as JSON); 'base' if empty."""
     if not point:
         return "base"
-    text = "_".join(f"{k}={json.dumps(v)}" for k, v in point.items())
-    return "".join(c if c.isalnum() or c in "=._-" else "-" for c in text)[:120]
+    return "_".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in point.items())
 
 
 def final_metrics(result: Result) -> dict[str, float]:
@@ -176,7 +194,7 @@ def aggregate(points, results, keys) -> dict[str, np.ndarray]:
     return {k: np.array([row.get(k, math.nan) for row in rows], dtype=object) for k in names}
 
 
-def write_sweep(out: Path, points, results, table, keys) -> None:
+def write_sweep(out: Path, points, results, table, keys, dirs) -> None:
     out.mkdir(parents=True, exist_ok=True)
     per_run = []
     for (index, seed), result in results.items():
@@ -217,7 +235,7 @@ def write_sweep(out: Path, points, results, table, keys) -> None:
     summary = {
         "grid": keys,
         "points": [{k: p[k] for k in keys} for p in points],
-        "runs": {f"{point_slug(points[i])}/seed-{s}": None for i, s in results},
+        "runs": {dirs[i, s]: {"point": i, "seed": s} for i, s in results},
         "plots": plots,
     }
     atomic_write(out / "sweep.json", json.dumps(summary, indent=2) + "\n")

@@ -30,10 +30,14 @@ def check_tracking(config: Config, run_dir: Path | None) -> None:
 
 
 class TensorBoardLogger:
-    def __init__(self, log_dir: Path):
+    """Scalars of every metrics row. A resumed run passes ``purge_step``, the first round
+    it can log: TensorBoard then drops what an earlier process logged from that round on
+    (evaluations after the last checkpoint, which the resumed run logs again)."""
+
+    def __init__(self, log_dir: Path, purge_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(log_dir))
+        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
 
     def log(self, row: dict[str, Any]) -> None:
         step = int(row["round"])
@@ -41,12 +45,18 @@ class TensorBoardLogger:
             if key != "round" and isinstance(value, (int, float)) and math.isfinite(value):
                 self.writer.add_scalar(key, value, step)
 
+    def flush(self) -> None:
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 
 
-def open_logger(config: Config, run_dir: Path | None) -> TensorBoardLogger | None:
+def open_logger(
+    config: Config, run_dir: Path | None, start_round: int = 0
+) -> TensorBoardLogger | None:
     if not config.logging.tensorboard:
         return None
     check_tracking(config, run_dir)
-    return TensorBoardLogger(run_dir / "tensorboard")
+    # Rows up to start_round are logged already; later ones are logged again.
+    return TensorBoardLogger(run_dir / "tensorboard", start_round + 1 if start_round else None)
