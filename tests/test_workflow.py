@@ -287,10 +287,10 @@ def test_resume_through_the_cli_and_its_errors(tmp_path):
     assert (
         result.exit_code == 2 and "not a readable checkpoint: KeyError: 'cursor'" in result.stderr
     )
-    header = b"[]      "
-    (torn / checkpoint.CHECKPOINT).write_bytes(struct.pack("<Q", len(header)) + header)
-    result = runner.invoke(app, ["resume", str(torn)])
-    assert result.exit_code == 2 and "is not a readable checkpoint" in result.stderr
+    for head in (struct.pack("<Q", 8) + b"[]      ", b"\xff" * 8, struct.pack("<Q", 2**62)):
+        (torn / checkpoint.CHECKPOINT).write_bytes(head)  # not an object; lengths too long
+        result = runner.invoke(app, ["resume", str(torn)])
+        assert result.exit_code == 2 and "is not a readable checkpoint" in result.stderr
 
 
 def out_of(folder: Path, data: bytes) -> Path:
@@ -431,7 +431,7 @@ def test_load_reads_runs_comparisons_and_sweeps_back(tmp_path):
         loaded.table["test_accuracy_mean"].astype(float),
         swept.table["test_accuracy_mean"].astype(float),
     )
-    with pytest.raises(ConfigError, match="holds an unfinished comparison or sweep"):
+    with pytest.raises(ConfigError, match="holds run directories but is not a run"):
         gossamer.load(tmp_path)  # run directories below, no comparison.json or sweep.json
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="not a gossamer run directory"):
@@ -525,6 +525,8 @@ def test_rerun_of_a_stopped_sweep_keeps_finished_runs_and_resumes(tmp_path):
 
     with pytest.raises(RunInterrupted):
         gossamer.sweep(config, grid=grid, seeds=2, out=out, progress=progress)
+    with pytest.raises(ConfigError, match="is not a run, a finished comparison"):
+        gossamer.load(out)
     first_run = out / "optimizer.lr=0.05" / "seed-3" / "metrics.csv"
     stamp = first_run.stat().st_mtime_ns
     assert (out / "optimizer.lr=0.1" / "seed-3" / checkpoint.CHECKPOINT).exists()
@@ -631,9 +633,16 @@ def test_tensorboard_logs_every_evaluation(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ edge cases
 
 
-def test_grid_over_the_seed_uses_its_values():
-    swept = gossamer.sweep(small_config(), grid=["seed=10,20"], seeds=2)
+def test_grid_over_the_seed_uses_its_values(tmp_path):
+    swept = gossamer.sweep(small_config(), grid=["seed=10,20"], seeds=2, out=tmp_path / "s")
     assert sorted(swept.runs) == [(0, 10), (0, 11), (1, 20), (1, 21)]
+    rows = read_csv(tmp_path / "s" / "runs.csv")
+    assert [(r["seed"], r["run_seed"]) for r in rows] == [
+        ("10", "10"),
+        ("20", "20"),
+        ("10", "11"),
+        ("20", "21"),
+    ]
     assert swept.runs[1, 21].config.seed == 21
     with pytest.raises(ConfigError, match="--grid seed: expected integers"):
         gossamer.sweep(small_config(), grid=["seed=a,b"])
@@ -672,10 +681,43 @@ def test_a_stopped_forced_comparison_continues_without_force(tmp_path):
             source, protocols=protocols, out=tmp_path / "c", force=True, progress=progress
         )
     assert not (tmp_path / "c" / "comparison.json").exists()  # unfinished now
-    with pytest.raises(ConfigError, match="holds an unfinished comparison"):
+    with pytest.raises(ConfigError, match="is not a run, a finished comparison"):
         gossamer.load(tmp_path / "c")
     again = gossamer.compare(source, protocols=protocols, out=tmp_path / "c")
     assert again.table["test_accuracy_mean"].tolist() == first.table["test_accuracy_mean"].tolist()
+    # Forced with another config and stopped: the continuation runs every variant anew.
+    changed = {**source, "rounds": 6}
+    names.clear()
+    with pytest.raises(RunInterrupted):
+        gossamer.compare(
+            changed, protocols=protocols, out=tmp_path / "c", force=True, progress=progress
+        )
+    finished = gossamer.compare(changed, protocols=protocols, out=tmp_path / "c")
+    assert all(r.config.rounds == 6 for r in finished.results.values())
+    assert all(r.summary["rounds"] == 6 for r in gossamer.load(tmp_path / "c").results.values())
+
+
+def test_a_forced_rerun_that_fails_its_checks_keeps_the_finished_one(tmp_path, monkeypatch):
+    import importlib.util
+
+    source = small_config().model_dump(mode="json")
+    gossamer.compare(source, protocols=["dpsgd"], out=tmp_path / "c")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else real(name, *a),
+    )
+    with pytest.raises(ConfigError, match="needs the tensorboard package"):
+        gossamer.compare(
+            source,
+            protocols=["dpsgd"],
+            overrides=["logging.tensorboard=true"],
+            out=tmp_path / "c",
+            force=True,
+        )
+    assert (tmp_path / "c" / "comparison.json").exists()
+    assert (tmp_path / "c" / "dpsgd" / "summary.json").exists()
 
 
 def test_ctrl_c_in_the_last_round_of_a_sweep_stops_the_sweep(tmp_path):

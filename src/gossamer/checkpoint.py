@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,8 @@ def check(path: Path, config: Config) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
+            if 8 + length > os.fstat(handle.fileno()).st_size:
+                raise ValueError(f"header length {length} runs past the end of the file")
             header = json.loads(handle.read(length).decode())
         meta = json.loads(header["__metadata__"]["gossamer"])
         if not isinstance(meta, dict):

@@ -284,10 +284,12 @@ def load(path: str | Path):
         return Sweep(meta["points"], runs, read_table(path / "sweep.csv"), path)
     if not path.is_dir():
         raise ConfigError(f"load: '{path}' is not a directory")
-    if not (path / "config.yaml").is_file() and any(path.glob("*/config.yaml")):
+    if not (path / "config.yaml").is_file() and (
+        any(path.glob("*/config.yaml")) or any(path.glob("*/seed-*/config.yaml"))
+    ):
         raise ConfigError(
-            f"load: '{path}' holds an unfinished comparison or sweep (no comparison.json or "
-            "sweep.json): rerun the same command to finish it, or load its run directories "
-            "one by one"
+            f"load: '{path}' holds run directories but is not a run, a finished comparison "
+            "(comparison.json) or a finished sweep (sweep.json); an unfinished comparison or "
+            "sweep finishes when its command is run again; or load the runs one by one"
         )
     return load_run(path)

@@ -9,6 +9,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,18 +333,31 @@ def prepare_runs(out: Path, kind: str, planned: Sequence[tuple[Path, Config]], f
             f"--out: '{out}' holds a finished {kind} ({marker.name} exists); "
             "choose another directory or pass --force"
         )
-    marker.unlink(missing_ok=True)
-    if force:
-        return
-    for run_dir, config in planned:
+    for run_dir, config in planned:  # what would stop a run at its start, checked now
+        check_tracking(config, run_dir)
+        if run_dir.exists() and (not run_dir.is_dir() or _foreign(run_dir)):
+            raise ConfigError(
+                f"--out: '{run_dir}' exists and holds no run (no config.yaml); "
+                "move it away or choose another directory"
+            )
         has_results = (run_dir / "summary.json").exists() or (
             run_dir / checkpoint.CHECKPOINT
         ).exists()
-        if has_results and not _same_config(run_dir, config):
+        if has_results and not force and not _same_config(run_dir, config):
             raise ConfigError(
                 f"--out: '{run_dir}' holds the results of another config; pass --force to "
                 "overwrite them, or choose another directory"
             )
+    marker.unlink(missing_ok=True)
+    if force:  # every run starts over, even if this pass is stopped before reaching it
+        for run_dir, _ in planned:
+            (run_dir / "summary.json").unlink(missing_ok=True)
+            (run_dir / checkpoint.CHECKPOINT).unlink(missing_ok=True)
+
+
+def _foreign(folder: Path) -> bool:
+    """A non-empty folder that is not a run directory."""
+    return any(folder.iterdir()) and not (folder / "config.yaml").exists()
 
 
 def _same_config(run_dir: Path, config: Config) -> bool:
@@ -363,9 +377,14 @@ def run_or_continue(
     if run_dir is not None and not force and _same_config(run_dir, config):
         if (run_dir / "summary.json").is_file():
             return load_run(run_dir)
+        result = None
         if (run_dir / checkpoint.CHECKPOINT).is_file():
-            result = resume(run_dir, progress=progress)
-        else:
+            try:
+                checkpoint.check(run_dir / checkpoint.CHECKPOINT, config)
+                result = resume(run_dir, progress=progress)
+            except ConfigError as error:  # unreadable, or another version's: redo this run
+                warnings.warn(f"{error}; running it again", stacklevel=2)
+        if result is None:
             result = run(config, out=run_dir, force=True, progress=progress)
     else:
         result = run(config, out=run_dir, force=True, progress=progress)
@@ -423,11 +442,11 @@ def _execute(
                 and (interrupt.stop or (every and (t + 1) % every == 0))
             ):
                 writer.write_rounds(sim.ledger.per_round)
+                if logger is not None:  # logged rows never lag the checkpoint
+                    logger.flush()
                 checkpoint.save(
                     writer.path / checkpoint.CHECKPOINT, sim, loop, time.perf_counter() - start
                 )
-                if logger is not None:
-                    logger.flush()
             if interrupt.stop and not last:
                 if logger is not None:
                     logger.close()

@@ -201,7 +201,7 @@ def write_sweep(out: Path, points, results, table, keys, dirs) -> None:
         per_run.append(
             {
                 **{k: json.dumps(points[index][k]) for k in keys},
-                "seed": seed,
+                "run_seed" if "seed" in keys else "seed": seed,
                 **final_metrics(result),
             }
         )
