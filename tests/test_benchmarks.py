@@ -10,17 +10,22 @@ from pathlib import Path
 ROOT = Path(__file__).parents[1]
 
 
-def test_engine_benchmark_smoke_run(tmp_path):
+def smoke_run(script: str, tmp_path) -> dict:
+    """Run ``benchmarks/<script> --smoke`` and return the numbers it wrote."""
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--smoke", "--json", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    measured = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_engine_benchmark_smoke_run(tmp_path):
+    measured = smoke_run("engine.py", tmp_path)
     assert measured["matmul_gflops"] > 0
     models = {row["model"].split()[0] for row in measured["training"]}
     assert models == {"mlp", "cnn", "lenet", "femnist_cnn"}
@@ -29,15 +34,6 @@ def test_engine_benchmark_smoke_run(tmp_path):
 
 
 def test_checkpoint_benchmark_smoke_run(tmp_path):
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "checkpoint.py"), "--smoke", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    (row,) = json.loads(out.read_text())["checkpoint"]
+    (row,) = smoke_run("checkpoint.py", tmp_path)["checkpoint"]
     assert row["nodes"] == 8 and row["parameters"] == 16 * 8 + 8 + 8 * 10 + 10
     assert row["checkpoint_mb"] > 0 and row["save_s"] > 0 and row["load_s"] > 0

@@ -178,23 +178,32 @@ def _write_config(path: Path, config) -> Path:
     return path
 
 
+def _start_run(config_file: Path, out: Path) -> subprocess.Popen:
+    """``gossamer run CONFIG --out OUT -q`` in a subprocess."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gossamer", "run", str(config_file), "--out", str(out), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> None:
+    """Poll until ``path`` exists; fail if the process ends or time runs out first."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, f"no {path.name} within {seconds} s"
+        time.sleep(0.002)
+
+
 def test_killed_process_resumed_equals_uninterrupted(tmp_path):
     """A real ``kill -9`` of ``gossamer run`` once a checkpoint exists, then resume."""
     config = small_config(
         nodes=8, rounds=4000, eval_every=250, checkpoint_every=40, **{"optimizer.momentum": 0.5}
     )
-    config_file = _write_config(tmp_path / "long.yaml", config)
     cut = tmp_path / "cut"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gossamer", "run", str(config_file), "--out", str(cut), "-q"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while not (cut / checkpoint.CHECKPOINT).exists():
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.002)
+    process = _start_run(_write_config(tmp_path / "long.yaml", config), cut)
+    _wait_for(cut / checkpoint.CHECKPOINT, process)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     assert not (cut / "summary.json").exists()
@@ -207,18 +216,9 @@ def test_killed_process_resumed_equals_uninterrupted(tmp_path):
 
 def test_ctrl_c_stops_with_a_checkpoint_and_a_partial_report(tmp_path):
     config = small_config(nodes=8, rounds=20000, eval_every=50, checkpoint_every=0)
-    config_file = _write_config(tmp_path / "long.yaml", config)
     out = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gossamer", "run", str(config_file), "--out", str(out), "-q"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while not (out / "metrics.csv").exists():  # the round loop has started
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    process = _start_run(_write_config(tmp_path / "long.yaml", config), out)
+    _wait_for(out / "metrics.csv", process)  # the round loop has started
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=120) == 130
     stderr = process.stderr.read().decode()
