@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from gossamer.config import load_config
 
 torch.set_num_threads(2)
+
+ROOT = Path(__file__).parents[1]
 
 
 def small_config(**overrides):

@@ -789,3 +789,25 @@ def test_resume_refreshes_an_existing_report(tmp_path):
     assert "Unfinished run" in (out / "report.html").read_text()
     gossamer.resume(out)  # report=False, but the old report must not stay stale
     assert "Unfinished run" not in (out / "report.html").read_text()
+
+
+def test_paths_in_a_config_are_made_absolute_so_resume_works_from_anywhere(tmp_path, monkeypatch):
+    import shutil
+
+    from conftest import ROOT
+
+    here = tmp_path / "project"
+    here.mkdir()
+    shutil.copy(ROOT / "examples" / "topologies" / "256_nodes_6_regular.txt", here / "g.txt")
+    monkeypatch.chdir(here)
+    config = small_config(
+        nodes=256,
+        rounds=6,
+        **{"topology.kind": "file", "topology.path": "g.txt", "data.synthetic.samples": 2000},
+    )
+    assert config.topology.path == here / "g.txt"
+    with pytest.raises(RunInterrupted):
+        gossamer.run(config, out="run", progress=_stop_at(3))
+    assert f"path: {here / 'g.txt'}" in (here / "run" / "config.yaml").read_text()
+    monkeypatch.chdir(tmp_path)  # elsewhere
+    assert gossamer.resume(here / "run").summary["topology"]["edges"] == 256 * 6 // 2

@@ -21,6 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,6 +35,11 @@ try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+
+# Paths in a config are made absolute (from the current directory) when it is read, so
+# the config.yaml saved in a run directory works from anywhere (gossamer resume).
+AbsolutePath = Annotated[Path, AfterValidator(lambda path: path.expanduser().absolute())]
 
 
 class ConfigError(Exception):
@@ -195,7 +201,7 @@ class DataConfig(Section):
         "npz",
         "folder",
     ] = "digits"
-    root: Path | None = Field(None, description="folder (npz: file) holding the dataset")
+    root: AbsolutePath | None = Field(None, description="folder (npz: file) holding the dataset")
     download: bool = Field(False, description="fetch the standard files into root or the cache")
     download_url: str | None = Field(None, description="mirror base URL for downloads")
     image_size: list[Annotated[int, Field(ge=1)]] | None = Field(
@@ -250,7 +256,7 @@ class TopologyConfig(Section):
     p: float = Field(0.1, gt=0, le=1, description="erdos_renyi: edge probability")
     rewire: float = Field(0.1, ge=0, le=1, description="small_world: rewiring probability")
     rows: int | None = Field(None, ge=1, description="torus: grid rows (default: near-square)")
-    path: Path | None = Field(None, description="file: DecentralizePy edge list")
+    path: AbsolutePath | None = Field(None, description="file: DecentralizePy edge list")
     weights: Literal["metropolis_hastings", "uniform", "max_degree"] = "metropolis_hastings"
 
 
@@ -271,7 +277,7 @@ class EnergyConfig(Section):
         default_factory=list, description="device names to use (default: every profile)"
     )
     profiles: list[DeviceProfileConfig] = Field(default_factory=list)
-    profiles_csv: Path | None = Field(
+    profiles_csv: AbsolutePath | None = Field(
         None, description="CSV of profiles: name, inference_ms, max_power_w, battery_wh"
     )
     assignment: Literal["round_robin", "random", "fractions"] = "round_robin"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -181,3 +181,12 @@ class CustomModelConfig(ModelConfig):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="constructor arguments")
     batchnorm: Literal["per_node", "groupnorm"] = "per_node"
     groups: int = Field(2, ge=1, description="batchnorm: groupnorm: groups per layer")
+
+    @field_validator("import_path")
+    @classmethod
+    def _absolute_file(cls, path: str) -> str:
+        """A ``file.py:Class`` path is made absolute, as the config's other paths."""
+        module, sep, attr = path.partition(":")
+        if sep and module.endswith(".py"):
+            return f"{Path(module).expanduser().absolute()}:{attr}"
+        return path
