@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from gossamer.config import Config, ConfigError, dump_config
-from gossamer.results import atomic_open
+from gossamer.results import atomic_open, json_default
 
 CHECKPOINT = "checkpoint.safetensors"
 FORMAT_VERSION = 3
@@ -145,7 +145,7 @@ def save(path: Path, sim, loop: LoopState, elapsed: float) -> None:
     # the header, which readers such as the safetensors package cap at 100 MB.
     records = {"rows": loop.rows, "per_round": ledger.per_round}
     arrays["records"] = torch.frombuffer(
-        bytearray(json.dumps(records, default=_plain).encode()), dtype=torch.uint8
+        bytearray(json.dumps(records, default=json_default).encode()), dtype=torch.uint8
     )
     meta = {
         "format": FORMAT_VERSION,
@@ -158,7 +158,7 @@ def save(path: Path, sim, loop: LoopState, elapsed: float) -> None:
         "newest_concept": population.newest_concept,
     }
     with atomic_open(path, binary=True) as handle:
-        write_safetensors(handle, arrays, {"gossamer": json.dumps(meta, default=_plain)})
+        write_safetensors(handle, arrays, {"gossamer": json.dumps(meta, default=json_default)})
 
 
 def check(path: Path, config: Config) -> dict[str, Any]:
@@ -227,9 +227,3 @@ def load(path: Path, sim) -> LoopState:
         raise ConfigError(
             f"resume: '{path}' is not a readable checkpoint: {type(error).__name__}: {error}"
         ) from None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")

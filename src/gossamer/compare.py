@@ -266,14 +266,15 @@ def load(path: str | Path):
     """Read results back: a run directory gives a Result, a comparison directory a
     Comparison, a sweep directory a Sweep (tables as numpy columns; ``frame()`` on a
     Result gives pandas DataFrames when pandas is installed)."""
-    from gossamer.results import load_run, read_table
+    from gossamer.results import directory_kind, load_run, read_table
 
     path = Path(path)
-    if (path / "comparison.json").is_file():
+    kind = directory_kind(path)
+    if kind == "comparison":
         names = json.loads((path / "comparison.json").read_text())["variants"]
         results = {name: load_run(path / sub) for name, sub in names.items()}
         return Comparison(results, read_table(path / "comparison.csv"), path)
-    if (path / "sweep.json").is_file():
+    if kind == "sweep":
         from gossamer.sweep import Sweep
 
         meta = json.loads((path / "sweep.json").read_text())
@@ -284,9 +285,7 @@ def load(path: str | Path):
         return Sweep(meta["points"], runs, read_table(path / "sweep.csv"), path)
     if not path.is_dir():
         raise ConfigError(f"load: '{path}' is not a directory")
-    if not (path / "config.yaml").is_file() and (
-        any(path.glob("*/config.yaml")) or any(path.glob("*/seed-*/config.yaml"))
-    ):
+    if kind is None and (any(path.glob("*/config.yaml")) or any(path.glob("*/seed-*/config.yaml"))):
         raise ConfigError(
             f"load: '{path}' holds run directories but is not a run, a finished comparison "
             "(comparison.json) or a finished sweep (sweep.json); an unfinished comparison or "

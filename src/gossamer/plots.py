@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from gossamer.results import Result
@@ -147,8 +148,8 @@ def _topology(edges: dict, nodes: int, accuracy: np.ndarray | None) -> Figure:
         return fig
     position = nx.spring_layout(graph, seed=0, iterations=50)
     xy = np.array([position[i] for i in range(nodes)])
-    for u, v in graph.edges():
-        ax.plot(*xy[[u, v]].T, color="grey", linewidth=0.4, alpha=0.5, zorder=1)
+    segments = xy[np.array(list(graph.edges()), dtype=np.int64).reshape(-1, 2)]  # (E, 2, 2)
+    ax.add_collection(LineCollection(segments, colors="grey", linewidths=0.4, alpha=0.5, zorder=1))
     size = max(8, 400 / np.sqrt(nodes))
     if accuracy is not None and len(accuracy) == nodes:
         points = ax.scatter(*xy.T, c=accuracy, s=size, cmap="viridis", zorder=2)

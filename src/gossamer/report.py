@@ -24,7 +24,14 @@ from matplotlib.figure import Figure
 
 from gossamer.config import ConfigError, dump_config
 from gossamer.plots import comparison_figures, run_figures
-from gossamer.results import Result, atomic_write, directory_names, load_run, read_table
+from gossamer.results import (
+    Result,
+    atomic_write,
+    directory_kind,
+    directory_names,
+    load_run,
+    read_table,
+)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -51,27 +58,27 @@ def write_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
     for d in dirs:
         if not d.is_dir():
             raise ConfigError(f"report: '{d}' is not a directory")
-    if len(dirs) == 1 and (dirs[0] / "sweep.json").is_file():
-        target = Path(out) if out else dirs[0]
-        target.mkdir(parents=True, exist_ok=True)
-        title = f"Sweep: {dirs[0].name}"
-        sections = _render(_sweep_sections(dirs[0], title))
-        atomic_write(target / "report.html", _html(title, sections))
-        atomic_write(target / "report.md", _markdown(title, sections, target / "report_files"))
-        return target
-    if len(dirs) == 1 and (dirs[0] / "comparison.json").is_file():
-        names = json.loads((dirs[0] / "comparison.json").read_text())["variants"]
-        runs = {name: _load(dirs[0] / sub) for name, sub in names.items()}
-        target, title = dirs[0], f"Comparison: {dirs[0].name}"
-    elif len(dirs) == 1:
-        runs = {dirs[0].name: _load(dirs[0])}
-        target, title = dirs[0], f"Run: {dirs[0].name}"
+    kind = directory_kind(dirs[0]) if len(dirs) == 1 else None
+    if kind == "sweep":
+        target, title = dirs[0], f"Sweep: {dirs[0].name}"
+        blocks = _sweep_sections(dirs[0], title)
     else:
-        runs = {name: _load(d) for name, d in zip(_display_names(dirs), dirs, strict=True)}
-        target, title = (Path(out) if out else dirs[0].parent), "Comparison of runs"
+        if kind == "comparison":
+            from gossamer.compare import load
+
+            results = load(dirs[0]).results
+            runs = {name: (r, _edges(r.run_dir)) for name, r in results.items()}
+            target, title = dirs[0], f"Comparison: {dirs[0].name}"
+        elif len(dirs) == 1:
+            runs = {dirs[0].name: _load(dirs[0])}
+            target, title = dirs[0], f"Run: {dirs[0].name}"
+        else:
+            runs = {name: _load(d) for name, d in zip(_display_names(dirs), dirs, strict=True)}
+            target, title = dirs[0].parent, "Comparison of runs"
+        blocks = _sections(runs, title)
     target = Path(out) if out else target
     target.mkdir(parents=True, exist_ok=True)
-    sections = _render(_sections(runs, title))
+    sections = _render(blocks)
     atomic_write(target / "report.html", _html(title, sections))
     atomic_write(target / "report.md", _markdown(title, sections, target / "report_files"))
     return target
@@ -89,9 +96,12 @@ def _display_names(dirs: list[Path]) -> list[str]:
 
 
 def _load(path: Path) -> tuple[Result, dict | None]:
-    result = load_run(path)
-    edges = read_table(path / "topology.csv") if (path / "topology.csv").is_file() else None
-    return result, edges
+    return load_run(path), _edges(path)
+
+
+def _edges(path: Path) -> dict | None:
+    """The run's topology.csv columns, if it has a graph."""
+    return read_table(path / "topology.csv") if (path / "topology.csv").is_file() else None
 
 
 def _sections(runs: dict[str, tuple[Result, dict | None]], title: str) -> list[dict]:

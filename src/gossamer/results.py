@@ -129,10 +129,23 @@ def _cell(value: Any) -> str:
     return str(value.item() if isinstance(value, np.generic) else value)
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: numpy scalars as Python numbers."""
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+FINISH_MARKS = {"comparison": "comparison.json", "sweep": "sweep.json"}  # written last
+
+
+def directory_kind(path: Path) -> str | None:
+    """What a directory holds: 'comparison' or 'sweep' (by their finish marks), 'run'
+    (a config.yaml), or None."""
+    for kind, mark in FINISH_MARKS.items():
+        if (path / mark).exists():
+            return kind
+    return "run" if (path / "config.yaml").exists() else None
 
 
 class RunWriter:
@@ -152,12 +165,12 @@ class RunWriter:
                     "there is nothing to resume"
                 )
             return
-        for marker, kind in (("comparison.json", "comparison"), ("sweep.json", "sweep")):
-            if (path / marker).exists():
-                raise ConfigError(
-                    f"--out: '{path}' holds a {kind} ({marker} exists), not a run; "
-                    "choose another directory"
-                )
+        kind = directory_kind(path)
+        if kind in FINISH_MARKS:
+            raise ConfigError(
+                f"--out: '{path}' holds a {kind} ({FINISH_MARKS[kind]} exists), not a run; "
+                "choose another directory"
+            )
         if path.is_dir() and any(path.iterdir()) and not (path / "config.yaml").exists():
             raise ConfigError(
                 f"--out: '{path}' is not empty and holds no run (no config.yaml); "
@@ -212,7 +225,7 @@ class RunWriter:
         """The last files; summary.json last of all, marking the run finished."""
         atomic_write(self.path / "rounds.csv", table_to_csv(result.rounds))
         atomic_write(self.path / "nodes.csv", table_to_csv(result.nodes))
-        text = json.dumps(result.summary, indent=2, default=_json_default)
+        text = json.dumps(result.summary, indent=2, default=json_default)
         atomic_write(self.path / "summary.json", text + "\n")
 
 

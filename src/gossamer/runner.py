@@ -38,7 +38,7 @@ from gossamer.energy import build_energy_model
 from gossamer.engine import Population, tune_allocator
 from gossamer.models import StackedModel, build_model
 from gossamer.protocols import Context, Protocol, build_protocol
-from gossamer.results import Result, RunWriter, load_run
+from gossamer.results import FINISH_MARKS, Result, RunWriter, directory_kind, load_run
 from gossamer.topology import Mixer, Topology, build_topology
 from gossamer.tracking import check_tracking, open_logger
 
@@ -318,16 +318,12 @@ def prepare_runs(out: Path, kind: str, planned: Sequence[tuple[Path, Config]], f
     one that a rerun without ``force`` continues. Refuses, unless ``force``, to
     overwrite a run directory that holds the results of another config.
     """
-    marker = out / f"{kind}.json"
+    marker = out / FINISH_MARKS[kind]
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: '{out}' exists and is not a directory")
-    if (out / "config.yaml").exists():
-        raise ConfigError(f"--out: '{out}' holds a run, not a {kind}; choose another directory")
-    other = out / ("sweep.json" if kind == "comparison" else "comparison.json")
-    if other.exists():
-        raise ConfigError(
-            f"--out: '{out}' holds a {other.stem}, not a {kind}; choose another directory"
-        )
+    found = directory_kind(out)
+    if found not in (None, kind):
+        raise ConfigError(f"--out: '{out}' holds a {found}, not a {kind}; choose another directory")
     if marker.exists() and not force:
         raise ConfigError(
             f"--out: '{out}' holds a finished {kind} ({marker.name} exists); "
@@ -379,8 +375,7 @@ def run_or_continue(
             return load_run(run_dir)
         result = None
         if (run_dir / checkpoint.CHECKPOINT).is_file():
-            try:
-                checkpoint.check(run_dir / checkpoint.CHECKPOINT, config)
+            try:  # resume checks the checkpoint before any work
                 result = resume(run_dir, progress=progress)
             except ConfigError as error:  # unreadable, or another version's: redo this run
                 warnings.warn(f"{error}; running it again", stacklevel=2)

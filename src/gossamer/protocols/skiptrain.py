@@ -84,10 +84,11 @@ class BudgetedProtocol(Protocol):
         self.remaining.copy_(state["remaining"])
 
 
-class SkipTrainConstrainedConfig(ProtocolConfig):
+class SkipTrainConstrainedConfig(SkipTrainConfig):
+    """SkipTrain's schedule; in its training rounds a node trains only with some
+    probability while its budget lasts."""
+
     name: Literal["skiptrain_constrained"] = "skiptrain_constrained"
-    train_rounds: int = Field(1, ge=1, description="consecutive training slots")
-    sync_rounds: int = Field(1, ge=0, description="consecutive synchronization rounds")
 
 
 @register_protocol(SkipTrainConstrainedConfig)
