@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 
@@ -11,25 +12,13 @@ import yaml
 from typer.testing import CliRunner
 
 import gossamer
+from conftest import SMALL
 from gossamer.cli import app
 from gossamer.compare import load_variants, pareto_optimal, recovery_rounds
 from gossamer.config import ConfigError, load_config
 
-BASE = {
-    "nodes": 6,
-    "rounds": 4,
-    "eval_every": 2,
-    "device": "cpu",
-    "data": {
-        "dataset": "synthetic",
-        "partition": "iid",
-        "batch_size": 5,
-        "synthetic": {"samples": 300, "shape": [12], "classes": 3},
-    },
-    "model": {"name": "mlp", "hidden": [7]},
-    "topology": {"kind": "ring"},
-    "protocol": {"name": "dynamic", "delta": 0.5},
-}
+BASE = {k: v for k, v in copy.deepcopy(SMALL).items() if k != "seed"}  # seed 0
+BASE["protocol"] = {"name": "dynamic", "delta": 0.5}
 
 
 def test_variants_merge_onto_the_base_and_a_new_protocol_name_replaces_its_section():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import gossamer
-from conftest import small_config
+from conftest import assert_same_learning, small_config
 from gossamer.accounting import HEADER_BYTES
 from gossamer.rng import Purpose, hash32
 from gossamer.runner import Simulation
@@ -172,8 +172,7 @@ def test_hand_scenario_one_node_augmentation_then_partial_sync():
 def test_delta_zero_period_one_is_continuous_averaging():
     dynamic = gossamer.run(small_config(protocol="{name: dynamic, delta: 0.0, period: 1}"))
     periodic = gossamer.run(small_config(protocol="{name: periodic, period: 1}"))
-    for key in ("test_accuracy_mean", "test_loss_mean", "avg_model_loss", "consensus_distance"):
-        assert np.array_equal(dynamic.metrics[key], periodic.metrics[key]), key
+    assert_same_learning(dynamic, periodic)
     assert dynamic.totals == periodic.totals
     assert dynamic.rounds["full_syncs"].tolist() == [1, 1, 1, 1]
 
@@ -181,16 +180,14 @@ def test_delta_zero_period_one_is_continuous_averaging():
 def test_huge_delta_is_nosync_with_zero_messages():
     dynamic = gossamer.run(small_config(protocol="{name: dynamic, delta: 1.0e12}"))
     local = gossamer.run(small_config(protocol="nosync"))
-    for key in ("test_accuracy_mean", "test_loss_mean", "avg_model_loss", "consensus_distance"):
-        assert np.array_equal(dynamic.metrics[key], local.metrics[key]), key
+    assert_same_learning(dynamic, local)
     assert dynamic.totals["messages"] == 0 and dynamic.totals == local.totals
 
 
 def test_dynamic_gossip_with_delta_zero_is_dpsgd():
     gossip = gossamer.run(small_config(protocol="{name: dynamic_gossip, delta: 0.0}"))
     dpsgd = gossamer.run(small_config(protocol="dpsgd"))
-    for key in ("test_accuracy_mean", "test_loss_mean", "avg_model_loss", "consensus_distance"):
-        assert np.array_equal(gossip.metrics[key], dpsgd.metrics[key]), key
+    assert_same_learning(gossip, dpsgd)
     assert gossip.totals == dpsgd.totals
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 import gossamer
-from conftest import small_config
+from conftest import assert_same_learning, small_config
 from gossamer.config import ConfigError
 from gossamer.protocols.skiptrain import is_training_round
 from gossamer.rng import Purpose, uniform
@@ -22,8 +21,7 @@ def test_schedule_by_hand():
 def test_sync_rounds_zero_is_dpsgd():
     skip = gossamer.run(small_config(protocol="{name: skiptrain, train_rounds: 3, sync_rounds: 0}"))
     dpsgd = gossamer.run(small_config(protocol="dpsgd"))
-    for key in ("test_accuracy_mean", "test_loss_mean", "avg_model_loss", "consensus_distance"):
-        assert np.array_equal(skip.metrics[key], dpsgd.metrics[key]), key
+    assert_same_learning(skip, dpsgd)
     assert skip.totals == dpsgd.totals
 
 
