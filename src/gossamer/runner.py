@@ -82,6 +82,11 @@ class Simulation:
     node_accuracy: torch.Tensor | None = field(default=None, init=False)  # (N,)
     train_loss: float = field(default=math.nan, init=False)  # latest round, mean over nodes
     prequential: list[float] = field(default_factory=lambda: [0.0, 0.0], init=False)
+    _drifts_by_round: dict[int, list[DriftEvent]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        for event in self.drift_events:  # looked up by round, not scanned every round
+            self._drifts_by_round.setdefault(event.round, []).append(event)
 
     @classmethod
     def build(cls, config: Config) -> Simulation:
@@ -163,10 +168,9 @@ class Simulation:
         stats: dict[str, float] = {}
         if self.drift_events:
             drifted = 0
-            for event in self.drift_events:
-                if event.round == t + 1:
-                    self.population.drift(torch.from_numpy(event.nodes), event.concept)
-                    drifted += int(event.nodes.sum())
+            for event in self._drifts_by_round.get(t + 1, ()):
+                self.population.drift(torch.from_numpy(event.nodes), event.concept)
+                drifted += int(event.nodes.sum())
             stats["drift_nodes"] = drifted
         train, protocol_stats = self.protocol.step(t)
         trained = ~torch.isnan(train.loss)
