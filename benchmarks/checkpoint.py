@@ -30,11 +30,10 @@ from pathlib import Path
 import torch
 
 from engine import interleaved  # the sibling benchmark's interleaved timer
-from gossamer import checkpoint
-from gossamer.checkpoint import LoopState
-from gossamer.config import load_config
-from gossamer.engine import tune_allocator
-from gossamer.runner import Simulation
+from gossamer.config import config_hash, load_config
+from gossamer.sim import Simulation
+from gossamer.sim.engine import tune_allocator
+from gossamer.workflow import checkpoint
 
 
 def build(nodes: int, hidden: int, features: int) -> Simulation:
@@ -63,10 +62,17 @@ def measure(nodes: int, hidden: int, features: int, seconds: float, rounds: int)
         sim.step(t)
     folder = Path(tempfile.mkdtemp(prefix="gossamer-bench-"))
     path = folder / checkpoint.CHECKPOINT
-    loop = LoopState(next_round=3)
     state = sim.population.state
     tensors = {f"params.{i}": b for i, b in enumerate(state.params.blocks)}
-    tensors.update({f"momentum.{i}": b for i, b in enumerate(state.momentum.blocks)})
+    tensors.update({f"momentum.{i}": b for i, b in enumerate(state.optimizer.momentum.blocks)})
+    header = {"config_hash": config_hash(sim.config), "next_round": sim.next_round}
+
+    def save():
+        checkpoint.save(path, {"simulation": sim.state_dict(), "elapsed": 0.0}, header)
+
+    def load():
+        state, _ = checkpoint.load(path, other.config)
+        other.load_state_dict(state["simulation"])
 
     def pickled():
         with open(folder / "torch.pt", "wb") as handle:
@@ -77,14 +83,14 @@ def measure(nodes: int, hidden: int, features: int, seconds: float, rounds: int)
     step = iter(range(3, 10**9))
     times = interleaved(
         {
-            "save": lambda: checkpoint.save(path, sim, loop, 0.0),
+            "save": save,
             "torch_save": pickled,
             "round": lambda: sim.step(next(step)),
         },
         seconds,
     )
     other = build(nodes, hidden, features)
-    load = interleaved({"load": lambda: checkpoint.load(path, other)}, seconds)["load"]
+    load = interleaved({"load": load}, seconds)["load"]
     size = path.stat().st_size
     for file in folder.iterdir():
         file.unlink()

@@ -15,8 +15,30 @@ from torch import nn
 from gossamer.config import OptimizerConfig
 
 
+def torch_optimizer(params, config: OptimizerConfig) -> torch.optim.Optimizer:
+    """The torch.optim optimizer a gossamer optimizer section names, with its settings."""
+    if config.name == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.nesterov,
+        )
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.name]
+    return cls(
+        params,
+        lr=config.lr,
+        betas=config.betas,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        amsgrad=config.amsgrad,
+        foreach=False,
+    )
+
+
 class LoopPopulation:
-    """N independent modules, each with its own torch.optim.SGD."""
+    """N independent modules, each with its own torch.optim optimizer."""
 
     def __init__(self, template: nn.Module, rows: torch.Tensor, optimizer: OptimizerConfig):
         self.modules = []
@@ -25,15 +47,12 @@ class LoopPopulation:
             module = copy.deepcopy(template)
             nn.utils.vector_to_parameters(row.detach().clone(), module.parameters())
             self.modules.append(module)
-            self.optimizers.append(
-                torch.optim.SGD(
-                    module.parameters(),
-                    lr=optimizer.lr,
-                    momentum=optimizer.momentum,
-                    weight_decay=optimizer.weight_decay,
-                    nesterov=optimizer.nesterov,
-                )
-            )
+            self.optimizers.append(torch_optimizer(module.parameters(), optimizer))
+
+    def set_lr(self, lr: float) -> None:
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
 
     def step(self, node: int, inputs: torch.Tensor, targets: torch.Tensor) -> float:
         module, sgd = self.modules[node], self.optimizers[node]

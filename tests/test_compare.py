@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 import gossamer
 from conftest import SMALL
 from gossamer.cli import app
-from gossamer.compare import load_variants, pareto_optimal, recovery_rounds
 from gossamer.config import ConfigError, load_config
+from gossamer.results import pareto_optimal, recovery_rounds
+from gossamer.workflow import load_variants
 
 BASE = {k: v for k, v in copy.deepcopy(SMALL).items() if k != "seed"}  # seed 0
 BASE["protocol"] = {"name": "dynamic", "delta": 0.5}
@@ -52,7 +53,7 @@ def test_override_of_protocol_name_replaces_the_section():
         ({}, [], "a comparison needs variants"),
         ({"bad": {"protocol": {"delta": -1}}}, [], r"variants.bad: invalid configuration"),
         ({"bad": 3}, [], r"variants.bad: expected a partial config"),
-        ({}, ["periodic period"], r"--protocol 'periodic period': expected a name then key=value"),
+        ({}, ["periodic period"], r"protocols 'periodic period': expected a name then key=value"),
     ],
 )
 def test_bad_variants_are_rejected_before_any_run(variants, protocols, message):

@@ -97,8 +97,8 @@ def test_protocol_shorthand_and_override_on_top_of_it():
             r"model.kernel_size: value error, must be odd",
         ),
         ({}, ["rounds=5", "eval_every=10"], r"eval_every: expected at most rounds \(5\); got 10"),
-        ({}, ["nodes"], r"--set: expected key=value"),
-        ({"seed": 3}, ["seed.x=1"], r"--set seed.x: 'seed' is a value, not a section"),
+        ({}, ["nodes"], r"overrides: expected key=value"),
+        ({"seed": 3}, ["seed.x=1"], r"overrides seed.x: 'seed' is a value, not a section"),
         ({}, ["seed.x=1"], r"seed: input should be a valid integer; got {'x': 1}"),
     ],
 )
@@ -131,3 +131,41 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     path = tmp_path / "resolved.yaml"
     path.write_text(dump_config(c))
     assert load_config(path) == c
+
+
+def test_errors_name_arguments_as_the_api_and_the_command_line_spell_them(tmp_path):
+    import gossamer
+    from conftest import small_config
+    from gossamer.config import GossamerError, RunDirectoryError, arg
+
+    gossamer.run(small_config(), out=tmp_path / "run")
+    with pytest.raises(RunDirectoryError) as caught:
+        gossamer.run(small_config(), out=tmp_path / "run")
+    error = caught.value
+    assert isinstance(error, ConfigError) and isinstance(error, GossamerError)
+    assert str(error) == (
+        f"out: '{tmp_path / 'run'}' holds a finished run (summary.json exists); "
+        "choose another directory or pass force=True"
+    )
+    assert error.cli_message() == (
+        f"--out: '{tmp_path / 'run'}' holds a finished run (summary.json exists); "
+        "choose another directory or pass --force"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["nodes"])
+    assert str(caught.value).startswith("overrides: expected key=value")
+    assert caught.value.cli_message().startswith("--set: expected key=value")
+    with pytest.raises(KeyError, match="unknown argument 'outt'"):
+        arg("outt")
+
+
+def test_config_only_checks_come_before_any_data_is_read(tmp_path):
+    """A budgeted protocol without energy, augmentation of vectors: rejected by the config
+    alone (the dataset's files do not exist, so reading them would fail differently)."""
+    files = {"data.dataset": "mnist", "data.root": str(tmp_path / "nowhere")}
+    with pytest.raises(ConfigError, match="'greedy' needs energy budgets"):
+        load_config({"protocol": "greedy", "energy": {"enabled": False}}, [])
+    with pytest.raises(ConfigError, match="data.augment: crop and flip need image inputs"):
+        load_config({"data": {"dataset": "mnist1d", "augment": {"flip": True}}})
+    config = load_config(None, [f"{k}={v}" for k, v in files.items()])  # image data: fine
+    assert config.data.dataset == "mnist"

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from gossamer.config import ConfigError, DataConfig
-from gossamer.data import load_dataset, partition_indices, sample_batch_indices, to_node_data
-from gossamer.rng import Purpose, hash32
+from gossamer.sim.data import load_dataset, partition_indices, sample_batch_indices, to_node_data
+from gossamer.sim.rng import Purpose, hash32
 
 
 def test_digits_is_sklearn_digits_split_stratified():
@@ -167,7 +167,7 @@ def test_node_with_fewer_samples_than_a_batch_draws_with_replacement():
 
 
 def test_epoch_sampler_with_cached_orders_gives_the_same_batches():
-    from gossamer.data import EpochSampler
+    from gossamer.sim.data import EpochSampler
 
     data, _ = _node_data([9, 13, 5, 20, 3])
     sampler = EpochSampler(data, batch_size=4, seed=7)

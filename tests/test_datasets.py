@@ -13,11 +13,11 @@ import torch
 
 import gossamer
 from fixtures import cifar10, image_folder, leaf, mnist_like, write_idx
-from gossamer.config import AugmentConfig, ConfigError, DataConfig
-from gossamer.data import files, load_dataset, partition_indices
-from gossamer.data.augment import augment
-from gossamer.data.files import DataFileError, RemoteFile, md5
-from gossamer.rng import Purpose, uniform
+from gossamer.config import AugmentConfig, ConfigError, DataConfig, DataError
+from gossamer.sim.data import files, load_dataset, partition_indices
+from gossamer.sim.data.augment import augment
+from gossamer.sim.data.files import RemoteFile, md5
+from gossamer.sim.rng import Purpose, uniform
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -42,16 +42,16 @@ def test_truncated_malformed_and_missing_idx_files_are_named(tmp_path):
     _, paths = mnist_like(tmp_path, gz=False)
     images = paths["train-images-idx3-ubyte"]
     images.write_bytes(images.read_bytes()[:-10])
-    with pytest.raises(DataFileError, match=r"train-images-idx3-ubyte': truncated or padded"):
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte': truncated or padded"):
         load_dataset(DataConfig(dataset="mnist", root=tmp_path), 0)
     images.write_bytes(b"\x01\x02\x03\x04garbage")
-    with pytest.raises(DataFileError, match="not an IDX file"):
+    with pytest.raises(DataError, match="not an IDX file"):
         load_dataset(DataConfig(dataset="mnist", root=tmp_path), 0)
     images.unlink()
-    with pytest.raises(DataFileError, match=r"missing train-images-idx3-ubyte .* Put the four"):
+    with pytest.raises(DataError, match=r"missing train-images-idx3-ubyte .* Put the four"):
         load_dataset(DataConfig(dataset="mnist", root=tmp_path), 0)
     write_idx(images, np.zeros((39, 28, 28), np.uint8))
-    with pytest.raises(DataFileError, match="39 images but 40 labels"):
+    with pytest.raises(DataError, match="39 images but 40 labels"):
         load_dataset(DataConfig(dataset="mnist", root=tmp_path), 0)
 
 
@@ -67,7 +67,7 @@ def test_cifar10_batches(tmp_path):
     expected = (batches["test_batch"][0][0].reshape(3, 32, 32) / 255.0 - mean) / std
     assert np.allclose(data.x_test[0].numpy(), expected, atol=1e-5)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
-    with pytest.raises(DataFileError, match="data_batch_3': not a readable CIFAR-10 batch"):
+    with pytest.raises(DataError, match="data_batch_3': not a readable CIFAR-10 batch"):
         load_dataset(DataConfig(dataset="cifar10", root=tmp_path), 0)
 
 
@@ -83,7 +83,7 @@ def test_leaf_femnist_keeps_writers(tmp_path):
     assert data.y_train[rows].tolist() == y_b.tolist()
     assert np.array_equal(data.x_train[rows].reshape(3, 784).numpy(), np.round(x_b * 255))
     (tmp_path / "train" / "part_0.json").write_text('{"users": ["x"]')
-    with pytest.raises(DataFileError, match="part_0.json': not a LEAF JSON file"):
+    with pytest.raises(DataError, match="part_0.json': not a LEAF JSON file"):
         load_dataset(DataConfig(dataset="femnist", root=tmp_path), 0)
 
 
@@ -102,7 +102,7 @@ def test_npz_and_its_errors(tmp_path):
         data.input_shape == (5,) and data.num_classes == 3 and data.x_train.dtype == torch.float32
     )
     np.savez(path, x_train=np.zeros((3, 2)), y_train=np.zeros(3, int))
-    with pytest.raises(DataFileError, match="missing array\\(s\\) x_test, y_test"):
+    with pytest.raises(DataError, match="missing array\\(s\\) x_test, y_test"):
         load_dataset(DataConfig(dataset="npz", root=path), 0)
     images = rng.integers(0, 256, (8, 1, 4, 4), dtype=np.uint8)
     np.savez(path, x_train=images, y_train=np.arange(8) % 2, x_test=images[:2], y_test=[0, 1])
@@ -121,7 +121,7 @@ def test_image_folder(tmp_path):
     resized = load_dataset(DataConfig(dataset="folder", root=tmp_path, image_size=[4, 4]), 0)
     assert resized.x_train.shape == (6, 3, 4, 4)
     (tmp_path / "train" / "cat" / "1.png").write_bytes(b"no image")
-    with pytest.raises(DataFileError, match="1.png': not a readable image"):
+    with pytest.raises(DataError, match="1.png': not a readable image"):
         load_dataset(DataConfig(dataset="folder", root=tmp_path), 0)
 
 
@@ -133,7 +133,7 @@ def test_file_datasets_need_a_root_and_name_it():
     ):
         gossamer.load_config({"data": {"dataset": "cifar10"}})
     config = gossamer.load_config({"data": {"dataset": "mnist", "root": "/no/such/dir"}})
-    with pytest.raises(DataFileError, match="data.root '/no/such/dir': missing train-images"):
+    with pytest.raises(DataError, match="data.root '/no/such/dir': missing train-images"):
         load_dataset(config.data, 0)  # checked when the run loads its data, before training
     with pytest.raises(ConfigError, match="partition 'natural' needs a dataset with writers"):
         gossamer.load_config({"data": {"partition": "natural"}})
@@ -176,13 +176,13 @@ def test_download_with_bad_checksum_or_no_network_leaves_nothing(tmp_path, serve
     monkeypatch.setitem(files.REMOTE, "mnist", remote)
     cache = tmp_path / "cache"
     config = DataConfig(dataset="mnist", download=True, root=cache, download_url=url)
-    with pytest.raises(DataFileError, match="checksum mismatch .* nothing was cached"):
+    with pytest.raises(DataError, match="checksum mismatch .* nothing was cached"):
         load_dataset(config, 0)
     assert list(cache.iterdir()) == []  # no file, no partial file
     dead = DataConfig(
         dataset="mnist", download=True, root=cache, download_url="http://127.0.0.1:9/"
     )
-    with pytest.raises(DataFileError, match=r"cannot fetch .* put train-images-idx3-ubyte.gz, "):
+    with pytest.raises(DataError, match=r"cannot fetch .* put train-images-idx3-ubyte.gz, "):
         load_dataset(dead, 0)
     assert list(cache.iterdir()) == []
 

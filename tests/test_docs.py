@@ -12,8 +12,8 @@ from pydantic import BaseModel
 
 import fixtures
 import gossamer
-from gossamer.compare import load_variants
-from gossamer.config import _REGISTRY, Config, read_config_file, registered_names
+from gossamer.config import REGISTRIES, Config, read_config_file, registered_names
+from gossamer.workflow import load_variants
 
 ROOT = Path(__file__).parents[1]
 
@@ -32,9 +32,9 @@ def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 def test_every_config_key_is_documented():
     text = (ROOT / "docs" / "configuration.md").read_text()
     keys = _keys(Config)
-    for kind in ("model", "protocol"):
+    for kind in ("model", "protocol", "optimizer"):
         for name in registered_names(kind):
-            keys += [f"{kind}.{k}" for k in _REGISTRY[kind][name].model_fields]
+            keys += [f"{kind}.{k}" for k in REGISTRIES[kind].config_class(name).model_fields]
     missing = [k for k in keys if f"`{k}`" not in text]
     assert not missing, f"undocumented config keys: {missing}"
 

@@ -9,8 +9,8 @@ import torch
 import gossamer
 from conftest import small_config
 from gossamer.config import ConfigError, DriftConfig
-from gossamer.data import ConceptShift, drift_schedule, sample_batch_indices
-from gossamer.runner import Simulation
+from gossamer.sim import Simulation
+from gossamer.sim.data import ConceptShift, drift_schedule, sample_batch_indices
 from reference import LoopPopulation
 
 

@@ -8,9 +8,9 @@ import torch
 
 import gossamer
 from conftest import assert_same_learning, small_config
-from gossamer.accounting import HEADER_BYTES
-from gossamer.rng import Purpose, hash32
-from gossamer.runner import Simulation
+from gossamer.sim import Simulation
+from gossamer.sim.accounting import HEADER_BYTES
+from gossamer.sim.rng import Purpose, hash32
 
 
 class LoopCoordinator:
@@ -89,7 +89,7 @@ def test_balancing_matches_plain_coordinator(delta, period, fraction, augmentati
     loop = LoopCoordinator(
         protocol.reference.matrix()[0], delta, period, fraction, augmentation, config.seed
     )
-    model_bytes = sim.protocol.context.message_bytes
+    model_bytes = sim.network.message_bytes
     seen = {"partial_syncs": 0, "full_syncs": 0, "balancing_steps": 0}
     for t in range(config.rounds):
         population.train(1)
@@ -130,7 +130,7 @@ def test_hand_scenario_partial_sync():
     stats = sim.protocol.communicate(0)
     assert (stats["violations"], stats["partial_syncs"], stats["full_syncs"]) == (2, 1, 0)
     # 2 uploads + 2 downloads of the average (= r), no request
-    model = sim.protocol.context.message_bytes
+    model = sim.network.message_bytes
     assert sim.ledger.totals()["messages"] == 4 and sim.ledger.totals()["bytes_sent"] == 4 * model
     assert torch.allclose(sim.population.params.matrix(), start.expand(4, -1))
     assert torch.equal(sim.protocol.reference.matrix()[0], start)  # partial: r unchanged
@@ -144,7 +144,7 @@ def test_hand_scenario_full_sync_after_failed_balancing():
     start = sim.protocol.reference.matrix()[0]
     stats = sim.protocol.communicate(0)
     assert (stats["violations"], stats["full_syncs"], stats["requested"]) == (1, 1, 5)
-    model = sim.protocol.context.message_bytes
+    model = sim.network.message_bytes
     totals = sim.ledger.totals()
     assert totals["messages"] == 1 + 5 + 5 + 6  # violation, 5 requests, 5 uploads, 6 downloads
     assert totals["bytes_sent"] == (1 + 5 + 6) * model + 5 * HEADER_BYTES
@@ -162,7 +162,7 @@ def test_hand_scenario_one_node_augmentation_then_partial_sync():
     sim = _protocol_with_rows(rows, delta=1.0, augmentation="one", full_sync_fraction=1.0)
     stats = sim.protocol.communicate(0)
     assert (stats["violations"], stats["requested"], stats["partial_syncs"]) == (1, 1, 1)
-    model = sim.protocol.context.message_bytes
+    model = sim.network.message_bytes
     assert sim.ledger.totals()["messages"] == 1 + 1 + 1 + 2  # up, request, up, 2 down
     assert sim.ledger.totals()["bytes_sent"] == 4 * model + HEADER_BYTES
     offset = sim.population.params.matrix()[:, 0] - sim.protocol.reference.matrix()[0, 0]
@@ -203,7 +203,7 @@ def test_dynamic_gossip_matches_loop_and_counts_only_senders():
     w = torch.tensor(sim.topology.dense(), dtype=torch.float32)
     neighbours = [sorted(sim.topology.graph.neighbors(i)) for i in range(6)]
     last_sent = sim.population.params.matrix()
-    model = sim.protocol.context.message_bytes
+    model = sim.network.message_bytes
     for t in range(6):
         sim.population.train(1)
         x = sim.population.params.matrix()
@@ -243,7 +243,7 @@ def test_dynamic_gossip_preserves_the_network_mean():
 
 
 def test_suggest_delta_measures_one_period_of_drift():
-    from gossamer.protocols import suggest_delta
+    from gossamer.workflow import suggest_delta
 
     config = small_config(protocol="{name: dynamic, period: 3}")
     suggestion = suggest_delta(config, periods=2)

@@ -12,7 +12,7 @@ import pytest
 import gossamer
 from conftest import small_config
 from gossamer.config import ConfigError, EnergyConfig
-from gossamer.energy import (
+from gossamer.sim.energy import (
     BUILTIN_DEVICES,
     MOBILENET_V2_FLOPS,
     MOBILENET_V2_PARAMS,

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from conftest import small_config
-from gossamer.data import sample_batch_indices
-from gossamer.runner import Simulation
+from gossamer.sim import Simulation
+from gossamer.sim.data import sample_batch_indices
 from reference import LoopPopulation
 
 
 def _loop_reference(sim):
     pop = sim.population
-    return LoopPopulation(sim.model.template, pop.params.matrix(), pop.optimizer)
+    return LoopPopulation(sim.model.template, pop.params.matrix(), sim.config.optimizer)
 
 
 def _loop_train(sim, loop, cursor, mask, steps):
@@ -39,14 +39,17 @@ def _loop_train(sim, loop, cursor, mask, steps):
     return losses
 
 
+SGD_MOMENTUM = {"optimizer.momentum": 0.9, "optimizer.weight_decay": 0.01}
+ADAMW = {"optimizer": "{name: adamw, lr: 0.01, weight_decay: 0.05}"}
+
+
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 @pytest.mark.parametrize("chunk", [0, 4])
-def test_masked_training_matches_loop_and_leaves_skipped_nodes_untouched(model, chunk):
-    overrides = {
-        "engine.node_chunk": chunk,
-        "optimizer.momentum": 0.9,
-        "optimizer.weight_decay": 0.01,
-    }
+@pytest.mark.parametrize("optimizer", [SGD_MOMENTUM, ADAMW], ids=["sgd", "adamw"])
+def test_masked_training_matches_loop_and_leaves_skipped_nodes_untouched(model, chunk, optimizer):
+    """Skipped nodes stay bit-identical, optimizer state included: an AdamW node that
+    skips keeps its own step count (bias correction), as its own torch.optim.AdamW."""
+    overrides = {"engine.node_chunk": chunk, **optimizer}
     if model == "cnn":
         overrides.update(
             {
@@ -79,6 +82,10 @@ def test_masked_training_matches_loop_and_leaves_skipped_nodes_untouched(model, 
         if mask is not None:
             after = sim.population.params.matrix()
             assert torch.equal(after[~mask], before[~mask])  # bit-identical
+        if optimizer is ADAMW:  # each node's own count of the steps it took
+            counts = [loop.optimizers[i].state_dict()["state"] for i in range(len(loop.optimizers))]
+            steps = [int(c[0]["step"]) if c else 0 for c in counts]
+            assert sim.population.state.optimizer.count.tolist() == steps
     torch.testing.assert_close(sim.population.params.matrix(), loop.rows(), rtol=1e-5, atol=2e-6)
     assert torch.equal(sim.population.state.cursor, cursor)
 
@@ -131,8 +138,8 @@ def test_all_nodes_start_from_the_same_seeded_model():
 
 
 def test_automatic_node_chunk_bounds_activations_on_cpu_only():
-    from gossamer.engine import _TRAIN_ACTIVATION_BUDGET, auto_chunk
-    from gossamer.models import build_model
+    from gossamer.sim.engine import _TRAIN_ACTIVATION_BUDGET, auto_chunk
+    from gossamer.sim.models import build_model
 
     mlp = build_model(small_config(**{"model.hidden": "[200]"}).model, (784,), 10)
     cnn = build_model(small_config(model="{name: cnn}").model, (1, 28, 28), 10)

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from conftest import small_config
-from gossamer.accounting import HEADER_BYTES, Ledger, model_message_bytes
 from gossamer.config import registered_names
-from gossamer.data import sample_batch_indices
-from gossamer.runner import Simulation, run
+from gossamer.sim import Simulation
+from gossamer.sim.accounting import HEADER_BYTES, Ledger, model_message_bytes
+from gossamer.sim.data import sample_batch_indices
+from gossamer.workflow import run
 from reference import LoopPopulation, loop_gossip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gossamer.rng import _MULT, hash32, uniform
+from gossamer.sim.rng import _MULT, hash32, uniform
 
 
 def _reference_mix(x: int) -> int:

@@ -11,7 +11,7 @@ import pytest
 import gossamer
 from conftest import small_config
 from gossamer.config import ConfigError
-from gossamer.runner import METRIC_COLUMNS
+from gossamer.sim import METRIC_COLUMNS
 
 
 def test_quickstart_dpsgd_on_digits_beats_85_percent():

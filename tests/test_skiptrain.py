@@ -8,9 +8,9 @@ import torch
 import gossamer
 from conftest import assert_same_learning, small_config
 from gossamer.config import ConfigError
-from gossamer.protocols.skiptrain import is_training_round
-from gossamer.rng import Purpose, uniform
-from gossamer.runner import Simulation
+from gossamer.sim import Simulation
+from gossamer.sim.protocols.skiptrain import is_training_round
+from gossamer.sim.rng import Purpose, uniform
 
 
 def test_schedule_by_hand():

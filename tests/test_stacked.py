@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from gossamer.stacked import StackedTensors
+from gossamer.sim.stacked import StackedTensors
 
 SHAPES = [(3, 4), (3,), (2, 2, 2)]  # P = 12 + 3 + 8 = 23
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gossamer.config import ConfigError, TopologyConfig, load_config
-from gossamer.topology import Mixer, build_topology, with_weights
+from gossamer.sim.topology import Mixer, build_topology, with_weights
 from reference import loop_gossip
 
 # DecentralizePy edge list from the SkipTrain artifacts (github sacs-epfl/SkipTrain)

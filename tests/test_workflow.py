@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 import gossamer
 from conftest import small_config
-from gossamer import checkpoint
 from gossamer.cli import app
 from gossamer.config import ConfigError, dump_config, registered_names
-from gossamer.runner import RunInterrupted, Simulation
+from gossamer.sim import Simulation
+from gossamer.workflow import RunInterrupted, checkpoint
 
 runner = CliRunner()
 
@@ -140,23 +140,25 @@ def test_checkpoint_holds_the_whole_state(tmp_path):
     tensors, metadata = checkpoint.read_safetensors(out / checkpoint.CHECKPOINT)
     meta = json.loads(metadata["gossamer"])
     assert meta["next_round"] == 13 and meta["config_hash"] == checkpoint.config_hash(config)
-    records = json.loads(tensors["records"].numpy().tobytes())
-    assert [row["round"] for row in records["rows"]] == [0, 3, 6, 9, 12]
+    records = json.loads(tensors["state.json"].numpy().tobytes())["simulation"]
+    assert [row["round"] for row in records["history"]] == [0, 3, 6, 9, 12]
     # An independent replay of 13 rounds holds the same tensors.
     sim = Simulation.build(config)
     for t in range(13):
         sim.step(t)
-    state = sim.population.state
+    state, saved = sim.population.state, "simulation.population"
     for i, block in enumerate(state.params.blocks):
-        assert torch.equal(tensors[f"params.{i}"], block), i
-    for i, block in enumerate(state.momentum.blocks):
-        assert torch.equal(tensors[f"momentum.{i}"], block), i
-    assert torch.equal(tensors["cursor"], state.cursor)
-    assert torch.equal(tensors["concept"], state.concept)
-    assert torch.equal(tensors["protocol.reference"], sim.protocol.state_dict()["reference"])
+        assert torch.equal(tensors[f"{saved}.params.{i}"], block), i
+    for i, block in enumerate(state.optimizer.momentum.blocks):
+        assert torch.equal(tensors[f"{saved}.optimizer.momentum.{i}"], block), i
+    assert torch.equal(tensors[f"{saved}.cursor"], state.cursor)
+    assert torch.equal(tensors[f"{saved}.concept"], state.concept)
+    assert torch.equal(
+        tensors["simulation.protocol.reference"], sim.protocol.state_dict()["reference"]
+    )
     for key, value in sim.ledger.node.items():
-        assert np.array_equal(tensors[f"ledger.{key}"].numpy(), value), key
-    assert records["per_round"] == sim.ledger.per_round
+        assert np.array_equal(tensors[f"simulation.ledger.node.{key}"].numpy(), value), key
+    assert records["ledger"]["per_round"] == sim.ledger.per_round
 
 
 @pytest.mark.parametrize("protocol", registered_names("protocol"))
@@ -280,13 +282,12 @@ def test_resume_through_the_cli_and_its_errors(tmp_path):
     assert result.exit_code == 2 and "is not a readable checkpoint" in result.stderr
     # A well-formed file that lacks a tensor, or whose header is not an object.
     tensors, metadata = checkpoint.read_safetensors(out_of(torn, data))
-    del tensors["cursor"]
+    del tensors["simulation.population.cursor"]
     with open(torn / checkpoint.CHECKPOINT, "wb") as handle:
         checkpoint.write_safetensors(handle, tensors, metadata)
     result = runner.invoke(app, ["resume", str(torn)])
-    assert (
-        result.exit_code == 2 and "not a readable checkpoint: KeyError: 'cursor'" in result.stderr
-    )
+    missing = "not a readable checkpoint: KeyError: 'simulation.population.cursor'"
+    assert result.exit_code == 2 and missing in result.stderr
     for head in (struct.pack("<Q", 8) + b"[]      ", b"\xff" * 8, struct.pack("<Q", 2**62)):
         (torn / checkpoint.CHECKPOINT).write_bytes(head)  # not an object; lengths too long
         result = runner.invoke(app, ["resume", str(torn)])
@@ -312,8 +313,8 @@ def test_checkpoints_follow_checkpoint_every(tmp_path):
 
     gossamer.run(config, out=tmp_path / "run", progress=progress)
     assert sorted(set(seen)) == [3, 6, 9]
-    assert gossamer.runner.checkpoint_interval(small_config(rounds=95)) == 9  # auto: a tenth
-    assert gossamer.runner.checkpoint_interval(small_config(rounds=4)) == 1
+    assert gossamer.workflow.checkpoint_interval(small_config(rounds=95)) == 9  # auto: a tenth
+    assert gossamer.workflow.checkpoint_interval(small_config(rounds=4)) == 1
 
 
 def test_forced_rerun_clears_the_previous_run(tmp_path):
@@ -544,8 +545,8 @@ def test_rerun_of_a_stopped_sweep_keeps_finished_runs_and_resumes(tmp_path):
 
 
 def test_runs_on_the_same_data_and_graph_share_them():
-    from gossamer.data import dataset_key
-    from gossamer.runner import SHARED_DATASETS, SHARED_TOPOLOGIES
+    from gossamer.sim.data import dataset_key
+    from gossamer.sim.simulation import SHARED_DATASETS, SHARED_TOPOLOGIES
 
     SHARED_DATASETS.clear()
     SHARED_TOPOLOGIES.clear()
@@ -644,7 +645,7 @@ def test_grid_over_the_seed_uses_its_values(tmp_path):
         ("20", "21"),
     ]
     assert swept.runs[1, 21].config.seed == 21
-    with pytest.raises(ConfigError, match="--grid seed: expected integers"):
+    with pytest.raises(ConfigError, match="grid seed: expected integers"):
         gossamer.sweep(small_config(), grid=["seed=a,b"])
     with pytest.raises(ConfigError, match="each value once; got 0.1 twice"):
         gossamer.sweep(small_config(), grid=["optimizer.lr=0.1,0.2,0.1"])

@@ -1,32 +1,56 @@
 """gossamer: fast, honest simulation of frugal decentralized deep learning.
 
-All N nodes live in one process as stacked tensors; see ``gossamer.run``.
+All N nodes live in one process as stacked tensors; see ``gossamer.run``. The package
+is layered (``docs/architecture.md``): ``config`` -> ``sim`` -> ``results`` ->
+``report`` -> ``workflow`` -> ``cli``; this module re-exports the Python API.
 """
 
-__version__ = "0.1.0"
-
-from gossamer.compare import Comparison, compare, load  # noqa: E402
-from gossamer.config import Config, ConfigError, load_config  # noqa: E402
-from gossamer.protocols import suggest_delta  # noqa: E402
-from gossamer.results import Result  # noqa: E402
-from gossamer.runner import (  # noqa: E402
-    Simulation,
-    resume,  # noqa: E402
-    run,
+from gossamer import report  # noqa: F401 - gossamer.report.write_report
+from gossamer._version import __version__
+from gossamer.config import (
+    CheckpointError,
+    Config,
+    ConfigError,
+    DataError,
+    GossamerError,
+    ModelConfig,
+    OptimizerConfig,
+    ProtocolConfig,
+    RunDirectoryError,
+    load_config,
 )
-from gossamer.sweep import Sweep, sweep  # noqa: E402
+from gossamer.results import Comparison, Result, Sweep, load
+from gossamer.sim import Simulation  # registers the built-in components
+from gossamer.sim.models import StackedModel, register_model
+from gossamer.sim.optim import Optimizer, register_optimizer
+from gossamer.sim.protocols import Protocol, register_protocol
+from gossamer.workflow import RunInterrupted, compare, resume, run, suggest_delta, sweep
 
 __all__ = [
+    "CheckpointError",
     "Comparison",
     "Config",
     "ConfigError",
+    "DataError",
+    "GossamerError",
+    "ModelConfig",
+    "Optimizer",
+    "OptimizerConfig",
+    "Protocol",
+    "ProtocolConfig",
     "Result",
+    "RunDirectoryError",
+    "RunInterrupted",
     "Simulation",
-    "__version__",
+    "StackedModel",
     "Sweep",
+    "__version__",
     "compare",
     "load",
     "load_config",
+    "register_model",
+    "register_optimizer",
+    "register_protocol",
     "resume",
     "run",
     "suggest_delta",

@@ -1,0 +1,182 @@
+"""``gossamer compare`` and ``gossamer sweep``: many runs on identical conditions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gossamer.cli.options import (
+    ConfigArg,
+    JsonOpt,
+    QuietOpt,
+    ReportOpt,
+    SetOpt,
+    force_option,
+    out_option,
+)
+from gossamer.cli.output import Output, errors_as_messages, fail
+from gossamer.cli.run import default_out
+
+#: Columns of comparison.csv shown in the terminal, and their titles.
+SHOWN = {
+    "variant": "variant",
+    "test_accuracy_mean": "accuracy",
+    "megabytes_sent": "MB sent",
+    "energy_joules": "energy J",
+    "cumulative_prequential_loss": "cum. loss",
+    "pareto_optimal": "pareto",
+}
+
+
+def compare(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--protocol",
+            "-p",
+            metavar="'NAME KEY=VALUE ...'",
+            help="Add a variant that changes the protocol (repeatable).",
+        ),
+    ] = None,
+    out: out_option("Comparison directory (default: runs/<time>-compare)") = None,
+    force: force_option("comparison") = False,
+    report: ReportOpt = True,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run several variants on the same data, partition, topology and initial model.
+
+    Variants come from a `variants:` mapping in CONFIG and/or --protocol options.
+
+    Example: gossamer compare --protocol dpsgd --protocol 'periodic period=10' -p nosync
+    """
+    from gossamer.workflow import RunInterrupted, load_variants
+    from gossamer.workflow import compare as compare_variants
+
+    with errors_as_messages():
+        variants = load_variants(config, set_ or (), protocol or ())
+    out = out or default_out("compare")
+    output = Output(quiet, as_json)
+    bars = []
+
+    def progress(name: str):
+        if bars:
+            bars[-1].stop()
+        bar = output.progress(variants[name].rounds, name)
+        if bar is None:
+            return None
+        bars.append(bar)
+        bar.start()
+        return bar.update_row
+
+    try:
+        with errors_as_messages():
+            result = compare_variants(
+                config,
+                overrides=set_ or (),
+                protocols=protocol or (),
+                out=out,
+                force=force,
+                progress=progress,
+                report=report,
+            )
+    except (KeyboardInterrupt, RunInterrupted):
+        fail(
+            f"stopped; '{out}' holds an unfinished comparison: rerun the same command with "
+            f"--out {out} and without --force to continue (finished variants are kept, "
+            "the stopped one resumes)",
+            code=130,
+        )
+    finally:
+        if bars:
+            bars[-1].stop()
+    if as_json:
+        typer.echo((out / "comparison.json").read_text(), nl=False)
+        return
+    table = result.table
+    shown = dict(SHOWN)
+    for column in table:
+        if column.startswith("recovery_rounds"):
+            shown[column] = f"recovery ({column.rsplit('_', 1)[1]})"
+    columns = [c for c in shown if c in table]
+    rows = [{shown[c]: table[c][i] for c in columns} for i in range(len(table["variant"]))]
+    output.table(rows, title=f"gossamer compare: {len(variants)} variants")
+    output.line(f"comparison directory: {out}")
+
+
+def sweep(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option("--grid", "-g", metavar="KEY=V1,V2,...", help="Values of a key (repeatable)."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per point: seed, seed+1, ...")] = 1,
+    out: out_option("Sweep directory (default: runs/<time>-sweep)") = None,
+    force: force_option("sweep") = False,
+    report: ReportOpt = True,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the product of grid values over several seeds; mean and 95% CI per point.
+
+    Example: gossamer sweep --grid protocol.period=1,5,20 --set protocol=periodic --seeds 3
+    """
+    from gossamer.config import load_config
+    from gossamer.workflow import RunInterrupted, parse_grid, plan
+    from gossamer.workflow import sweep as sweep_grid
+
+    with errors_as_messages():
+        base = load_config(config, set_ or ())
+        values = parse_grid(grid or ())
+        runs = plan(base, values, seeds)  # validates every point first
+    out = out or default_out("sweep")
+    output = Output(quiet, as_json)
+    output.line(f"sweep: {len(runs)} runs into {out}")
+    started = [0]
+
+    def announce(point: dict, seed: int) -> None:
+        started[0] += 1
+        where = ", ".join(f"{k}={v}" for k, v in point.items()) or "base"
+        output.line(f"[{started[0]}/{len(runs)}] {where}, seed {seed}")
+
+    try:
+        with errors_as_messages():
+            result = sweep_grid(
+                base,
+                grid=grid or (),
+                seeds=seeds,
+                out=out,
+                force=force,
+                progress=announce,
+                report=report,
+            )
+    except (KeyboardInterrupt, RunInterrupted):
+        fail(
+            f"stopped; '{out}' holds an unfinished sweep: rerun the same command with "
+            f"--out {out} and without --force to continue (finished runs are kept, "
+            "the stopped one resumes)",
+            code=130,
+        )
+    if as_json:
+        typer.echo((out / "sweep.json").read_text(), nl=False)
+        return
+    t = result.table
+    rows = []
+    for i in range(len(t["seeds"])):
+        low, high = t["test_accuracy_mean_ci_low"][i], t["test_accuracy_mean_ci_high"][i]
+        rows.append(
+            {
+                **{key: str(t[key][i]) for key in values},
+                "seeds": t["seeds"][i],
+                "accuracy (95% CI)": f"{t['test_accuracy_mean'][i]:.4f} "
+                f"[{Output.number(low)}, {Output.number(high)}]",
+                "MB sent": t["megabytes_sent"][i],
+                "energy J": t["energy_joules"][i],
+            }
+        )
+    output.table(rows, title=f"gossamer sweep: {len(result.points)} points x {seeds} seeds")
+    output.line(f"sweep directory: {out}")

@@ -1,0 +1,128 @@
+"""Commands that look without running: config, topology, devices, delta, list, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gossamer.cli.options import ConfigArg, JsonOpt, SetOpt, base_config
+from gossamer.cli.output import Output, errors_as_messages
+from gossamer.config import dump_config, load_config
+
+
+def config(config: ConfigArg = None, set_: SetOpt = None) -> None:
+    """Print the fully resolved config (every default filled in) as YAML.
+
+    Example: gossamer config --set topology.kind=ring > my.yaml
+    """
+    with errors_as_messages():
+        typer.echo(dump_config(load_config(config, set_ or ())), nl=False)
+
+
+def topology(config: ConfigArg = None, set_: SetOpt = None, as_json: JsonOpt = False) -> None:
+    """Describe the configured graph: nodes, edges, degrees, spectral gap of W.
+
+    Example: gossamer topology --set topology.kind=exponential --set nodes=64
+    """
+    from gossamer.sim.topology import describe_topology
+
+    with errors_as_messages():
+        described = describe_topology(load_config(config, set_ or ()))
+    output = Output(as_json=as_json)
+    output.json(described) if as_json else output.pairs(described, title="topology")
+
+
+def devices(config: ConfigArg = None, set_: SetOpt = None, as_json: JsonOpt = False) -> None:
+    """List the device profiles and the training energy and budget they imply.
+
+    Uses the configured model (size, FLOPs), batch size, local steps and battery share.
+
+    Example: gossamer devices --set model.hidden=[200] --set energy.battery_fraction=0.1
+    """
+    from gossamer.sim.energy import device_table
+
+    with errors_as_messages():
+        listing = device_table(load_config(base_config(config), set_ or ()))
+    output = Output(as_json=as_json)
+    if as_json:
+        output.json(listing)
+        return
+    rows = listing.pop("devices")
+    output.line(", ".join(f"{k.replace('_', ' ')}: {Output.number(v)}" for k, v in listing.items()))
+    titles = {
+        "device": "device",
+        "inference_ms_mobilenet_v2": "MobileNetV2 ms",
+        "max_power_w": "power W",
+        "battery_wh": "battery Wh",
+        "training_ms_per_sample": "train ms/sample",
+        "joules_per_round": "J/round",
+        "budget_rounds": "budget (rounds)",
+    }
+    output.table([{t: row[k] for k, t in titles.items()} for row in rows], "device profiles")
+
+
+def delta(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    periods: Annotated[int, typer.Option(min=1, help="Periods to measure.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Suggest a starting delta for dynamic averaging from a short calibration run.
+
+    Measures the squared drift of every model over one period without communication
+    (on the base config of a comparison file).
+
+    Example: gossamer delta examples/dynamic_averaging.yaml --set protocol=dynamic
+    """
+    from gossamer.workflow import suggest_delta
+
+    with errors_as_messages():
+        suggestion = suggest_delta(base_config(config), periods=periods, overrides=set_ or ())
+    output = Output(as_json=as_json)
+    if as_json:
+        output.json(suggestion)
+        return
+    named = {key.replace("_", " "): value for key, value in suggestion.items()}
+    output.pairs(named, title="squared drift of a model over one period, without sync")
+
+
+def list_components(as_json: JsonOpt = False) -> None:
+    """List what a config can name: protocols, models, optimizers, datasets, topologies.
+
+    Example: gossamer list --json
+    """
+    from gossamer.config import REGISTRIES
+    from gossamer.sim.topology import TOPOLOGY_KINDS
+
+    with errors_as_messages():
+        listing = {kind: registry.describe() for kind, registry in REGISTRIES.items()}
+    listing["topology"] = dict(TOPOLOGY_KINDS)
+    output = Output(as_json=as_json)
+    if as_json:
+        output.json(listing)
+        return
+    rows = [
+        {"key": f"{kind}.{'kind' if kind == 'topology' else 'name'}", "name": name, "what": what}
+        for kind, names in listing.items()
+        for name, what in names.items()
+    ]
+    output.table(rows, title="what a config can name")
+
+
+def report(
+    dirs: Annotated[list[Path], typer.Argument(help="Run or comparison directories.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write (several runs).")
+    ] = None,
+) -> None:
+    """Write report.html (self-contained, works offline) and report.md for runs.
+
+    Example: gossamer report runs/quickstart runs/periodic --out runs/report
+    """
+    from gossamer.report import write_report
+
+    with errors_as_messages():
+        target = write_report(dirs, out)
+    typer.echo(f"{target / 'report.html'}")

@@ -1,0 +1,44 @@
+"""Options shared by the commands, defined once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(help="YAML or TOML config file; omit for the built-in quickstart."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", metavar="KEY=VALUE", help="Override a config key, e.g. protocol.period=5."
+    ),
+]
+ReportOpt = Annotated[
+    bool, typer.Option("--report/--no-report", help="Write report.html and report.md.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def out_option(what: str) -> type:
+    """``--out``/``-o`` for a command writing ``what`` (its default named in the help)."""
+    return Annotated[Path | None, typer.Option("--out", "-o", help=f"{what}.")]
+
+
+def force_option(what: str) -> type:
+    return Annotated[bool, typer.Option(help=f"Overwrite a finished {what}.")]
+
+
+def base_config(path: Path | None) -> dict | None:
+    """The raw config of a file; a comparison file's base (its ``variants`` dropped)."""
+    from gossamer.config import read_config_file
+
+    if path is None:
+        return None
+    raw = read_config_file(path)
+    raw.pop("variants", None)
+    return raw

@@ -1,0 +1,107 @@
+"""One output helper for every command: tables, JSON, progress bars and errors.
+
+Tables go to stdout through rich, numbers in one format (``report.tables``); progress
+goes to stderr and only to a terminal; ``--json`` prints JSON alone; ``--quiet``
+prints nothing but errors. Errors print one line ``error: ...`` with arguments
+spelled as flags (``GossamerError.cli_message``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gossamer.config import GossamerError
+from gossamer.report import format_number
+
+STDERR = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def errors_as_messages() -> Iterator[None]:
+    """Turn gossamer's errors into one line and exit status 2 (no traceback)."""
+    try:
+        yield
+    except GossamerError as error:
+        fail(error.cli_message())
+
+
+class Output:
+    """Where a command's results go: a table for people, JSON for scripts, or nothing."""
+
+    number = staticmethod(format_number)  # the one number format
+
+    def __init__(self, quiet: bool = False, as_json: bool = False):
+        self.quiet, self.as_json = quiet, as_json
+
+    @property
+    def shows_progress(self) -> bool:
+        return not self.quiet and not self.as_json and STDERR.is_terminal
+
+    def json(self, value: Any) -> None:
+        typer.echo(json.dumps(value, indent=2, default=float))
+
+    def line(self, text: str) -> None:
+        if not self.quiet and not self.as_json:
+            typer.echo(text)
+
+    def table(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        title: str | None = None,
+        header: bool = True,
+    ) -> None:
+        """Rows (dicts with the same keys) as a table; ``header=False`` for key-value pairs."""
+        if self.quiet or self.as_json or not rows:
+            return
+        table = Table(title=title, show_header=header)
+        for column in rows[0]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(format_number(value) for value in row.values()))
+        Console().print(table)
+
+    def pairs(self, values: Mapping[str, Any], title: str | None = None) -> None:
+        """A two-column table of names and values."""
+        self.table([{"key": k, "value": v} for k, v in values.items()], title, header=False)
+
+    def progress(self, rounds: int, label: str = "round") -> RunProgress | None:
+        """A progress bar over a run's rounds (None when it would not be shown)."""
+        return run_progress(rounds, label) if self.shows_progress else None
+
+
+class RunProgress(Progress):
+    """A progress bar that also shows the latest accuracy and traffic."""
+
+    def update_row(self, rounds_done: int, row: dict[str, Any] | None) -> None:
+        fields = {}
+        if row is not None:
+            fields = {"acc": row["test_accuracy_mean"], "mb": row["bytes_sent"] / 1e6}
+        self.update(self.task_ids[0], completed=rounds_done, **fields)
+
+
+def run_progress(rounds: int, label: str = "round") -> RunProgress:
+    progress = RunProgress(
+        TextColumn(label),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("acc {task.fields[acc]:.3f}  sent {task.fields[mb]:,.1f} MB"),
+        TimeElapsedColumn(),
+        console=STDERR,
+        transient=True,
+    )
+    progress.add_task("run", total=rounds, acc=0.0, mb=0.0)
+    return progress

@@ -1,0 +1,134 @@
+"""``gossamer run`` and ``gossamer resume``: one experiment, its run directory and table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gossamer.cli.options import (
+    ConfigArg,
+    JsonOpt,
+    QuietOpt,
+    ReportOpt,
+    SetOpt,
+    force_option,
+    out_option,
+)
+from gossamer.cli.output import Output, errors_as_messages, fail
+from gossamer.config import load_config
+from gossamer.results import Result
+
+
+def run(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    out: out_option("Run directory (default: runs/<time>-<protocol>)") = None,
+    force: force_option("run directory") = False,
+    report: ReportOpt = True,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run one experiment and write its run directory (and report.html).
+
+    Ctrl-C stops after the current round with a checkpoint; gossamer resume continues.
+
+    Example: gossamer run examples/quickstart.yaml --set protocol=periodic -s protocol.period=5
+    """
+    from gossamer.workflow import run as run_experiment
+
+    with errors_as_messages():
+        resolved = load_config(config, set_ or ())
+    out = out or default_out(resolved.protocol.name)
+    output = Output(quiet, as_json)
+    result = follow(
+        lambda progress: run_experiment(
+            resolved, out=out, force=force, progress=progress, report=report
+        ),
+        resolved.rounds,
+        out,
+        output,
+    )
+    show_run(result, out, output)
+
+
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="An interrupted run directory.")],
+    report: ReportOpt = True,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue an interrupted run from its last checkpoint.
+
+    The finished metrics equal those of an uninterrupted run with the same config.
+
+    Example: gossamer resume runs/20261122-101500-dpsgd
+    """
+    from gossamer.workflow import resume as resume_run
+
+    if not (run_dir / "config.yaml").is_file():
+        fail(f"resume: '{run_dir}' is not a run directory (no config.yaml)")
+    with errors_as_messages():
+        rounds = load_config(run_dir / "config.yaml").rounds
+    output = Output(quiet, as_json)
+    result = follow(
+        lambda progress: resume_run(run_dir, progress=progress, report=report),
+        rounds,
+        run_dir,
+        output,
+    )
+    show_run(result, run_dir, output)
+
+
+def default_out(what: str) -> Path:
+    return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{what}"
+
+
+def follow(start: Callable[[Any], Result], rounds: int, out: Path, output: Output) -> Result:
+    """Run ``start(progress)`` with a progress bar on a terminal; errors as one message."""
+    from gossamer.workflow import RunInterrupted
+
+    bar = output.progress(rounds)
+    try:
+        with errors_as_messages():
+            if bar is None:
+                return start(None)
+            with bar:
+                return start(bar.update_row)
+    except RunInterrupted as stop:
+        fail(
+            f"stopped after round {stop.rounds_done} with a checkpoint; continue with: "
+            f"gossamer resume {out}",
+            code=130,
+        )
+    except KeyboardInterrupt:
+        fail(f"interrupted; '{out}' holds an unfinished run (no summary.json)", code=130)
+
+
+def show_run(result: Result, out: Path, output: Output) -> None:
+    """The summary as JSON, or the table of a run's final numbers."""
+    summary = result.summary
+    if output.as_json:
+        output.json(summary)
+        return
+    final, totals = summary["final"], summary["totals"]
+    low, high = final["test_accuracy_min"], final["test_accuracy_max"]
+    output.pairs(
+        {
+            "test accuracy (mean over nodes)": final["test_accuracy_mean"],
+            "test accuracy (min / max)": f"{low:.4f} / {high:.4f}",
+            "average model accuracy": final["avg_model_accuracy"],
+            "consensus distance": final["consensus_distance"],
+            "messages": totals["messages"],
+            "MB sent": totals["bytes_sent"] / 1e6,
+            "local steps": totals["local_steps"],
+            "energy (J)": totals["energy_joules"],
+            "wall time (s)": summary["wall_seconds"],
+            "run directory": str(out),
+        },
+        title=f"gossamer run: {summary['protocol']}, {summary['nodes']} nodes, "
+        f"{summary['rounds']} rounds",
+    )

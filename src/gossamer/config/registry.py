@@ -1,0 +1,269 @@
+"""Registries: the names a config may use for protocols, models, optimizers and datasets.
+
+One registration style for every kind of component: the module that implements a
+component registers it under a name, with the config section class that validates
+its keys (``@register_protocol(MyConfig)`` on a protocol class,
+``@register_model(MyConfig)`` on a model builder, ...; see ``gossamer.sim``). The
+``name`` key of a config section picks the registered class.
+
+Components come from three places:
+
+- built in: gossamer's own modules register theirs when ``gossamer`` is imported;
+- installed plugins: every entry point of the group ``gossamer.plugins`` names a
+  module that registers components when imported (like pytest's plugins); they are
+  imported on the first lookup of a name;
+- a file or module named in the config: ``protocol: {name: custom, import_path:
+  "my_protocols.py:Gossip", ...}`` (see :func:`import_object`), recorded in the run's
+  ``config.yaml`` so that ``resume``, ``compare`` and ``report`` find it again.
+
+This layer holds the names and classes only; it never imports the layers that
+register them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from gossamer.config.errors import ConfigError, format_validation_error
+
+ENTRY_POINT_GROUP = "gossamer.plugins"
+#: The name under which a config section loads its class from ``import_path``.
+FROM_IMPORT_PATH = "custom"
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignment is validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Registry:
+    """The registered components of one kind: name -> (config section class, implementation)."""
+
+    def __init__(self, kind: str, default: str, imports: bool = False):
+        self.kind = kind  # the config key: "protocol", "model", "optimizer", "dataset"
+        self.default = default  # the name used when a section gives none
+        # Whether ``name: custom`` loads the implementation from ``import_path``: the
+        # imported class's ``config_class`` then validates the section's other keys.
+        self.imports = imports
+        # What an imported implementation must subclass; given by the layer that defines
+        # it (gossamer.sim sets PROTOCOLS.base = Protocol), never imported from here.
+        self.base: type | None = None
+        self._entries: dict[str, tuple[type[Section] | None, Any]] = {}
+        self._imported: dict[tuple[type, str], type[Section]] = {}
+
+    def register(self, name: str, config_class: type[Section] | None, implementation: Any) -> None:
+        """Register ``implementation`` under ``name``; a later registration replaces it."""
+        self._entries[name] = (config_class, implementation)
+
+    def names(self) -> list[str]:
+        """Every registered name, plugins included, sorted."""
+        load_plugins()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        load_plugins()
+        return name in self._entries
+
+    def config_class(self, name: str) -> type[Section] | None:
+        return self._lookup(name)[0]
+
+    def implementation(self, name: str) -> Any:
+        return self._lookup(name)[1]
+
+    def _lookup(self, name: str) -> tuple[type[Section] | None, Any]:
+        if name not in self:
+            raise ConfigError(
+                f"{self.kind}.name: expected one of {', '.join(self.names())}; got {name!r}"
+            )
+        return self._entries[name]
+
+    def section(self, value: Any) -> Section:
+        """Validate a config section with the class its ``name`` selects.
+
+        ``value`` is a mapping, a bare name (``protocol: periodic``) or a section.
+        """
+        if isinstance(value, Section):
+            value = value.model_dump()
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                f"{self.kind}: expected a mapping with a 'name' key, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        name = value.get("name", self.default)
+        if not isinstance(name, str):
+            raise ConfigError(f"{self.kind}.name: expected a string; got {name!r}")
+        if self.imports and name == FROM_IMPORT_PATH:
+            cls = self._imported_section(value.get("import_path"))
+            value = {**value, "import_path": absolute_import_path(value["import_path"])}
+        else:
+            cls = self.config_class(name)
+        if cls is None:
+            raise ConfigError(f"{self.kind}.name: {name!r} has no config section")
+        try:
+            return cls.model_validate({**value, "name": name})
+        except ValidationError as error:
+            lines = format_validation_error(error, cls, prefix=self.kind)
+            raise ConfigError(f"{self.kind} {name!r}:\n{lines}") from None
+
+    def describe(self) -> dict[str, str]:
+        """Every registered name with the first line of its documentation."""
+        described = {}
+        for name in self.names():
+            config_class, implementation = self._entries[name]
+            doc = getattr(implementation, "description", None) or implementation.__doc__
+            described[name] = _first_sentence(doc or config_class.__doc__ or "")
+        return described
+
+    def resolve(self, section: Section) -> Any:
+        """The implementation a validated section selects (imported for ``name: custom``)."""
+        if self.imports and section.name == FROM_IMPORT_PATH:
+            return import_object(section.import_path, f"{self.kind}.import_path")
+        return self.implementation(section.name)
+
+    def _imported_section(self, path: Any) -> type[Section]:
+        """The config class of an implementation named by ``import_path``, with ``name:
+        custom`` and ``import_path`` added to its keys."""
+        key = f"{self.kind}.import_path"
+        if not isinstance(path, str):
+            raise ConfigError(
+                f"{key}: expected 'file.py:Class' or 'module:Class' with name "
+                f"{FROM_IMPORT_PATH!r}; got {path!r}"
+            )
+        path = absolute_import_path(path)
+        found = import_object(path, key)
+        if self.base is not None and not (isinstance(found, type) and issubclass(found, self.base)):
+            raise ConfigError(
+                f"{key}: {path!r} is not a {self.kind} class (a subclass of "
+                f"{self.base.__module__.split('.')[0]}.{self.base.__name__}); got {found!r}"
+            )
+        base = getattr(found, "config_class", None)
+        if not (isinstance(base, type) and issubclass(base, Section)):
+            raise ConfigError(f"{key}: {path!r} has no config_class (a config section class)")
+        if (base, path) not in self._imported:  # one class per file, so configs compare equal
+            self._imported[base, path] = create_model(
+                f"{base.__name__}FromImportPath",
+                __base__=base,
+                name=(Literal[FROM_IMPORT_PATH], FROM_IMPORT_PATH),  # type: ignore[valid-type]
+                import_path=(str, Field(description="'file.py:Class' or 'module:Class'")),
+            )
+        return self._imported[base, path]
+
+
+def _first_sentence(doc: str) -> str:
+    """The first paragraph of a docstring, on one line."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import every module named by an entry point of ``gossamer.plugins`` (once)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except Exception as error:  # a broken plugin is named, not swallowed
+            raise ConfigError(
+                f"plugin {entry.name!r} ({entry.value}) of entry point group "
+                f"{ENTRY_POINT_GROUP!r} failed to load: {type(error).__name__}: {error}"
+            ) from None
+
+
+def reload_plugins() -> None:
+    """Look for entry points again (after installing a plugin in a running process)."""
+    global _plugins_loaded
+    _plugins_loaded = False
+    load_plugins()
+
+
+def import_object(path: str, key: str) -> Any:
+    """``module.sub:Name`` or ``file.py:Name`` -> the object (None if the module lacks it);
+    ConfigError naming ``key`` if the module cannot be imported.
+
+    A module that is not importable as is is looked for in the current directory too
+    (a module beside the config, as a user expects). Importing runs the user's code:
+    that is what naming it in a config asks for.
+    """
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"{key}: expected 'module:Class' or 'file.py:Class'; got {path!r}")
+    try:
+        if module_name.endswith(".py"):
+            module = _import_file(Path(module_name), key)
+        else:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError:
+                sys.path.insert(0, str(Path.cwd()))
+                try:
+                    module = importlib.import_module(module_name)
+                finally:
+                    sys.path.remove(str(Path.cwd()))
+    except ConfigError:
+        raise
+    except Exception as error:  # an error inside the user's module
+        raise ConfigError(
+            f"{key}: importing {module_name!r} failed: {type(error).__name__}: {error}"
+        ) from None
+    return getattr(module, attr, None)  # None: the caller names what it expected
+
+
+_FILE_MODULES: dict[Path, Any] = {}
+
+
+def _import_file(file: Path, key: str) -> Any:
+    """Import a Python file once per process (a second config naming it reuses it, so its
+    classes stay the same objects)."""
+    file = file.expanduser().absolute()
+    if file in _FILE_MODULES:
+        return _FILE_MODULES[file]
+    if not file.is_file():
+        raise ConfigError(f"{key}: file '{file}' not found")
+    spec = importlib.util.spec_from_file_location(f"gossamer_user_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up here
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(spec.name, None)
+        raise
+    _FILE_MODULES[file] = module
+    return module
+
+
+def absolute_import_path(path: str) -> str:
+    """A ``file.py:Name`` import path with the file made absolute (as the config's other
+    paths are), so that a run directory's config.yaml works from anywhere."""
+    module, sep, attr = path.partition(":")
+    if sep and module.endswith(".py"):
+        return f"{Path(module).expanduser().absolute()}:{attr}"
+    return path
+
+
+PROTOCOLS = Registry("protocol", default="dpsgd", imports=True)
+MODELS = Registry("model", default="mlp")
+OPTIMIZERS = Registry("optimizer", default="sgd")
+DATASETS = Registry("dataset", default="digits")
+REGISTRIES = {r.kind: r for r in (PROTOCOLS, MODELS, OPTIMIZERS, DATASETS)}
+#: Config keys whose section is chosen by its ``name`` (a new name starts the section afresh).
+SELECTED_SECTIONS = ("protocol", "model", "optimizer")
+
+
+def registered_names(kind: str) -> list[str]:
+    """Names registered for ``kind`` ('protocol', 'model', 'optimizer' or 'dataset')."""
+    return REGISTRIES[kind].names()

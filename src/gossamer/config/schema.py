@@ -1,0 +1,372 @@
+"""The experiment description: typed config sections with defaults and constraints.
+
+Every field has a default and unknown keys are errors. The ``protocol``, ``model``
+and ``optimizer`` sections are *selected by name*: the component registered under
+``name`` (see :mod:`gossamer.config.registry`) brings the section class that
+validates the other keys. Checks that span sections live in
+:meth:`Config.check_consistency`; all of them need the config only, never the data.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    field_validator,
+    model_validator,
+)
+
+from gossamer.config.errors import ConfigError
+from gossamer.config.registry import DATASETS, MODELS, OPTIMIZERS, PROTOCOLS, Section
+
+# Paths in a config are made absolute (from the current directory) when it is read, so
+# the config.yaml saved in a run directory works from anywhere (gossamer resume).
+AbsolutePath = Annotated[Path, AfterValidator(lambda path: path.expanduser().absolute())]
+
+
+# ---------------------------------------------------------------- sections selected by name
+
+
+class ProtocolConfig(Section):
+    """Base of a protocol's config section; subclasses fix ``name`` with a Literal."""
+
+    name: str
+    #: Whether the protocol communicates over ``topology`` (else the graph is not built).
+    uses_topology: ClassVar[bool] = True
+    #: Whether the protocol needs the energy model (budgets): ``energy.enabled`` must be on.
+    needs_energy: ClassVar[bool] = False
+
+
+class ModelConfig(Section):
+    """Base of a model's config section; subclasses fix ``name`` with a Literal."""
+
+    name: str
+
+
+class ScheduleConfig(Section):
+    """Learning rate per round: an optional linear warm-up, then constant, step or cosine.
+
+    Evaluated once per round (every local step of a round uses the round's rate), by
+    the round number, so all nodes share one rate (see gossamer.sim.optim.schedule).
+    """
+
+    kind: Literal["constant", "step", "cosine"] = "constant"
+    warmup_rounds: int = Field(0, ge=0, description="linear warm-up: lr x (t + 1) / warmup")
+    step_rounds: int = Field(100, ge=1, description="step: rounds between decays")
+    gamma: float = Field(0.1, gt=0, le=1, description="step: factor of each decay")
+    min_lr: float = Field(0.0, ge=0, description="cosine: the rate it anneals to")
+
+
+class OptimizerConfig(Section):
+    """Base of a local optimizer's config section: a learning rate and its schedule."""
+
+    name: str
+    lr: float = Field(0.1, gt=0, allow_inf_nan=False)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+    @model_validator(mode="after")
+    def _schedule(self) -> OptimizerConfig:
+        if self.schedule.kind == "cosine" and self.schedule.min_lr > self.lr:
+            raise ValueError(
+                f"schedule.min_lr ({self.schedule.min_lr}) must not exceed lr ({self.lr})"
+            )
+        return self
+
+
+# ---------------------------------------------------------------- fixed sections
+
+
+class SyntheticConfig(Section):
+    """A seeded Gaussian-mixture classification task of any size and shape."""
+
+    samples: int = Field(4000, ge=2, description="total samples, train and test together")
+    shape: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [32], min_length=1, description="shape of one input"
+    )
+    classes: int = Field(10, ge=2)
+    clusters_per_class: int = Field(1, ge=1)
+    separation: float = Field(
+        3.0, gt=0, description="distance scale between cluster means, in noise std units"
+    )
+
+
+class DriftConfig(Section):
+    """Concept drift (see gossamer.sim.data.drift)."""
+
+    kind: Literal["none", "label_permutation", "input_rotation"] = "none"
+    at_rounds: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, description="rounds (from 1) that start under a new concept"
+    )
+    probability: float = Field(0.0, ge=0, le=1, description="chance of a drift event per round")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of nodes each event affects")
+    angle: float = Field(90.0, description="input_rotation of images: degrees per event")
+
+    @model_validator(mode="after")
+    def _triggers(self) -> DriftConfig:
+        triggered = bool(self.at_rounds) or self.probability > 0
+        if self.kind == "none" and triggered:
+            raise ValueError("kind is 'none' but at_rounds or probability is set; choose a kind")
+        if self.kind != "none" and not triggered:
+            raise ValueError(f"kind {self.kind!r} never triggers; set at_rounds or probability")
+        return self
+
+
+class Mnist1dConfig(Section):
+    """MNIST-1D generation (the mnist1d package's generator)."""
+
+    samples: int = Field(5000, ge=20, description="signals to generate (benchmark: 5,000)")
+    seed: int = Field(42, ge=0, description="generator seed (benchmark: 42)")
+
+
+class AugmentConfig(Section):
+    """Per-node training augmentation of image batches (vectorized over nodes)."""
+
+    crop: int = Field(0, ge=0, description="random crop after zero-padding by this many pixels")
+    flip: bool = Field(False, description="random horizontal flip")
+
+
+class DataConfig(Section):
+    dataset: str = Field("digits", description="a registered dataset (gossamer list)")
+    root: AbsolutePath | None = Field(None, description="folder (npz: file) holding the dataset")
+    download: bool = Field(False, description="fetch the standard files into root or the cache")
+    download_url: str | None = Field(None, description="mirror base URL for downloads")
+    image_size: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, min_length=2, max_length=2, description="folder: resize images to [H, W]"
+    )
+    partition: Literal["iid", "dirichlet", "shards", "natural"] = "dirichlet"
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (partition: dirichlet)")
+    shards_per_node: int = Field(2, ge=1, description="label-sorted shards per node")
+    batch_size: int = Field(16, ge=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    stream: bool = Field(False, description="online learning with prequential evaluation")
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    mnist1d: Mnist1dConfig = Field(default_factory=Mnist1dConfig)
+
+    @field_validator("dataset")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in DATASETS:
+            raise ValueError(f"expected one of {', '.join(DATASETS.names())}")
+        return name
+
+    @model_validator(mode="after")
+    def _files(self) -> DataConfig:
+        source = DATASETS.implementation(self.dataset)
+        if source.reads_files and self.root is None and not self.download:
+            fetch = " or set download: true" if source.downloadable else ""
+            raise ValueError(f"dataset {self.dataset!r} is read from files: set root{fetch}")
+        if self.download and not source.downloadable:
+            downloadable = [n for n in DATASETS.names() if DATASETS.implementation(n).downloadable]
+            raise ValueError(
+                f"download: true is available for {', '.join(downloadable)}; got dataset "
+                f"{self.dataset!r}"
+            )
+        if self.partition == "natural" and self.dataset != "femnist":
+            raise ValueError(
+                f"partition 'natural' needs a dataset with writers (femnist); got {self.dataset!r}"
+            )
+        return self
+
+
+TopologyKind = Literal[
+    "complete", "ring", "torus", "regular", "erdos_renyi", "small_world", "exponential", "file"
+]
+
+
+class TopologyConfig(Section):
+    kind: TopologyKind = "regular"
+    degree: int = Field(4, ge=1, description="regular: degree; small_world: neighbours k")
+    p: float = Field(0.1, gt=0, le=1, description="erdos_renyi: edge probability")
+    rewire: float = Field(0.1, ge=0, le=1, description="small_world: rewiring probability")
+    rows: int | None = Field(None, ge=1, description="torus: grid rows (default: near-square)")
+    path: AbsolutePath | None = Field(None, description="file: DecentralizePy edge list")
+    weights: Literal["metropolis_hastings", "uniform", "max_degree"] = "metropolis_hastings"
+
+
+class DeviceProfileConfig(Section):
+    """A device: MobileNetV2 CPU inference time, maximum power, battery capacity."""
+
+    name: str = Field(min_length=1)
+    inference_ms: float = Field(gt=0, description="MobileNetV2 CPU inference time (ms)")
+    max_power_w: float = Field(gt=0)
+    battery_wh: float = Field(gt=0)
+
+
+class EnergyConfig(Section):
+    """Energy accounting (see gossamer.sim.energy): device profiles, budgets, link cost."""
+
+    enabled: bool = True
+    devices: list[str] = Field(
+        default_factory=list, description="device names to use (default: every profile)"
+    )
+    profiles: list[DeviceProfileConfig] = Field(default_factory=list)
+    profiles_csv: AbsolutePath | None = Field(
+        None, description="CSV of profiles: name, inference_ms, max_power_w, battery_wh"
+    )
+    assignment: Literal["round_robin", "random", "fractions"] = "round_robin"
+    fractions: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    battery_fraction: float = Field(0.1, gt=0, le=1, description="battery share for training")
+    scaling: Literal["parameters", "flops"] = "parameters"
+    link: Literal["none", "wavelan", "custom"] = "none"
+    joules_per_byte_sent: float = Field(0.0, ge=0)
+    joules_per_byte_received: float = Field(0.0, ge=0)
+    joules_per_packet_sent: float = Field(0.0, ge=0)
+    joules_per_packet_received: float = Field(0.0, ge=0)
+    packet_bytes: int = Field(1500, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnergyConfig:
+        if (self.assignment == "fractions") != bool(self.fractions):
+            raise ValueError("fractions must be given exactly when assignment is 'fractions'")
+        custom = (
+            self.joules_per_byte_sent,
+            self.joules_per_byte_received,
+            self.joules_per_packet_sent,
+            self.joules_per_packet_received,
+        )
+        if any(custom) and self.link != "custom":
+            raise ValueError("per-byte or per-packet costs need link: custom")
+        return self
+
+
+class LoggingConfig(Section):
+    tensorboard: bool = Field(False, description="TensorBoard scalars in <run>/tensorboard")
+
+
+class EngineConfig(Section):
+    """How the stacked engine computes; never changes results beyond float rounding."""
+
+    node_chunk: int = Field(0, ge=0, description="nodes per batched computation (0: automatic)")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="autocast precision of convolutions (master weights stay fp32)"
+    )
+    eval_batch: int = Field(1024, ge=1, description="test samples per evaluation chunk")
+    tune_allocator: bool = Field(
+        True, description="glibc: keep freed memory mapped (see PERFORMANCE.md)"
+    )
+
+
+class Config(Section):
+    """A whole experiment."""
+
+    seed: int = Field(0, ge=0)
+    nodes: int = Field(32, ge=1)
+    rounds: int = Field(200, ge=1)
+    eval_every: int = Field(10, ge=1)
+    local_steps: int = Field(1, ge=1, description="SGD steps per training round")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="rounds between checkpoints ('auto': a tenth of the run; 0: never)"
+    )
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: SerializeAsAny[ModelConfig] = Field(default_factory=lambda: {"name": "mlp"})
+    optimizer: SerializeAsAny[OptimizerConfig] = Field(default_factory=lambda: {"name": "sgd"})
+    topology: TopologyConfig = Field(default_factory=TopologyConfig)
+    protocol: SerializeAsAny[ProtocolConfig] = Field(default_factory=lambda: {"name": "dpsgd"})
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_section(cls, value: Any) -> Section:
+        return MODELS.section(value)
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _optimizer_section(cls, value: Any) -> Section:
+        return OPTIMIZERS.section(value)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_section(cls, value: Any) -> Section:
+        return PROTOCOLS.section(value)
+
+    def check_consistency(self) -> None:
+        """Checks that span sections; raises ConfigError naming the key."""
+        n, topo = self.nodes, self.topology
+        if self.protocol.uses_topology:
+            _check_topology(topo, n)
+        if self.eval_every > self.rounds:
+            raise ConfigError(
+                f"eval_every: expected at most rounds ({self.rounds}); got {self.eval_every}"
+            )
+        late = [r for r in self.data.drift.at_rounds if r > self.rounds]
+        if late:
+            raise ConfigError(
+                f"data.drift.at_rounds: expected rounds up to rounds ({self.rounds}); got {late}"
+            )
+        if self.protocol.needs_energy and not self.energy.enabled:
+            raise ConfigError(
+                f"protocol.name: {self.protocol.name!r} needs energy budgets; "
+                "set energy.enabled: true"
+            )
+        warmup = self.optimizer.schedule.warmup_rounds
+        if warmup >= self.rounds:
+            raise ConfigError(
+                f"optimizer.schedule.warmup_rounds: expected fewer than rounds ({self.rounds}); "
+                f"got {warmup}"
+            )
+        shape = DATASETS.implementation(self.data.dataset).input_shape(self.data)
+        check_augmentation(self.data, shape)
+
+
+def check_augmentation(data: DataConfig, input_shape: tuple[int, ...] | None) -> None:
+    """Crop and flip need image inputs (C, H, W); None: the shape is known only from the files."""
+    augment = data.augment
+    if (augment.crop or augment.flip) and input_shape is not None and len(input_shape) != 3:
+        raise ConfigError(
+            f"data.augment: crop and flip need image inputs (C, H, W); "
+            f"{data.dataset!r} gives {list(input_shape)}"
+        )
+
+
+def _check_topology(topo: TopologyConfig, n: int) -> None:
+    kind = topo.kind
+    if n < 2 and kind != "complete":
+        raise ConfigError(f"nodes: topology.kind {kind!r} needs at least 2 nodes; got {n}")
+    if kind == "ring" and n < 3:
+        raise ConfigError(f"nodes: topology.kind 'ring' needs at least 3 nodes; got {n}")
+    if kind == "regular":
+        if topo.degree >= n:
+            raise ConfigError(
+                f"topology.degree: expected less than nodes ({n}) for kind 'regular'; "
+                f"got {topo.degree}"
+            )
+        if (topo.degree * n) % 2:
+            raise ConfigError(
+                f"topology.degree: a {topo.degree}-regular graph on {n} nodes does not exist "
+                "(degree x nodes must be even); got an odd product"
+            )
+    if kind == "small_world" and not 2 <= topo.degree < n:
+        raise ConfigError(
+            f"topology.degree: expected 2 <= degree < nodes ({n}) for kind 'small_world'; "
+            f"got {topo.degree}"
+        )
+    if kind == "torus":
+        rows = topo.rows or near_square_rows(n)
+        if n % rows or rows < 3 or n // rows < 3:
+            raise ConfigError(
+                f"topology.rows: a 2-D torus needs rows x cols = nodes ({n}) with both >= 3; "
+                f"got rows {topo.rows if topo.rows else f'{rows} (automatic)'}"
+            )
+    if kind == "file":
+        if topo.path is None:
+            raise ConfigError("topology.path: expected an edge-list file for kind 'file'; got none")
+        if not topo.path.is_file():
+            raise ConfigError(f"topology.path: expected an existing file; got '{topo.path}'")
+
+
+def near_square_rows(n: int) -> int:
+    """Largest divisor of n not above sqrt(n)."""
+    return max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)

@@ -1,0 +1,267 @@
+"""Reports: a self-contained HTML page and a Markdown summary of runs.
+
+``gossamer report DIR...`` (and ``run``/``compare`` by default) writes ``report.html``
+(inline CSS, every plot embedded as a base64 PNG: it opens offline, with nothing to
+fetch) and ``report.md`` with its plots in ``report_files/``. One run directory gets
+its configuration, results and the plots of one run; a comparison directory or
+several run directories get a comparison table, overlaid plots and a section per
+run.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from gossamer.config import RunDirectoryError, dump_config
+from gossamer.report.plots import comparison_figures, run_figures, sweep_figures
+from gossamer.report.tables import format_number, markdown_rows
+from gossamer.results import (
+    Result,
+    atomic_write,
+    directory_kind,
+    directory_names,
+    load,
+    load_run,
+    read_table,
+)
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; }
+figcaption { color: #555; font-size: 0.9em; }
+.note { background: #fff4e0; padding: 0.6em 1em; border-left: 4px solid #f0a030; }
+"""
+
+
+def write_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
+    """Write report.html and report.md; returns the folder they are in.
+
+    Args:
+        dirs: one run directory, one comparison directory, or several run directories.
+        out: where to write (default: the directory itself, or for several runs the
+            parent of the first).
+    """
+    dirs = [Path(d) for d in dirs]
+    for d in dirs:
+        if not d.is_dir():
+            raise RunDirectoryError(f"report: '{d}' is not a directory")
+    kind = directory_kind(dirs[0]) if len(dirs) == 1 else None
+    if kind == "sweep":
+        target, title = dirs[0], f"Sweep: {dirs[0].name}"
+        blocks = _sweep_sections(dirs[0], title)
+    else:
+        if kind == "comparison":
+            results = load(dirs[0]).results
+            runs = {name: (r, _edges(r.run_dir)) for name, r in results.items()}
+            target, title = dirs[0], f"Comparison: {dirs[0].name}"
+        elif len(dirs) == 1:
+            runs = {dirs[0].name: _load(dirs[0])}
+            target, title = dirs[0], f"Run: {dirs[0].name}"
+        else:
+            runs = {name: _load(d) for name, d in zip(_display_names(dirs), dirs, strict=True)}
+            target, title = dirs[0].parent, "Comparison of runs"
+        blocks = _sections(runs, title)
+    target = Path(out) if out else target
+    target.mkdir(parents=True, exist_ok=True)
+    sections = _render(blocks)
+    atomic_write(target / "report.html", _html(title, sections))
+    atomic_write(target / "report.md", _markdown(title, sections, target / "report_files"))
+    return target
+
+
+def _display_names(dirs: list[Path]) -> list[str]:
+    """Folder names; where two are equal, paths from the folders' common parent."""
+    names = [d.name for d in dirs]
+    if len(set(names)) < len(names):
+        common = Path(os.path.commonpath([d.resolve() for d in dirs]))
+        names = [d.resolve().relative_to(common).as_posix() or d.name for d in dirs]
+    if len(set(names)) < len(names):  # the same folder twice
+        names = [f"{name} ({i + 1})" for i, name in enumerate(names)]
+    return names
+
+
+def _load(path: Path) -> tuple[Result, dict | None]:
+    return load_run(path), _edges(path)
+
+
+def _edges(path: Path) -> dict | None:
+    """The run's topology.csv columns, if it has a graph."""
+    return read_table(path / "topology.csv") if (path / "topology.csv").is_file() else None
+
+
+def _sections(runs: dict[str, tuple[Result, dict | None]], title: str) -> list[dict]:
+    """Report content as neutral blocks: headings, notes, tables, code and figures."""
+    blocks: list[dict] = [{"kind": "h1", "text": title}]
+    results = {name: result for name, (result, _) in runs.items()}
+    if len(runs) > 1:
+        blocks.append({"kind": "h2", "text": "Results"})
+        blocks.append({"kind": "table", "rows": [_row(n, r) for n, r in results.items()]})
+        finished = {n: r for n, r in results.items() if len(r.metrics.get("round", ()))}
+        for stem, caption, fig in comparison_figures(finished):
+            blocks.append({"kind": "figure", "stem": stem, "caption": caption, "figure": fig})
+    stems = dict(zip(runs, directory_names(list(runs), limit=40), strict=True))
+    for name, (result, edges) in runs.items():
+        blocks.append({"kind": "h2", "text": name if len(runs) > 1 else "Results"})
+        if not result.summary.get("finished"):
+            done = int(result.metrics["round"][-1]) if len(result.metrics.get("round", ())) else 0
+            blocks.append(
+                {
+                    "kind": "note",
+                    "text": f"Unfinished run: metrics up to round {done} "
+                    f"of {result.config.rounds}. Continue it with gossamer resume.",
+                }
+            )
+        blocks.append({"kind": "table", "rows": [_row(name, result)]})
+        if len(result.metrics.get("round", ())):
+            for stem, caption, fig in run_figures(result, edges):
+                blocks.append(
+                    {
+                        "kind": "figure",
+                        "stem": f"{stems[name]}_{stem}",
+                        "caption": caption,
+                        "figure": fig,
+                    }
+                )
+        blocks.append({"kind": "h3", "text": "Configuration"})
+        blocks.append({"kind": "code", "text": dump_config(result.config)})
+    return blocks
+
+
+def _sweep_sections(path: Path, title: str) -> list[dict]:
+    """A sweep: its table (mean and 95% interval per point), its plots, and the first
+    seed's run of every point overlaid."""
+    info = json.loads((path / "sweep.json").read_text())
+    keys, table = info["grid"], read_table(path / "sweep.csv")
+    blocks: list[dict] = [{"kind": "h1", "text": title}]
+    blocks.append({"kind": "h2", "text": "Results (mean [95% CI] over seeds)"})
+    rows = []
+    for i in range(len(table["seeds"])):
+        row: dict[str, Any] = {k: table[k][i] for k in keys}
+        row["seeds"] = table["seeds"][i]
+        for metric in ("test_accuracy_mean", "avg_model_accuracy", "megabytes_sent"):
+            low, high = table[f"{metric}_ci_low"][i], table[f"{metric}_ci_high"][i]
+            interval = (
+                f" [{format_number(low)}, {format_number(high)}]" if not math.isnan(low) else ""
+            )
+            row[metric] = f"{format_number(table[metric][i])}{interval}"
+        rows.append(row)
+    blocks.append({"kind": "table", "rows": rows})
+    for metric, caption, fig in sweep_figures(table, keys):
+        blocks.append(
+            {"kind": "figure", "stem": f"sweep_{metric}", "caption": caption, "figure": fig}
+        )
+    first: dict[int, tuple[str, Result]] = {}
+    for folder, run in info["runs"].items():
+        point = folder.rsplit("/", 1)[0]
+        if run["point"] not in first and (path / folder / "config.yaml").is_file():
+            first[run["point"]] = (point, load_run(path / folder))
+    if first:
+        blocks.append({"kind": "h2", "text": "First seed of every point"})
+        for stem, caption, fig in comparison_figures(dict(first.values())):
+            blocks.append({"kind": "figure", "stem": stem, "caption": caption, "figure": fig})
+    return blocks
+
+
+def _row(name: str, result: Result) -> dict[str, Any]:
+    m = result.metrics
+    last = {k: v[-1] for k, v in m.items()} if len(m.get("round", ())) else {}
+    row = {
+        "run": name,
+        "protocol": result.config.protocol.name,
+        "nodes": result.config.nodes,
+        "rounds done": last.get("round", 0),
+        "test accuracy": last.get("test_accuracy_mean"),
+        "min / max": (
+            f"{last['test_accuracy_min']:.3f} / {last['test_accuracy_max']:.3f}" if last else ""
+        ),
+        "average model": last.get("avg_model_accuracy"),
+        "messages": last.get("messages"),
+        "MB sent": last["bytes_sent"] / 1e6 if last else None,
+        "energy (J)": last.get("energy_joules"),
+    }
+    if "cumulative_prequential_loss" in last:
+        row["cum. prequential loss"] = last["cumulative_prequential_loss"]
+    return row
+
+
+def _render(blocks: list[dict]) -> list[dict]:
+    """Each figure's PNG, rendered once for both the HTML and the Markdown."""
+    for block in blocks:
+        if block["kind"] == "figure":
+            block["png"] = _png(block.pop("figure"))
+    return blocks
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _html(title: str, blocks: list[dict]) -> str:
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{STYLE}</style></head><body>"
+    ]
+    for block in blocks:
+        kind = block["kind"]
+        if kind in ("h1", "h2", "h3"):
+            parts.append(f"<{kind}>{html.escape(block['text'])}</{kind}>")
+        elif kind == "note":
+            parts.append(f"<p class='note'>{html.escape(block['text'])}</p>")
+        elif kind == "code":
+            parts.append(f"<pre>{html.escape(block['text'])}</pre>")
+        elif kind == "table":
+            rows = block["rows"]
+            header = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+            body = "".join(
+                "<tr>"
+                + "".join(f"<td>{html.escape(format_number(v))}</td>" for v in r.values())
+                + "</tr>"
+                for r in rows
+            )
+            parts.append(f"<table><tr>{header}</tr>{body}</table>")
+        else:
+            data = base64.b64encode(block["png"]).decode()
+            caption = html.escape(block["caption"])
+            parts.append(
+                f"<figure><img alt='{caption}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
+    parts.append("<p><small>Written by gossamer.</small></p></body></html>")
+    return "\n".join(parts)
+
+
+def _markdown(title: str, blocks: list[dict], files: Path) -> str:
+    files.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for block in blocks:
+        kind = block["kind"]
+        if kind in ("h1", "h2", "h3"):
+            lines.append("#" * int(kind[1]) + " " + block["text"])
+        elif kind == "note":
+            lines.append(f"> {block['text']}")
+        elif kind == "code":
+            lines.append(f"```yaml\n{block['text']}```")
+        elif kind == "table":
+            lines.append(markdown_rows(block["rows"]).rstrip("\n"))
+        else:
+            name = f"{block['stem']}.png"
+            (files / name).write_bytes(block["png"])
+            lines.append(f"![{block['caption']}]({files.name}/{name})")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""Comparisons of runs: the table that compares variants, and how it is computed.
+
+One row per variant: final quality, traffic and energy; with streams, the cumulative
+prequential loss and, around each drift, recovery time, loss and traffic. A variant is
+*Pareto optimal* when no other variant is at least as good in every respect and
+better in one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gossamer.results.run import Result
+
+RECOVERY_WINDOW = 10  # rounds averaged on each side of a drift
+RECOVERY_FACTOR = 2.0  # recovered: the loss is back within 2x its pre-drift level
+AFTER_DRIFT = 100  # rounds after a drift over which loss and traffic are summed
+
+
+@dataclass
+class Comparison:
+    """The results of every variant, and the table that compares them."""
+
+    results: dict[str, Result]
+    table: dict[str, np.ndarray]  # comparison.csv columns, one entry per variant
+    out: Path | None
+
+
+def comparison_table(results: Mapping[str, Result]) -> dict[str, np.ndarray]:
+    """One row per variant: final quality, traffic and, with streams, cumulative loss."""
+    rows = []
+    for name, result in results.items():
+        final, totals = result.final, result.totals
+        row: dict[str, Any] = {
+            "variant": name,
+            "protocol": result.summary["protocol"],
+            "test_accuracy_mean": final["test_accuracy_mean"],
+            "avg_model_accuracy": final["avg_model_accuracy"],
+            "messages": totals["messages"],
+            "megabytes_sent": totals["bytes_sent"] / 1e6,
+            "local_steps": totals["local_steps"],
+            "energy_joules": totals["energy_joules"],
+        }
+        if "cumulative_prequential_loss" in final:
+            row["cumulative_prequential_loss"] = final["cumulative_prequential_loss"]
+            row["cumulative_prequential_error"] = final["cumulative_prequential_error"]
+            for event in result.summary.get("drift", []):
+                d = event["round"]
+                loss = result.rounds["prequential_loss"]
+                rounds = recovery_rounds(loss, d)
+                row[f"recovery_rounds_drift_{d}"] = rounds if rounds is not None else math.nan
+                after = slice(d - 1, d - 1 + AFTER_DRIFT)  # rounds d .. d + 99
+                row[f"loss_after_drift_{d}"] = float(loss[after].sum())
+                row[f"megabytes_after_drift_{d}"] = (
+                    float(result.rounds["bytes_sent"][after].sum()) / 1e6
+                )
+        row["wall_seconds"] = result.summary["wall_seconds"]
+        rows.append(row)
+    streaming = all("cumulative_prequential_loss" in row for row in rows)
+    cost = [row["megabytes_sent"] for row in rows]
+    quality = [
+        row["cumulative_prequential_loss"] if streaming else -row["test_accuracy_mean"]
+        for row in rows
+    ]
+    for row, optimal in zip(rows, pareto_optimal(cost, quality), strict=True):
+        row["pareto_optimal"] = optimal
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return {k: np.array([row.get(k, math.nan) for row in rows], dtype=object) for k in keys}
+
+
+def pareto_optimal(cost: Sequence[float], loss: Sequence[float]) -> list[bool]:
+    """Whether each point is not dominated: no other has cost and loss both no higher,
+    one of them strictly lower. Used on (MB sent, cumulative prequential loss) for
+    streams and (MB sent, -accuracy) otherwise."""
+    points = list(zip(cost, loss, strict=True))
+    return [
+        not any(c <= ci and l <= li and (c < ci or l < li) for c, l in points) for ci, li in points
+    ]
+
+
+def recovery_rounds(
+    loss: np.ndarray,
+    drift_round: int,
+    window: int = RECOVERY_WINDOW,
+    factor: float = RECOVERY_FACTOR,
+) -> int | None:
+    """Rounds after a drift until the loss is back near its pre-drift level.
+
+    ``loss[t - 1]`` is round t's prequential loss (summed over nodes). The baseline is
+    the mean over the ``window`` rounds before the drift; the network has recovered at
+    the first round r >= drift_round whose ``window``-round mean loss (rounds r ..
+    r + window - 1) is at most ``factor x baseline``. Returns r - drift_round, or None
+    if that never happens (or there are too few rounds before the drift to tell).
+    """
+    first = drift_round - 1  # index of the drift round
+    if first < window:
+        return None
+    baseline = float(np.mean(loss[first - window : first]))
+    for start in range(first, len(loss) - window + 1):
+        if float(np.mean(loss[start : start + window])) <= factor * baseline:
+            return start - first
+    return None

@@ -1,0 +1,115 @@
+"""Files of results: written atomically, CSV tables with one cell format, read back.
+
+Every file is written to a temporary name in its directory, flushed to disk and
+renamed into place, so a crash or Ctrl-C never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import csv
+import hashlib
+import io
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, binary: bool = False) -> Iterator[IO]:
+    """A file to write that appears at ``path`` only once complete: written to a
+    temporary file in the same directory, flushed to disk and renamed into place (a
+    crash leaves the old file or the new one, never a torn one)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        mode = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8", "newline": ""}
+        with os.fdopen(fd, **mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write text to path atomically (see :func:`atomic_open`)."""
+    with atomic_open(path) as handle:
+        handle.write(text)
+
+
+def directory_names(labels: Sequence[str], limit: int = 80) -> list[str]:
+    """A distinct, filesystem-safe folder name for each distinct label: the label with
+    runs of characters other than letters, digits and ``.=_-`` replaced by ``-``, cut
+    to ``limit``; where that is cut or not unique, a short hash of the label follows."""
+    cleaned = [re.sub(r"[^A-Za-z0-9.=_-]+", "-", label).strip("-") or "run" for label in labels]
+    counts = collections.Counter(name[:limit] for name in cleaned)
+    names = []
+    for label, name in zip(labels, cleaned, strict=True):
+        if len(name) > limit or counts[name[:limit]] > 1:
+            name = f"{name[:limit]}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
+        names.append(name)
+    return names
+
+
+def table_to_csv(columns: dict[str, np.ndarray]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = list(columns)
+    writer.writerow(names)
+    for i in range(len(columns[names[0]]) if names else 0):
+        writer.writerow([_cell(columns[name][i]) for name in names])
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return ""
+        return repr(float(value))
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: numpy scalars as Python numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def read_table(path: Path) -> dict[str, np.ndarray]:
+    """A CSV written by gossamer: numeric columns as numbers (empty cells NaN)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        rows = list(reader)
+    columns = {}
+    for i, name in enumerate(header):
+        cells = [row[i] if i < len(row) else "" for row in rows]
+        columns[name] = _column(cells)
+    return columns
+
+
+def _column(cells: list[str]) -> np.ndarray:
+    try:
+        return np.array([int(c) for c in cells], dtype=np.int64)
+    except ValueError:
+        pass
+    try:
+        return np.array([float(c) if c != "" else np.nan for c in cells], dtype=np.float64)
+    except ValueError:
+        return np.array(cells, dtype=object)
+
+
+def rows_to_columns(rows: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Records (dicts) as named columns over the union of their keys (missing: NaN)."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return {k: np.array([row.get(k, np.nan) for row in rows]) for k in keys}

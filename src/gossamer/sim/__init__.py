@@ -1,0 +1,10 @@
+"""The simulation: N nodes as stacked tensors, their data, models, network and protocols.
+
+Importing this package registers the built-in optimizers, datasets, models and
+protocols with the config layer's registries.
+"""
+
+from gossamer.sim import data, models, optim, protocols  # noqa: F401 - registers built-ins
+from gossamer.sim.simulation import METRIC_COLUMNS, STREAM_COLUMNS, Simulation
+
+__all__ = ["METRIC_COLUMNS", "STREAM_COLUMNS", "Simulation"]

@@ -1,0 +1,270 @@
+"""The stacked population: N nodes' models as one stacked (N, P) tensor.
+
+A round's work is a few whole-population tensor operations: one index tensor gathers
+every training node's mini-batch, the model's batched step updates the parameters in
+place (nodes outside the train mask are left bit-identical), and gossip is one sparse
+product. Nodes may be processed in chunks of ``engine.node_chunk`` to bound memory;
+the chunking never changes which batch a node draws, only float rounding at most.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from gossamer.config import AugmentConfig
+from gossamer.sim.accounting import Ledger
+from gossamer.sim.data import ConceptShift, Dataset, EpochSampler, NodeData
+from gossamer.sim.data.augment import augment
+from gossamer.sim.models import StackedModel
+from gossamer.sim.optim import (
+    Optimizer,
+    learning_rate,
+    load_state_dict,
+    state_dict,
+    state_rows,
+    state_select,
+    state_write,
+)
+from gossamer.sim.optim.base import State
+from gossamer.sim.stacked import StackedTensors
+
+_EVAL_ACTIVATION_BUDGET = 64 * 2**20  # floats of activations per evaluation chunk
+# Automatic node chunk on CPU: keep one chunk's layer outputs near the last-level cache.
+# Measured (cnn on 28x28, N=256, bf16): chunks of 256/64/16 nodes ran 345/621/695
+# node-steps/s; the MLP 784-200-10 (6.7k floats per node) stays unchunked to N ~ 1,250.
+_TRAIN_ACTIVATION_BUDGET = 2**23  # floats
+
+
+@dataclass
+class PopulationState:
+    """Everything about the nodes that evolves during a run, as tensors."""
+
+    params: StackedTensors  # (N, P) float32
+    optimizer: State  # the optimizer's state: (N, P) moments, (N,) step counts, ...
+    cursor: torch.Tensor  # (N,) int64 samples each node has drawn
+    concept: torch.Tensor  # (N,) int64 concept each node's data follows (0: no drift yet)
+
+
+class TrainStats(NamedTuple):
+    """Per-node results of local training, measured before each update (NaN: not trained)."""
+
+    loss: torch.Tensor  # (N,) float64 mean batch loss over the local steps
+    error: torch.Tensor  # (N,) float64 mean batch error rate over the local steps
+
+
+class Population:
+    """N nodes training one architecture on their own data, as stacked tensors."""
+
+    def __init__(
+        self,
+        model: StackedModel,
+        dataset: Dataset,
+        node_data: NodeData,
+        optimizer: Optimizer,
+        ledger: Ledger,
+        batch_size: int,
+        seed: int,
+        rounds: int,
+        node_chunk: int = 0,
+        eval_batch: int = 1024,
+        shift: ConceptShift | None = None,
+        augmentation: AugmentConfig | None = None,
+    ):
+        self.model = model
+        self.dataset = dataset
+        self.node_data = node_data
+        self.optimizer = optimizer
+        self.ledger = ledger  # charged for every local step (training energy)
+        self.rounds = rounds  # the run's length, for the learning-rate schedule
+        self.batch_size = batch_size
+        self.seed = seed
+        n = node_data.num_nodes
+        self.num_nodes = n
+        device = node_data.index.device
+        self.chunk = node_chunk or auto_chunk(model, n, batch_size, device)
+        self.eval_batch = eval_batch
+        self.shift = shift  # concept drift transforms; None without drift
+        self.sampler = EpochSampler(node_data, batch_size, seed)
+        active = augmentation is not None and (augmentation.crop or augmentation.flip)
+        self.augmentation = augmentation if active else None
+        self.newest_concept = 0  # the concept of the latest drift event
+        params = StackedTensors.zeros(model.param_shapes, n, device)
+        params.copy_from_matrix(model.initial_params(seed).to(device)[None])  # same start
+        optimizer_state = optimizer.init(model.param_shapes, n, device)
+        cursor = torch.zeros(n, dtype=torch.int64, device=device)
+        concept = torch.zeros(n, dtype=torch.int64, device=device)
+        self.state = PopulationState(params, optimizer_state, cursor, concept)
+
+    @property
+    def params(self) -> StackedTensors:
+        return self.state.params
+
+    @property
+    def device(self) -> torch.device:
+        return self.state.params.device
+
+    # ------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """The nodes' evolving state: parameters, optimizer state, cursors, concepts."""
+        state = self.state
+        return {
+            "params": list(state.params.blocks),
+            "optimizer": state_dict(state.optimizer),
+            "cursor": state.cursor,
+            "concept": state.concept,
+            "newest_concept": self.newest_concept,
+        }
+
+    def load_state_dict(self, saved: dict) -> None:
+        state = self.state
+        for block, source in zip(state.params.blocks, saved["params"], strict=True):
+            block.copy_(source)
+        load_state_dict(state.optimizer, saved["optimizer"])
+        state.cursor.copy_(saved["cursor"])
+        state.concept.copy_(saved["concept"])
+        self.newest_concept = int(saved["newest_concept"])
+
+    # ------------------------------------------------------------ training
+    def train(self, steps: int, mask: torch.Tensor | None = None, round: int = 0) -> TrainStats:
+        """``steps`` local steps on every node where ``mask`` (N,) bool is set, at the
+        learning rate of (0-based) round ``round``; charges the ledger for them.
+
+        Returns each trained node's mean batch loss and error over the steps, each batch
+        measured before the step that trains on it (NaN for nodes that did not train).
+        """
+        lr = learning_rate(self.optimizer.config, round, self.rounds)
+        totals = torch.zeros(2, self.num_nodes, dtype=torch.float64, device=self.device)
+        for _ in range(steps):
+            for lo in range(0, self.num_nodes, self.chunk):
+                hi = min(lo + self.chunk, self.num_nodes)
+                active = None if mask is None else mask[lo:hi]
+                self._train_chunk(lo, hi, active, totals, lr)
+        totals /= steps
+        if mask is not None:
+            totals = torch.where(mask, totals, torch.nan)
+        trained = torch.full((self.num_nodes,), steps) if mask is None else mask.cpu() * steps
+        self.ledger.record_training(trained, self.batch_size)
+        return TrainStats(totals[0], totals[1])
+
+    def drift(self, nodes: torch.Tensor, concept: int) -> None:
+        """Switch the given nodes (N,) bool to a new concept."""
+        self.state.concept[nodes] = concept
+        self.newest_concept = max(self.newest_concept, concept)
+
+    def _train_chunk(
+        self, lo: int, hi: int, active: torch.Tensor | None, totals: torch.Tensor, lr: float
+    ) -> None:
+        state = self.state
+        if active is None or bool(active.all()):
+            nodes = torch.arange(lo, hi, device=self.device)
+            params = state.params.rows(lo, hi)  # views: updated in place
+            optimizer_state = state_rows(state.optimizer, lo, hi)
+            gathered = False
+        else:
+            nodes = lo + active.nonzero().squeeze(1)
+            if len(nodes) == 0:
+                return
+            params = state.params.index_select(nodes)  # copies, written back below
+            optimizer_state = state_select(state.optimizer, nodes)
+            gathered = True
+        batch = self.sampler(nodes, state.cursor[nodes])  # (n, B) dataset indices
+        inputs = self.dataset.x_train[batch]  # (n, B, *input_shape), as stored
+        if self.augmentation is not None:
+            position = state.cursor[nodes][:, None] + torch.arange(
+                batch.shape[1], device=self.device
+            )
+            inputs = augment(inputs, self.augmentation, self.seed, nodes, position)
+        inputs = self.dataset.prepare(inputs)  # normalized float32
+        targets = self.dataset.y_train[batch]  # (n, B)
+        if self.shift is not None:
+            inputs, targets = self.shift.apply(inputs, targets, state.concept[nodes])
+        tensors = params.tensors()
+        update = self.optimizer.step(tensors, optimizer_state, lr)
+        stats = self.model.train_step(tensors, inputs, targets, update)
+        if gathered:
+            state.params.index_copy_(nodes, params)
+            state_write(state.optimizer, nodes, optimizer_state)
+        state.cursor[nodes] += self.batch_size
+        totals[0].index_add_(0, nodes, stats.loss.to(totals.dtype))
+        totals[1].index_add_(0, nodes, stats.error.to(totals.dtype))
+
+    # ------------------------------------------------------------ measuring
+    @torch.no_grad()
+    def evaluate(
+        self, params: StackedTensors | None = None, concept: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test loss (N,) and accuracy (N,) of every node, each under its own concept.
+
+        Given ``params`` (other models, e.g. the average), they are evaluated under
+        ``concept`` (one per row), by default the newest concept.
+        """
+        if params is None:
+            params, concept = self.state.params, self.state.concept
+        elif concept is None:
+            concept = torch.full((params.num_nodes,), self.newest_concept, device=self.device)
+        loss = torch.empty(params.num_nodes, dtype=torch.float64, device=self.device)
+        accuracy = torch.empty_like(loss)
+        for c in concept.unique().tolist():  # one group per concept (a few), not per node
+            rows = (concept == c).nonzero().squeeze(1)
+            group = params if len(rows) == params.num_nodes else params.index_select(rows)
+            loss[rows], accuracy[rows] = self._evaluate_group(group, int(c))
+        return loss, accuracy
+
+    def _evaluate_group(
+        self, params: StackedTensors, concept: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.dataset.x_test, self.dataset.y_test
+        if self.shift is not None:
+            x, y = self.shift.apply_shared(x, y, concept)
+        losses, accuracies = [], []
+        per_sample = max(1, self.model.activations_per_sample())
+        for lo in range(0, params.num_nodes, self.chunk):
+            rows = params.rows(lo, lo + self.chunk)
+            budget = _EVAL_ACTIVATION_BUDGET // (per_sample * rows.num_nodes)
+            batch = max(1, min(len(y), self.eval_batch, budget))
+            loss_sum, correct = self.model.evaluate(rows.tensors(), x, y, batch)
+            losses.append(loss_sum / len(y))
+            accuracies.append(correct.double() / len(y))
+        return torch.cat(losses), torch.cat(accuracies)
+
+    @torch.no_grad()
+    def consensus_distance(self) -> float:
+        """Mean over nodes of ||x_i - x_bar||^2 (x_bar computed in float64)."""
+        params = self.state.params
+        return float(params.squared_distance(params.mean(torch.float64)).mean())
+
+
+def auto_chunk(model: StackedModel, nodes: int, batch_size: int, device: torch.device) -> int:
+    """Nodes per batched computation when ``engine.node_chunk`` is 0.
+
+    On CUDA all nodes at once (batching across nodes is what fills a GPU); on CPU as
+    many nodes as keep a chunk's layer outputs within ``_TRAIN_ACTIVATION_BUDGET``.
+    """
+    if device.type != "cpu":
+        return nodes
+    per_node = batch_size * max(1, model.activations_per_sample())
+    return max(1, min(nodes, _TRAIN_ACTIVATION_BUDGET // per_node))
+
+
+def tune_allocator() -> bool:
+    """Keep freed memory mapped in glibc malloc (no mmap per large temporary, no trim).
+
+    The same as starting Python with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...``
+    (PERFORMANCE.md: 1.1-2.9x on steps that allocate large temporaries), but applied at
+    run time with ``mallopt``. Returns whether it was applied (glibc only).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        ok = libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1)
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False

@@ -1,0 +1,367 @@
+"""A simulation: everything a run is made of, built from one config, with one run state.
+
+:meth:`Simulation.build` validates what depends on the data's shape, then allocates:
+data, partition, model, optimizer, topology, energy model, ledger, population,
+network and protocol. :meth:`Simulation.step` runs one round; :meth:`evaluate` measures
+the nodes and records a metrics row. Everything that evolves during a run is reachable
+from :meth:`state_dict` (each component owns its part), so a checkpoint is that nested
+dict and a resumed run computes exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from gossamer.config import Config, ConfigError, check_augmentation
+from gossamer.sim.accounting import Ledger, model_message_bytes
+from gossamer.sim.data import (
+    ConceptShift,
+    Dataset,
+    DriftEvent,
+    NodeData,
+    dataset_info,
+    dataset_key,
+    drift_schedule,
+    load_dataset,
+    partition_indices,
+    to_node_data,
+)
+from gossamer.sim.energy import build_energy_model
+from gossamer.sim.engine import Population, tune_allocator
+from gossamer.sim.models import StackedModel, build_model
+from gossamer.sim.network import Network
+from gossamer.sim.optim import build_optimizer
+from gossamer.sim.protocols import Context, Protocol, build_protocol
+from gossamer.sim.topology import Mixer, Topology, build_topology
+
+METRIC_COLUMNS = (
+    "round",
+    "test_accuracy_mean",
+    "test_accuracy_min",
+    "test_accuracy_max",
+    "test_loss_mean",
+    "avg_model_accuracy",
+    "avg_model_loss",
+    "consensus_distance",
+    "train_loss",
+    "messages",
+    "bytes_sent",
+    "local_steps",
+    "energy_joules",
+    "wall_seconds",
+)
+ENERGY_COLUMNS = ("energy_joules", "training_joules", "communication_joules")
+# Added to metrics.csv and rounds.csv when data.stream is on.
+STREAM_COLUMNS = ("cumulative_prequential_loss", "cumulative_prequential_error")
+
+
+@dataclass
+class Simulation:
+    """Everything a run is made of, built from one config."""
+
+    config: Config
+    dataset: Dataset
+    node_data: NodeData
+    model: StackedModel
+    topology: Topology | None
+    population: Population
+    network: Network
+    protocol: Protocol
+    ledger: Ledger
+    drift_events: list[DriftEvent]
+    next_round: int = field(default=0, init=False)  # the 0-based round to run next
+    history: list[dict[str, Any]] = field(default_factory=list, init=False)  # metrics rows
+    node_loss: torch.Tensor | None = field(default=None, init=False)  # (N,) latest evaluation
+    node_accuracy: torch.Tensor | None = field(default=None, init=False)  # (N,)
+    train_loss: float = field(default=math.nan, init=False)  # latest round, mean over nodes
+    prequential: list[float] = field(default_factory=lambda: [0.0, 0.0], init=False)
+    _drifts_by_round: dict[int, list[DriftEvent]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        for event in self.drift_events:  # looked up by round, not scanned every round
+            self._drifts_by_round.setdefault(event.round, []).append(event)
+
+    @classmethod
+    def build(cls, config: Config) -> Simulation:
+        """Validate what depends on the data shape first, then allocate."""
+        device = resolve_device(config.device)
+        input_shape, classes = dataset_info(config.data)
+        model = build_model(config.model, input_shape, classes)  # ConfigError if unusable
+        check_augmentation(config.data, input_shape)  # known only now for npz and folders
+        if config.engine.precision == "bfloat16" and model.uses_autocast:
+            model.autocast_dtype = torch.bfloat16
+        topology = None
+        if config.protocol.uses_topology:
+            key = json.dumps([config.topology.model_dump(mode="json"), config.nodes, config.seed])
+            topology = SHARED_TOPOLOGIES.get(
+                key, lambda: build_topology(config.topology, config.nodes, config.seed)
+            )
+        dataset = SHARED_DATASETS.get(
+            dataset_key(config.data, config.seed), lambda: load_dataset(config.data, config.seed)
+        )
+        labels = dataset.y_train.numpy()
+        parts = partition_indices(labels, config.nodes, config.data, config.seed, dataset.writers)
+        node_data = to_node_data(parts, labels, classes, device)
+        dataset = dataset.to(device)
+        events = drift_schedule(config.data.drift, config.nodes, config.rounds, config.seed)
+        shift = None
+        if events:
+            shift = ConceptShift(
+                config.data.drift, len(events) + 1, classes, input_shape, config.seed, device
+            )
+        if config.engine.tune_allocator and device.type == "cpu":
+            tune_allocator()
+        energy = None
+        if config.energy.enabled:
+            energy = build_energy_model(
+                config.energy,
+                config.nodes,
+                model.num_params,
+                model.forward_flops_per_sample(),
+                config.data.batch_size * config.local_steps,
+                config.seed,
+            )
+        ledger = Ledger(config.nodes, energy)
+        population = Population(
+            model,
+            dataset,
+            node_data,
+            build_optimizer(config.optimizer),
+            ledger,
+            config.data.batch_size,
+            config.seed,
+            config.rounds,
+            config.engine.node_chunk,
+            config.engine.eval_batch,
+            shift,
+            config.data.augment,
+        )
+        network = Network(
+            population.params,
+            ledger,
+            model_message_bytes(model.num_params),
+            topology,
+            Mixer(topology, device) if topology is not None else None,
+        )
+        context = Context(
+            population=population,
+            network=network,
+            topology=topology,
+            local_steps=config.local_steps,
+            rounds=config.rounds,
+            seed=config.seed,
+            energy=energy,
+        )
+        protocol = build_protocol(config.protocol, context)
+        return cls(
+            config,
+            dataset,
+            node_data,
+            model,
+            topology,
+            population,
+            network,
+            protocol,
+            ledger,
+            events,
+        )
+
+    # ------------------------------------------------------------ a round
+    def step(self, t: int) -> None:
+        """Round t (0-based): drift, the protocol's round, and the ledger's round record."""
+        self.ledger.begin_round()
+        self.network.begin_round(t)
+        stats: dict[str, float] = {}
+        if self.drift_events:
+            drifted = 0
+            for event in self._drifts_by_round.get(t + 1, ()):
+                self.population.drift(torch.from_numpy(event.nodes), event.concept)
+                drifted += int(event.nodes.sum())
+            stats["drift_nodes"] = drifted
+        train, protocol_stats = self.protocol.step(t)
+        trained = ~torch.isnan(train.loss)
+        self.train_loss = float(train.loss[trained].mean()) if trained.any() else math.nan
+        stats["train_loss"] = self.train_loss
+        if self.config.data.stream:  # prequential: each batch judged before training on it
+            round_loss = float(train.loss[trained].sum())
+            round_error = float(train.error[trained].sum())
+            self.prequential[0] += round_loss
+            self.prequential[1] += round_error
+            stats.update(prequential_loss=round_loss, prequential_error=round_error)
+            stats.update(zip(STREAM_COLUMNS, self.prequential, strict=True))
+        stats.update(protocol_stats)
+        self.ledger.end_round(t + 1, stats)
+        self.next_round = t + 1
+
+    def due_for_evaluation(self) -> bool:
+        """Whether the round just run is evaluated: every ``eval_every`` rounds and the last."""
+        done = self.next_round
+        return done % self.config.eval_every == 0 or done == self.config.rounds
+
+    def evaluate(self, wall_seconds: float) -> dict[str, Any]:
+        """Measure every node after the rounds run so far; records and returns one
+        metrics row (see METRIC_COLUMNS and STREAM_COLUMNS)."""
+        loss, accuracy = self.population.evaluate()
+        self.node_loss, self.node_accuracy = loss, accuracy
+        avg_loss, avg_accuracy = self.population.evaluate(self.population.params.mean())
+        totals = self.ledger.totals()
+        row = {
+            "round": self.next_round,
+            "test_accuracy_mean": float(accuracy.mean()),
+            "test_accuracy_min": float(accuracy.min()),
+            "test_accuracy_max": float(accuracy.max()),
+            "test_loss_mean": float(loss.mean()),
+            "avg_model_accuracy": float(avg_accuracy[0]),
+            "avg_model_loss": float(avg_loss[0]),
+            "consensus_distance": self.population.consensus_distance(),
+            "train_loss": self.train_loss,
+            "messages": totals["messages"],
+            "bytes_sent": totals["bytes_sent"],
+            "local_steps": totals["local_steps"],
+            "energy_joules": totals["energy_joules"],
+            "wall_seconds": wall_seconds,
+        }
+        if self.config.data.stream:
+            row.update(zip(STREAM_COLUMNS, self.prequential, strict=True))
+        self.history.append(row)
+        return row
+
+    # ------------------------------------------------------------ the run state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that evolves during a run, as one nested dict of tensors and plain
+        values: the round counter, the population (parameters, optimizer state, data
+        cursors, concepts), the protocol's state, the ledger, the prequential sums and
+        the metrics rows so far."""
+        return {
+            "next_round": self.next_round,
+            "population": self.population.state_dict(),
+            "protocol": self.protocol.state_dict(),
+            "ledger": self.ledger.state_dict(),
+            "train_loss": self.train_loss,
+            "prequential": list(self.prequential),
+            "history": list(self.history),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (tensors may be on the CPU)."""
+        self.next_round = int(state["next_round"])
+        self.population.load_state_dict(state["population"])
+        self.protocol.load_state_dict(state["protocol"])
+        self.ledger.load_state_dict(state["ledger"])
+        train_loss = state["train_loss"]
+        self.train_loss = train_loss if train_loss is not None else math.nan
+        self.prequential[:] = state["prequential"]
+        self.history = list(state["history"])
+
+    # ------------------------------------------------------------ what a run reports
+    def summary(self, wall_seconds: float, version: str) -> dict[str, Any]:
+        """summary.json: final metrics (the last evaluation), totals, model, energy."""
+        config = self.config
+        final_keys = METRIC_COLUMNS[1:9] + (STREAM_COLUMNS if config.data.stream else ())
+        last = self.history[-1]
+        summary = {
+            "gossamer_version": version,
+            "protocol": config.protocol.name,
+            "rounds": config.rounds,
+            "nodes": config.nodes,
+            "model": {"name": config.model.name, "parameters": self.model.num_params},
+            "message_bytes": self.network.message_bytes,
+            "topology": self.topology.summary() if self.topology is not None else None,
+            "final": {k: last[k] for k in final_keys},
+            "totals": self.ledger.totals(),
+            "device": str(self.population.device),
+            "wall_seconds": wall_seconds,
+        }
+        energy = self.ledger.energy
+        if energy is not None:
+            per_device = {}
+            for index, device in enumerate(energy.devices):
+                nodes = energy.node_device == index
+                if nodes.any():
+                    per_device[device.name] = {
+                        "nodes": int(nodes.sum()),
+                        **{k: float(self.ledger.node[k][nodes].sum()) for k in ENERGY_COLUMNS},
+                        "joules_per_training_round": float(energy.joules_per_round[nodes][0]),
+                        "budget_rounds": int(energy.budget_rounds[nodes][0]),
+                    }
+            summary["energy"] = {
+                "scaling": config.energy.scaling,
+                "link": energy.link.name,
+                "per_device": per_device,
+            }
+        if self.drift_events:
+            summary["drift"] = [
+                {"round": e.round, "concept": e.concept, "nodes": int(e.nodes.sum())}
+                for e in self.drift_events
+            ]
+        return summary
+
+    def node_table(self) -> dict[str, np.ndarray]:
+        """nodes.csv: per node samples, degree, final accuracy and loss, the ledger's counters."""
+        n = self.config.nodes
+        table = {
+            "node": np.arange(n),
+            "train_samples": self.node_data.counts.cpu().numpy(),
+            "degree": self.topology.degree
+            if self.topology is not None
+            else np.zeros(n, dtype=np.int64),
+            "test_accuracy": self.node_accuracy.cpu().numpy(),
+            "test_loss": self.node_loss.cpu().numpy(),
+        }
+        if self.drift_events:
+            table["concept"] = self.population.state.concept.cpu().numpy()
+        if self.ledger.energy is not None:
+            table["device"] = np.array(self.ledger.energy.device_names())
+            table["budget_rounds"] = self.ledger.energy.budget_rounds
+        table.update(self.ledger.node)
+        return table
+
+
+class SharedCache:
+    """The last few values built, by key: runs of one process that use the same data
+    or graph (the variants of a comparison, the points of a sweep) build them once.
+
+    Small on purpose (a dataset can be hundreds of MB); sweeps run seed by seed so
+    that consecutive runs share their keys.
+    """
+
+    def __init__(self, size: int):
+        self.size, self.hits, self.misses = size, 0, 0
+        self.values: collections.OrderedDict[str, Any] = collections.OrderedDict()
+
+    def get(self, key: str, build: Callable[[], Any]) -> Any:
+        if key in self.values:
+            self.hits += 1
+            self.values.move_to_end(key)
+            return self.values[key]
+        self.misses += 1
+        value = build()
+        self.values[key] = value
+        if len(self.values) > self.size:
+            self.values.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self.values.clear()
+        self.hits = self.misses = 0
+
+
+SHARED_DATASETS = SharedCache(2)
+SHARED_TOPOLOGIES = SharedCache(4)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but no CUDA device is available; got 'cuda'")
+    return torch.device(name)

@@ -1,0 +1,287 @@
+"""Communication graphs, mixing weights and the gossip step ``X <- W X``.
+
+Graphs: complete, ring, 2-D torus, random d-regular, Erdős–Rényi G(n, p),
+Watts–Strogatz small world, the (undirected) static exponential graph of Ying et al.
+(NeurIPS 2021, arXiv 2110.13363: i ~ i + 2^j mod n), and an edge-list file in
+DecentralizePy's format. Disconnected graphs are rejected.
+
+Mixing weights W (N x N, symmetric support = edges + self loops):
+
+- ``metropolis_hastings``: W_ij = 1 / (1 + max(d_i, d_j)) on edges, W_ii = 1 - sum
+  (Xiao & Boyd 2004; DecentralizePy's default); doubly stochastic on any graph.
+- ``max_degree``: W_ij = 1 / (1 + d_max), W_ii = 1 - d_i / (1 + d_max); doubly stochastic.
+- ``uniform``: W_ij = 1 / (1 + d_i) for j in N(i) and i: every node weights itself and
+  its neighbours equally. Row stochastic; doubly stochastic only on regular graphs,
+  otherwise the network mean drifts (a warning says so).
+
+The spectral gap reported is ``1 - max(|lambda_2|, |lambda_N|)`` of W.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import torch
+
+from gossamer.config import Config, ConfigError, TopologyConfig, near_square_rows
+from gossamer.sim.rng import Purpose, numpy_generator
+
+#: The graphs ``topology.kind`` can name, for ``gossamer list``.
+TOPOLOGY_KINDS = {
+    "complete": "every pair of nodes connected",
+    "ring": "a cycle",
+    "torus": "a 2-D grid with wrap-around",
+    "regular": "a uniformly random d-regular graph, redrawn until connected",
+    "erdos_renyi": "G(n, p): each edge with probability p",
+    "small_world": "Watts-Strogatz: a ring lattice with rewired edges",
+    "exponential": "i ~ i + 2^j mod n (Ying et al. 2021)",
+    "file": "an edge list in DecentralizePy's format",
+}
+_DENSE_EIG_MAX_NODES = 4096
+_BLOCK_BYTES = 4 * 2**20  # column block of X kept cache-resident during gossip
+
+
+@dataclass(frozen=True)
+class Topology:
+    """An undirected communication graph and its mixing matrix in COO form."""
+
+    graph: nx.Graph
+    rows: np.ndarray  # (nnz,) int64, self loops included
+    cols: np.ndarray  # (nnz,) int64
+    weights: np.ndarray  # (nnz,) float64
+    degree: np.ndarray  # (N,) int64 neighbours per node (self excluded)
+    spectral_gap: float
+    doubly_stochastic: bool
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.degree)
+
+    def dense(self) -> np.ndarray:
+        """W as a dense (N, N) float64 array (tests and small N)."""
+        w = np.zeros((self.num_nodes, self.num_nodes))
+        np.add.at(w, (self.rows, self.cols), self.weights)
+        return w
+
+    def summary(self) -> dict[str, float | int | bool]:
+        return {
+            "nodes": self.num_nodes,
+            "edges": self.graph.number_of_edges(),
+            "degree_min": int(self.degree.min()),
+            "degree_max": int(self.degree.max()),
+            "degree_mean": float(self.degree.mean()),
+            "spectral_gap": self.spectral_gap,
+            "doubly_stochastic": self.doubly_stochastic,
+        }
+
+
+def build_topology(config: TopologyConfig, nodes: int, seed: int) -> Topology:
+    """The configured graph with its mixing weights; ConfigError if it is unusable."""
+    graph = build_graph(config, nodes, seed)
+    if not nx.is_connected(graph):
+        parts = nx.number_connected_components(graph)
+        raise ConfigError(
+            f"topology.kind: the {config.kind!r} graph on {nodes} nodes is disconnected "
+            f"({parts} components); gossip cannot reach consensus on it"
+        )
+    return with_weights(graph, config.weights)
+
+
+def build_graph(config: TopologyConfig, nodes: int, seed: int) -> nx.Graph:
+    """The configured graph on nodes 0..N-1 (not yet checked for connectivity)."""
+    rng = numpy_generator(seed, Purpose.TOPOLOGY)
+    graph_seed = int(rng.integers(2**31))
+    kind = config.kind
+    if kind == "complete":
+        graph = nx.complete_graph(nodes)
+    elif kind == "ring":
+        graph = nx.cycle_graph(nodes)
+    elif kind == "torus":
+        rows = config.rows or near_square_rows(nodes)
+        grid = nx.grid_2d_graph(rows, nodes // rows, periodic=True)
+        graph = nx.convert_node_labels_to_integers(grid, ordering="sorted")
+    elif kind == "regular":
+        graph = _connected_random_regular(config.degree, nodes, graph_seed)
+    elif kind == "erdos_renyi":
+        graph = nx.gnp_random_graph(nodes, config.p, seed=graph_seed)
+    elif kind == "small_world":
+        graph = nx.watts_strogatz_graph(nodes, config.degree, config.rewire, seed=graph_seed)
+    elif kind == "exponential":
+        graph = exponential_graph(nodes)
+    else:
+        graph = read_edge_list(config.path, nodes)
+    return graph
+
+
+def _connected_random_regular(degree: int, nodes: int, seed: int) -> nx.Graph:
+    """A uniformly random d-regular graph, redrawn (seeded) until connected."""
+    for attempt in range(100):
+        graph = nx.random_regular_graph(degree, nodes, seed=seed + attempt)
+        if nx.is_connected(graph):
+            return graph
+    return graph  # reported as disconnected by the caller
+
+
+def exponential_graph(nodes: int) -> nx.Graph:
+    """Undirected static exponential graph: i ~ (i + 2^j) mod n for 2^j < n."""
+    graph = nx.empty_graph(nodes)
+    hop = 1
+    while hop < nodes:
+        graph.add_edges_from((i, (i + hop) % nodes) for i in range(nodes))
+        hop *= 2
+    graph.remove_edges_from(nx.selfloop_edges(graph))
+    return graph
+
+
+def read_edge_list(path: Path, nodes: int) -> nx.Graph:
+    """Read DecentralizePy's edge-list format: first line N, then one ``u v`` per line."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    content = [(number, line.split()) for number, line in enumerate(lines, 1) if line.strip()]
+    if not content:
+        raise ConfigError(f"topology.path '{path}': empty file; expected a node count")
+    number, first = content[0]
+    if len(first) != 1 or not first[0].isdigit():
+        raise ConfigError(
+            f"topology.path '{path}' line {number}: expected the node count; "
+            f"got {' '.join(first)!r}"
+        )
+    count = int(first[0])
+    if count != nodes:
+        raise ConfigError(f"nodes: the graph in '{path}' has {count} nodes; got nodes = {nodes}")
+    graph = nx.empty_graph(nodes)
+    for number, fields in content[1:]:
+        if len(fields) != 2 or not all(f.isdigit() for f in fields):
+            raise ConfigError(
+                f"topology.path '{path}' line {number}: expected two node ids 'u v'; "
+                f"got {' '.join(fields)!r}"
+            )
+        u, v = int(fields[0]), int(fields[1])
+        if u >= nodes or v >= nodes:
+            raise ConfigError(
+                f"topology.path '{path}' line {number}: node ids must be below {nodes}; got {u} {v}"
+            )
+        if u != v:
+            graph.add_edge(u, v)
+    return graph
+
+
+def with_weights(graph: nx.Graph, kind: str) -> Topology:
+    """Attach mixing weights of the given kind to a connected graph."""
+    n = graph.number_of_nodes()
+    degree = np.array([graph.degree(i) for i in range(n)], dtype=np.int64)
+    edges = np.array(list(graph.edges()), dtype=np.int64).reshape(-1, 2)
+    src = np.concatenate([edges[:, 0], edges[:, 1]])
+    dst = np.concatenate([edges[:, 1], edges[:, 0]])
+    if kind == "metropolis_hastings":
+        off = 1.0 / (1.0 + np.maximum(degree[src], degree[dst]))
+    elif kind == "max_degree":
+        off = np.full(len(src), 1.0 / (1.0 + degree.max()))
+    else:  # uniform
+        off = 1.0 / (1.0 + degree[src])
+    diagonal = 1.0 - np.bincount(src, weights=off, minlength=n)
+    nodes = np.arange(n)
+    rows = np.concatenate([src, nodes])
+    cols = np.concatenate([dst, nodes])
+    weights = np.concatenate([off, diagonal])
+    column_sums = np.bincount(cols, weights=weights, minlength=n)
+    doubly = bool(np.allclose(column_sums, 1.0))
+    if not doubly:
+        warnings.warn(
+            f"topology.weights '{kind}' on an irregular graph is not doubly stochastic: "
+            "gossip will not preserve the network's mean model",
+            stacklevel=2,
+        )
+    topology = Topology(graph, rows, cols, weights, degree, 0.0, doubly)
+    return Topology(graph, rows, cols, weights, degree, spectral_gap(topology), doubly)
+
+
+def spectral_gap(topology: Topology) -> float:
+    """1 - (second largest eigenvalue modulus of W)."""
+    n = topology.num_nodes
+    if n == 1:
+        return 1.0
+    if n <= _DENSE_EIG_MAX_NODES:
+        w = topology.dense()
+        if topology.doubly_stochastic and np.allclose(w, w.T):
+            moduli = np.abs(np.linalg.eigvalsh(w))
+        else:
+            moduli = np.abs(np.linalg.eigvals(w))
+    else:
+        import scipy.sparse as sp
+        from scipy.sparse.linalg import eigs
+
+        w = sp.coo_matrix((topology.weights, (topology.rows, topology.cols)), shape=(n, n))
+        moduli = np.abs(eigs(w.tocsr(), k=2, which="LM", return_eigenvectors=False))
+    moduli = np.sort(moduli)
+    return float(1.0 - moduli[-2])
+
+
+class Mixer:
+    """In-place gossip ``X <- W X`` over stacked parameters X (N, P).
+
+    On CPU, X is processed in column blocks sized to stay in cache: each one is
+    multiplied by the sparse CSR W into a reusable buffer and copied back, so X is read
+    and written once from memory (a full-width sparse product would re-read neighbour
+    rows from memory for every node). A W that is exactly the uniform average (the
+    complete graph with Metropolis–Hastings weights) is applied as a mean.
+    """
+
+    def __init__(self, topology: Topology, device: torch.device):
+        n = topology.num_nodes
+        self.device = device
+        self.is_average = len(topology.weights) == n * n and bool(
+            np.allclose(topology.weights, 1.0 / n)
+        )
+        order = np.lexsort((topology.cols, topology.rows))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            self.matrix = (
+                torch.sparse_coo_tensor(
+                    np.stack([topology.rows[order], topology.cols[order]]),
+                    topology.weights[order],
+                    (n, n),
+                    dtype=torch.float32,
+                )
+                .coalesce()
+                .to_sparse_csr()
+                .to(device)
+            )
+        self.block = max(64, _BLOCK_BYTES // (4 * n))
+        self._buffer: torch.Tensor | None = None
+
+    def apply_(self, blocks: Iterable[torch.Tensor]) -> None:
+        """Replace X by W X, in place; X is given as column blocks (N, P_l).
+
+        ``StackedTensors.blocks`` is such a list; a plain (N, P) matrix is ``[matrix]``.
+        """
+        for params in blocks:
+            self._apply_block(params)
+
+    def _apply_block(self, params: torch.Tensor) -> None:
+        if self.is_average:
+            params.copy_(params.mean(0, keepdim=True).expand_as(params))
+            return
+        if params.device.type != "cpu":
+            params.copy_(torch.sparse.mm(self.matrix, params))
+            return
+        n, p = params.shape
+        width = min(self.block, p)
+        if self._buffer is None or self._buffer.shape[1] < width:
+            self._buffer = torch.zeros(n, width, dtype=params.dtype)
+        for lo in range(0, p, width):
+            columns = params[:, lo : lo + width]
+            out = self._buffer[:, : columns.shape[1]]
+            torch.addmm(out, self.matrix, columns, beta=0.0, out=out)
+            columns.copy_(out)
+
+
+def describe_topology(config: Config) -> dict[str, float | int | bool | str]:
+    """What ``gossamer topology`` shows: the configured graph's kind, weights, nodes,
+    edges, degrees and the spectral gap of its mixing matrix."""
+    topology = build_topology(config.topology, config.nodes, config.seed)
+    return {"kind": config.topology.kind, "weights": config.topology.weights, **topology.summary()}

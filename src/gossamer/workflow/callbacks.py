@@ -1,0 +1,131 @@
+"""Callbacks of the round loop: each keeps one thing up to date as a run goes.
+
+The loop (``gossamer.workflow.loop``) calls, in the order of its list:
+
+- ``on_start(sim)`` before the first round of this process;
+- ``on_round(sim, row)`` after every round, and after the evaluation of the initial
+  models (``row`` is the metrics row when the round was evaluated, else None);
+- ``on_save(sim, elapsed)`` when a checkpoint is taken: files are brought in line
+  with it, the checkpoint itself is written last;
+- ``on_stop(sim)`` when Ctrl-C stopped the run after a checkpoint;
+- ``on_finish(sim, result)`` when the run is done;
+- ``close()`` always, once, however the loop ends (the one cleanup path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gossamer.config import config_hash
+from gossamer.report import write_report
+from gossamer.results import CHECKPOINT, Result, RunWriter
+from gossamer.sim import Simulation
+from gossamer.workflow import checkpoint
+from gossamer.workflow.tracking import TensorBoardLogger
+
+ProgressCallback = Callable[[int, dict[str, Any] | None], None]
+
+
+class Callback:
+    """A hook of the round loop that does nothing; subclasses override what they need."""
+
+    def on_start(self, sim: Simulation) -> None:
+        pass
+
+    def on_round(self, sim: Simulation, row: dict[str, Any] | None) -> None:
+        pass
+
+    def on_save(self, sim: Simulation, elapsed: float) -> None:
+        pass
+
+    def on_stop(self, sim: Simulation) -> None:
+        pass
+
+    def on_finish(self, sim: Simulation, result: Result) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class RunFiles(Callback):
+    """The run directory's tables: metrics.csv after every evaluation, rounds.csv with
+    every checkpoint, and the final files (summary.json last) when the run is done."""
+
+    def __init__(self, writer: RunWriter):
+        self.writer = writer
+
+    def on_round(self, sim: Simulation, row: dict[str, Any] | None) -> None:
+        if row is not None:
+            self.writer.write_metrics(sim.history)
+
+    def on_save(self, sim: Simulation, elapsed: float) -> None:
+        self.writer.write_rounds(sim.ledger.per_round)
+
+    def on_finish(self, sim: Simulation, result: Result) -> None:
+        self.writer.finish(result)
+        (self.writer.path / CHECKPOINT).unlink(missing_ok=True)  # finished: not needed
+
+
+class TensorBoard(Callback):
+    """Every metrics row as TensorBoard scalars; flushed before each checkpoint, so the
+    logged rows never lag it."""
+
+    def __init__(self, logger: TensorBoardLogger):
+        self.logger = logger
+
+    def on_round(self, sim: Simulation, row: dict[str, Any] | None) -> None:
+        if row is not None:
+            self.logger.log(row)
+
+    def on_save(self, sim: Simulation, elapsed: float) -> None:
+        self.logger.flush()
+
+    def close(self) -> None:
+        self.logger.close()
+
+
+class Checkpointer(Callback):
+    """Writes the run state to ``<run>/checkpoint.safetensors`` (see workflow.checkpoint)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / CHECKPOINT
+
+    def on_save(self, sim: Simulation, elapsed: float) -> None:
+        state = {"simulation": sim.state_dict(), "elapsed": elapsed}
+        header = {"config_hash": config_hash(sim.config), "next_round": sim.next_round}
+        checkpoint.save(self.path, state, header)
+
+
+class Progress(Callback):
+    """Calls ``progress(rounds_done, row_or_None)``: after each round, and once at the
+    start of a resumed run with where it stands."""
+
+    def __init__(self, progress: ProgressCallback):
+        self.progress = progress
+
+    def on_start(self, sim: Simulation) -> None:
+        if sim.history:  # resumed
+            self.progress(sim.next_round, sim.history[-1])
+
+    def on_round(self, sim: Simulation, row: dict[str, Any] | None) -> None:
+        self.progress(sim.next_round, row)
+
+
+class Report(Callback):
+    """report.html and report.md: when asked for, also for a stopped run (marked
+    unfinished); a report already in the directory is always refreshed at the end, so
+    it is never stale."""
+
+    def __init__(self, run_dir: Path, wanted: bool):
+        self.run_dir, self.wanted = run_dir, wanted
+
+    def on_stop(self, sim: Simulation) -> None:
+        if self.wanted:
+            write_report([self.run_dir])
+
+    def on_finish(self, sim: Simulation, result: Result) -> None:
+        if self.wanted or (self.run_dir / "report.html").exists():
+            write_report([self.run_dir])

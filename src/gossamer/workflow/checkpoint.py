@@ -1,0 +1,198 @@
+"""Checkpoints: a nested state dict in a file that cannot execute code on load.
+
+This module serializes a nested dict of tensors and plain values (the run state of
+``Simulation.state_dict()`` and the loop's own) and knows nothing about the objects it
+came from. One ``checkpoint.safetensors`` in the run directory, in the safetensors
+format (https://huggingface.co/docs/safetensors: an 8-byte header length, a JSON
+header naming each tensor's dtype, shape and byte range, then the raw bytes), holds
+
+- every tensor of the state, named by its path (``simulation.population.params.0``,
+  ``simulation.ledger.node.bytes_sent``, ...);
+- the rest of the state (numbers, strings, lists such as the metrics rows so far) as
+  UTF-8 JSON bytes in a ``state.json`` tensor, with each tensor's place marked by
+  ``{"__tensor__": name}`` (it grows with the run, so it stays out of the header);
+- in the header's ``__metadata__`` (string values, as the format allows), a small JSON
+  document: the format version, a hash of the resolved config and the next round.
+
+Loading parses JSON and copies bytes, so it never executes code (unlike pickle).
+The codec is written here (:func:`write_safetensors`, :func:`read_safetensors`)
+rather than taken from the ``safetensors`` package: the format is small, and the
+files read with ``safetensors.torch.load_file`` all the same.
+
+Nothing else is needed to continue: every random draw in gossamer is a hash of
+(seed, node, round, ...) rather than generator state, so a resumed run computes
+exactly what an uninterrupted one would. The file is written to a temporary name
+in the same directory, flushed and renamed into place: a crash leaves either the
+previous checkpoint or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gossamer.config import CheckpointError, Config, config_hash
+from gossamer.results import CHECKPOINT, atomic_open, json_default
+
+FORMAT_VERSION = 4
+_STATE = "state.json"  # the tensor holding the state's non-tensor values
+_TENSOR = "__tensor__"  # marks a tensor's place in that JSON
+
+_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+_TORCH_DTYPES = {name: dtype for dtype, name in _DTYPES.items()}
+
+
+def write_safetensors(
+    handle, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``tensors`` (and string ``metadata``) to a binary file in safetensors format."""
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    chunks, offset = [], 0
+    for name, tensor in tensors.items():
+        if tensor.dtype not in _DTYPES:
+            raise TypeError(f"checkpoint: tensor '{name}' has unsupported dtype {tensor.dtype}")
+        data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        header[name] = {
+            "dtype": _DTYPES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + data.nbytes],
+        }
+        chunks.append(data)
+        offset += data.nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the format pads the header to 8 bytes
+    handle.write(struct.pack("<Q", len(encoded)))
+    handle.write(encoded)
+    for data in chunks:
+        handle.write(memoryview(data))  # no copy
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file: (tensors on the CPU, metadata). Raises ValueError if malformed."""
+    raw = path.read_bytes()
+    if len(raw) < 8:
+        raise ValueError("file is shorter than the 8-byte header length")
+    (length,) = struct.unpack("<Q", raw[:8])
+    if 8 + length > len(raw):
+        raise ValueError(f"header length {length} runs past the end of the file")
+    header = json.loads(raw[8 : 8 + length].decode())
+    metadata = header.pop("__metadata__", None) or {}
+    body = memoryview(raw)[8 + length :]
+    tensors = {}
+    for name, entry in header.items():
+        begin, end = entry["data_offsets"]
+        dtype = _TORCH_DTYPES.get(entry["dtype"])
+        if dtype is None or not 0 <= begin <= end <= len(body):
+            raise ValueError(f"tensor '{name}' has a bad dtype or byte range: {entry}")
+        shape = entry["shape"]
+        if end - begin != math.prod(shape) * dtype.itemsize:
+            raise ValueError(f"tensor '{name}': {end - begin} bytes do not hold shape {shape}")
+        if begin == end:
+            tensors[name] = torch.empty(shape, dtype=dtype)
+            continue
+        flat = torch.frombuffer(bytearray(body[begin:end]), dtype=torch.uint8)
+        tensors[name] = flat.view(dtype).reshape(shape)
+    return tensors, metadata
+
+
+def save(path: Path, state: dict[str, Any], header: dict[str, Any]) -> None:
+    """Write a nested state dict to ``path`` atomically; ``header`` (small JSON values)
+    goes in the file's metadata, readable without the body (see :func:`check`)."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten(state, "", tensors)
+    tensors[_STATE] = torch.frombuffer(
+        bytearray(json.dumps(skeleton, default=json_default).encode()), dtype=torch.uint8
+    )
+    meta = {"format": FORMAT_VERSION, **header}
+    with atomic_open(path, binary=True) as handle:
+        write_safetensors(handle, tensors, {"gossamer": json.dumps(meta, default=json_default)})
+
+
+def _flatten(value: Any, name: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """The value with each tensor moved to ``tensors[path]`` and replaced by a marker."""
+    if isinstance(value, torch.Tensor):
+        tensors[name] = value
+        return {_TENSOR: name}
+    if isinstance(value, dict):
+        return {
+            str(k): _flatten(v, f"{name}.{k}" if name else str(k), tensors)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_flatten(v, f"{name}.{i}", tensors) for i, v in enumerate(value)]
+    return value
+
+
+def _unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_TENSOR}:
+            return tensors[value[_TENSOR]]
+        return {k: _unflatten(v, tensors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unflatten(v, tensors) for v in value]
+    return value
+
+
+def check(path: Path, config: Config) -> dict[str, Any]:
+    """Check, before any work, that ``path`` is a checkpoint of ``config`` this version
+    reads; returns its metadata. Reads the header only."""
+    run_dir = path.parent
+    if not path.is_file():
+        raise CheckpointError(
+            f"resume: '{run_dir}' has no {CHECKPOINT}: the run stopped before its first "
+            f"checkpoint; start it again with: gossamer run {run_dir}/config.yaml --out {run_dir}"
+        )
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if 8 + length > os.fstat(handle.fileno()).st_size:
+                raise ValueError(f"header length {length} runs past the end of the file")
+            header = json.loads(handle.read(length).decode())
+        meta = json.loads(header["__metadata__"]["gossamer"])
+        if not isinstance(meta, dict):
+            raise ValueError("its gossamer metadata is not a JSON object")
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
+        raise CheckpointError(f"resume: '{path}' is not a readable checkpoint: {error}") from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"resume: '{path}' has checkpoint format {meta.get('format')}; "
+            f"this gossamer reads {FORMAT_VERSION}"
+        )
+    if meta.get("config_hash") != config_hash(config):
+        raise CheckpointError(
+            f"resume: '{run_dir}/config.yaml' differs from the config the "
+            "checkpoint was written with; restore it or start a new run"
+        )
+    return meta
+
+
+def load(path: Path, config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The nested state dict saved at ``path`` (tensors on the CPU) and its metadata,
+    after :func:`check`. A file that lacks a tensor or holds a malformed state raises
+    CheckpointError naming what is missing."""
+    meta = check(path, config)
+    try:
+        tensors, _ = read_safetensors(path)
+        skeleton = json.loads(tensors.pop(_STATE).numpy().tobytes().decode())
+        return _unflatten(skeleton, tensors), meta
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise CheckpointError(
+            f"resume: '{path}' is not a readable checkpoint: {type(error).__name__}: {error}"
+        ) from None

@@ -1,0 +1,169 @@
+"""Comparisons: several variants of one experiment on identical conditions.
+
+A comparison is a base config plus *variants*, each a partial config merged onto the
+base (a ``variants:`` mapping in the file, or ``--protocol "name key=value ..."`` on
+the command line). Every variant keeps the base's seed, so all of them see the same
+data, partition, topology and initial model; only what the variant changes differs.
+All variant configs are validated before the first run starts.
+
+The comparison directory holds one run directory per variant, ``comparison.csv``,
+``comparison.md``, ``comparison.json`` (written last: it marks a finished
+comparison) and plots. Rerunning a stopped comparison into the same directory keeps
+its finished variants and resumes the interrupted one from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gossamer.config import (
+    Config,
+    ConfigError,
+    apply_override,
+    arg,
+    load_config,
+    merge_config,
+    read_config_file,
+)
+from gossamer.report import markdown_table, save_figure, write_report
+from gossamer.report.plots import comparison_figures
+from gossamer.results import (
+    Comparison,
+    Result,
+    atomic_write,
+    comparison_table,
+    directory_names,
+    table_to_csv,
+)
+from gossamer.workflow.callbacks import ProgressCallback
+from gossamer.workflow.runs import prepare_runs, run_or_continue
+
+
+def load_variants(
+    source: Mapping[str, Any] | str | Path | None,
+    overrides: Sequence[str] = (),
+    protocols: Sequence[str] = (),
+) -> dict[str, Config]:
+    """Validated configs of every variant, by name; ConfigError before any work."""
+    if source is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        raw = copy.deepcopy(dict(source))
+    else:
+        raw = read_config_file(Path(source))
+    specs = raw.pop("variants", None) or {}
+    if not isinstance(specs, Mapping):
+        raise ConfigError(
+            "variants: expected a mapping of variant names to partial configs or lists of "
+            f"key=value overrides; got {type(specs).__name__}"
+        )
+    for override in overrides:
+        apply_override(raw, override)
+    specs = dict(specs)
+    for spec in protocols:
+        specs[spec] = protocol_overrides(spec)
+    if not specs:
+        raise ConfigError(
+            "variants: a comparison needs variants: a `variants:` mapping in the config "
+            f"or {arg('protocol')} (e.g. protocol specs 'dpsgd' and 'periodic period=5')"
+        )
+    configs = {}
+    for name, spec in specs.items():
+        if isinstance(spec, Mapping):
+            merged = merge_config(raw, dict(spec))
+        elif isinstance(spec, list) and all(isinstance(s, str) for s in spec):
+            merged = copy.deepcopy(raw)
+            for override in spec:
+                apply_override(merged, override)
+        else:
+            raise ConfigError(
+                f"variants.{name}: expected a partial config (mapping) or a list of key=value "
+                f"strings; got {spec!r}"
+            )
+        try:
+            configs[str(name)] = load_config(merged)
+        except ConfigError as error:
+            raise ConfigError(f"variants.{name}: {error}") from None
+    return configs
+
+
+def protocol_overrides(spec: str) -> list[str]:
+    """``"periodic period=5"`` -> ``["protocol=periodic", "protocol.period=5"]``."""
+    name, *pairs = spec.split()
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(
+                f"{arg('protocol')} {spec!r}: expected a name then key=value pairs; got {pair!r}"
+            )
+    return [f"protocol={name}", *(f"protocol.{pair}" for pair in pairs)]
+
+
+def compare(
+    source: Mapping[str, Any] | str | Path | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    protocols: Sequence[str] = (),
+    out: str | Path | None = None,
+    force: bool = False,
+    progress: Callable[[str], ProgressCallback | None] | None = None,
+    report: bool = False,
+) -> Comparison:
+    """Run every variant on identical conditions and compare them.
+
+    Args:
+        source: a comparison file (a config with ``variants:``), a mapping, or None.
+        overrides: ``key=value`` applied to the base config (``--set``).
+        protocols: extra variants as ``"name key=value ..."`` protocol specs.
+        out: comparison directory; nothing is written when None.
+        force: overwrite a finished comparison.
+        progress: called with each variant's name; returns that run's progress callback.
+        report: also write report.html and report.md into ``out``.
+    """
+    configs = load_variants(source, overrides, protocols)
+    out = Path(out) if out is not None else None
+    folders = dict(zip(configs, directory_names(list(configs)), strict=True))
+    if out is not None:
+        planned = [(out / folders[name], config) for name, config in configs.items()]
+        prepare_runs(out, "comparison", planned, force)
+    results = {}
+    for name, config in configs.items():
+        run_dir = out / folders[name] if out is not None else None
+        callback = progress(name) if progress is not None else None
+        results[name] = run_or_continue(config, run_dir, force, callback)
+    table = comparison_table(results)
+    if out is not None:
+        write_comparison(out, results, table, folders)
+        if report:
+            write_report([out])
+    return Comparison(results, table, out)
+
+
+def write_comparison(
+    out: Path, results: Mapping[str, Result], table: dict, folders: Mapping[str, str]
+) -> None:
+    """comparison.csv, comparison.md, plots, then comparison.json (the finish mark)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "comparison.csv", table_to_csv(table))
+    atomic_write(out / "comparison.md", markdown_table(table))
+    plots = [save_figure(fig, out / f"{stem}.png") for stem, _, fig in comparison_figures(results)]
+    summary = {
+        "variants": {name: folders[name] for name in results},
+        "table": [{k: _plain(table[k][i]) for k in table} for i in range(len(table["variant"]))],
+        "plots": plots,
+    }
+    atomic_write(out / "comparison.json", json.dumps(summary, indent=2) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

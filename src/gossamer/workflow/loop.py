@@ -1,0 +1,195 @@
+"""The round loop: run or resume one experiment, with callbacks for everything around it.
+
+``run`` builds a simulation and a run directory; ``resume`` rebuilds one from its
+directory and checkpoint. Both hand over to :func:`execute`, a short loop over rounds
+that tells its callbacks (``gossamer.workflow.callbacks``) what happened.
+
+A first Ctrl-C (SIGINT) lets the current round finish, saves a checkpoint (and the
+partial report, if asked for) and raises :class:`RunInterrupted`; a second one stops at
+once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gossamer._version import __version__
+from gossamer.config import Config, RunDirectoryError, load_config
+from gossamer.results import CHECKPOINT, Result, RunWriter, rows_to_columns
+from gossamer.sim import Simulation
+from gossamer.workflow import checkpoint
+from gossamer.workflow.callbacks import (
+    Callback,
+    Checkpointer,
+    Progress,
+    ProgressCallback,
+    Report,
+    RunFiles,
+    TensorBoard,
+)
+from gossamer.workflow.tracking import check_tracking, open_logger
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run after a whole round; its directory can be resumed."""
+
+    def __init__(self, run_dir: Path | None, rounds_done: int):
+        super().__init__(f"interrupted after round {rounds_done}")
+        self.run_dir, self.rounds_done = run_dir, rounds_done
+
+
+def run(
+    config: Config | dict | str | Path | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    report: bool = False,
+) -> Result:
+    """Run one experiment and return its metrics.
+
+    Args:
+        config: a Config, a mapping, a YAML/TOML path, or None for the quickstart.
+        overrides: ``"a.b=value"`` strings (``--set`` on the command line).
+        out: run directory to write (config, metrics, rounds, nodes, labels, topology,
+            summary, checkpoints); nothing is written when None.
+        force: overwrite a finished run directory.
+        progress: called as ``progress(rounds_done, metrics_row_or_None)`` each round.
+        report: also write the HTML/Markdown report into ``out``.
+
+    A first Ctrl-C (SIGINT) stops after the current round with a checkpoint and raises
+    :class:`RunInterrupted`; ``resume(out)`` continues. A second Ctrl-C stops at once.
+    """
+    config = load_config(config, overrides)
+    writer = RunWriter(Path(out), force=force) if out is not None else None  # before work
+    check_tracking(config, writer.path if writer is not None else None)
+    sim = Simulation.build(config)
+    if writer is not None:
+        writer.begin(config, sim.node_data.label_counts, sim.topology)
+    return execute(sim, writer, progress, report)
+
+
+def resume(
+    run_dir: str | Path, *, progress: ProgressCallback | None = None, report: bool = False
+) -> Result:
+    """Continue an interrupted run from its last checkpoint, in the same directory.
+
+    The finished run's metrics equal those of an uninterrupted run: every random draw
+    is a hash of the seed and counters, and the checkpoint holds the whole run state.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunDirectoryError(f"resume: '{run_dir}' is not a run directory (no config.yaml)")
+    writer = RunWriter(run_dir, resume=True)
+    config = load_config(run_dir / "config.yaml")
+    checkpoint.check(run_dir / CHECKPOINT, config)  # before any work
+    sim = Simulation.build(config)
+    state, _ = checkpoint.load(run_dir / CHECKPOINT, config)
+    sim.load_state_dict(state["simulation"])
+    return execute(sim, writer, progress, report, elapsed=state["elapsed"])
+
+
+def checkpoint_interval(config: Config) -> int:
+    """Rounds between checkpoints: ``checkpoint_every``, 'auto' = a tenth of the run."""
+    if config.checkpoint_every == "auto":
+        return max(1, config.rounds // 10)
+    return config.checkpoint_every
+
+
+def callbacks_for(
+    sim: Simulation, writer: RunWriter | None, progress: ProgressCallback | None, report: bool
+) -> list[Callback]:
+    """The callbacks of a run: its files, TensorBoard, checkpoints, progress and report."""
+    callbacks: list[Callback] = []
+    if writer is not None:
+        callbacks.append(RunFiles(writer))
+    logger = open_logger(sim.config, writer.path if writer else None, sim.next_round)
+    if logger is not None:
+        callbacks.append(TensorBoard(logger))
+    if writer is not None:
+        callbacks.append(Checkpointer(writer.path))  # after the files it must agree with
+    if progress is not None:
+        callbacks.append(Progress(progress))
+    if writer is not None:
+        callbacks.append(Report(writer.path, report))
+    return callbacks
+
+
+def execute(
+    sim: Simulation,
+    writer: RunWriter | None,
+    progress: ProgressCallback | None = None,
+    report: bool = False,
+    elapsed: float = 0.0,
+) -> Result:
+    """The round loop, from wherever ``sim`` stands (``elapsed``: seconds spent before)."""
+    config = sim.config
+    start = time.perf_counter() - elapsed
+    every = checkpoint_interval(config) if writer is not None else 0
+    callbacks = callbacks_for(sim, writer, progress, report)
+
+    def tell(event: str, *args) -> None:
+        for callback in callbacks:
+            getattr(callback, event)(sim, *args)
+
+    try:
+        with _graceful_interrupt() as interrupt:
+            tell("on_start")
+            if not sim.history:  # the initial models
+                tell("on_round", sim.evaluate(time.perf_counter() - start))
+            for t in range(sim.next_round, config.rounds):
+                sim.step(t)
+                due = sim.due_for_evaluation()
+                tell("on_round", sim.evaluate(time.perf_counter() - start) if due else None)
+                last = t + 1 == config.rounds
+                if not last and (interrupt.stop or (every and (t + 1) % every == 0)):
+                    tell("on_save", time.perf_counter() - start)
+                if interrupt.stop and not last:
+                    tell("on_stop")
+                    raise RunInterrupted(writer.path if writer is not None else None, t + 1)
+        wall = time.perf_counter() - start
+        result = Result(
+            config=config,
+            summary=sim.summary(wall, __version__),
+            metrics=rows_to_columns(sim.history),
+            rounds=rows_to_columns(sim.ledger.per_round),
+            nodes=sim.node_table(),
+            run_dir=writer.path if writer is not None else None,
+            label_counts=sim.node_data.label_counts,
+            stop_requested=interrupt.stop,
+        )
+        tell("on_finish", result)
+        return result
+    finally:
+        for callback in callbacks:
+            callback.close()
+
+
+class _Interrupt:
+    stop = False
+
+
+@contextlib.contextmanager
+def _graceful_interrupt():
+    """First SIGINT: finish the current round, then stop; second SIGINT: stop now."""
+    state = _Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame):
+        if state.stop:
+            raise KeyboardInterrupt
+        state.stop = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
