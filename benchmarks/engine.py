@@ -109,7 +109,7 @@ def experiment(
 
 
 def engine_round(sim: Simulation) -> Callable[[], object]:
-    return lambda: sim.population.train(1)
+    return lambda: sim.population.train(1, round=0)
 
 
 def naive_round(sim: Simulation, precision: str) -> Callable[[], None]:

@@ -92,7 +92,7 @@ def test_balancing_matches_plain_coordinator(delta, period, fraction, augmentati
     model_bytes = sim.network.message_bytes
     seen = {"partial_syncs": 0, "full_syncs": 0, "balancing_steps": 0}
     for t in range(config.rounds):
-        population.train(1)
+        population.train(1, round=t)
         rows = list(population.params.matrix())
         counts = loop.communicate(rows, t)
         before = ledger.totals()
@@ -205,7 +205,7 @@ def test_dynamic_gossip_matches_loop_and_counts_only_senders():
     last_sent = sim.population.params.matrix()
     model = sim.network.message_bytes
     for t in range(6):
-        sim.population.train(1)
+        sim.population.train(1, round=t)
         x = sim.population.params.matrix()
         sent = [float(((x[i] - last_sent[i]) ** 2).sum()) > 0.01 for i in range(6)]
         for i in range(6):
@@ -236,7 +236,7 @@ def test_dynamic_gossip_preserves_the_network_mean():
         )
     )
     for t in range(5):
-        sim.population.train(1)
+        sim.population.train(1, round=t)
         mean = sim.population.params.matrix().double().mean(0)
         sim.protocol.communicate(t)
         assert torch.allclose(sim.population.params.matrix().double().mean(0), mean, atol=1e-6)
@@ -251,9 +251,9 @@ def test_suggest_delta_measures_one_period_of_drift():
     # reference: the same runs by hand (nosync, drift over 3 rounds, twice, every node)
     sim = Simulation.build(small_config(protocol="nosync"))
     drifts = []
-    for _ in range(2):
+    for k in range(2):
         start = sim.population.params.matrix()
-        for _ in range(3):
-            sim.population.train(1)
+        for j in range(3):
+            sim.population.train(1, round=3 * k + j)
         drifts += ((sim.population.params.matrix() - start).double() ** 2).sum(1).tolist()
     assert suggestion["suggested_delta"] == pytest.approx(float(np.median(drifts)), rel=1e-5)

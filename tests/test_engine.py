@@ -69,7 +69,7 @@ def test_masked_training_matches_loop_and_leaves_skipped_nodes_untouched(model, 
     ]
     for mask in masks:
         before = sim.population.params.matrix()
-        stats = sim.population.train(2, mask)
+        stats = sim.population.train(2, mask, round=0)
         losses = _loop_train(sim, loop, cursor, mask, 2)
         trained = torch.ones(sim.config.nodes, dtype=torch.bool) if mask is None else mask
         expected = torch.tensor(
@@ -109,7 +109,7 @@ def test_periodic_with_period_one_is_centralized_sgd_on_the_union_of_batches():
 
 def test_evaluation_matches_loop_over_modules():
     sim = Simulation.build(small_config())
-    sim.population.train(3)
+    sim.population.train(3, round=0)
     loss, accuracy = sim.population.evaluate()
     from reference import loop_evaluate
 
@@ -155,6 +155,6 @@ def test_evaluation_chunking_does_not_change_metrics():
     whole = Simulation.build(small_config())
     pieces = Simulation.build(small_config(**{"engine.eval_batch": 7, "engine.node_chunk": 4}))
     for sim in (whole, pieces):
-        sim.population.train(2)
+        sim.population.train(2, round=0)
     for a, b in zip(whole.population.evaluate(), pieces.population.evaluate(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)

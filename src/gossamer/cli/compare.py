@@ -17,6 +17,7 @@ from gossamer.cli.options import (
 )
 from gossamer.cli.output import Output, errors_as_messages, fail
 from gossamer.cli.run import default_out
+from gossamer.report import format_interval
 
 #: Columns of comparison.csv shown in the terminal, and their titles.
 SHOWN = {
@@ -172,8 +173,7 @@ def sweep(
             {
                 **{key: str(t[key][i]) for key in values},
                 "seeds": t["seeds"][i],
-                "accuracy (95% CI)": f"{t['test_accuracy_mean'][i]:.4f} "
-                f"[{Output.number(low)}, {Output.number(high)}]",
+                "accuracy (95% CI)": format_interval(t["test_accuracy_mean"][i], low, high),
                 "MB sent": t["megabytes_sent"][i],
                 "energy J": t["energy_joules"][i],
             }

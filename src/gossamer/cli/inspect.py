@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from gossamer.cli.options import ConfigArg, JsonOpt, SetOpt, base_config
+from gossamer.cli.options import ConfigArg, JsonOpt, SetOpt
 from gossamer.cli.output import Output, errors_as_messages
-from gossamer.config import dump_config, load_config
+from gossamer.config import comparison_base, dump_config, load_config
 
 
 def config(config: ConfigArg = None, set_: SetOpt = None) -> None:
@@ -44,7 +44,7 @@ def devices(config: ConfigArg = None, set_: SetOpt = None, as_json: JsonOpt = Fa
     from gossamer.sim.energy import device_table
 
     with errors_as_messages():
-        listing = device_table(load_config(base_config(config), set_ or ()))
+        listing = device_table(load_config(comparison_base(config), set_ or ()))
     output = Output(as_json=as_json)
     if as_json:
         output.json(listing)
@@ -79,7 +79,7 @@ def delta(
     from gossamer.workflow import suggest_delta
 
     with errors_as_messages():
-        suggestion = suggest_delta(base_config(config), periods=periods, overrides=set_ or ())
+        suggestion = suggest_delta(config, periods=periods, overrides=set_ or ())
     output = Output(as_json=as_json)
     if as_json:
         output.json(suggestion)
@@ -93,8 +93,7 @@ def list_components(as_json: JsonOpt = False) -> None:
 
     Example: gossamer list --json
     """
-    from gossamer.config import REGISTRIES
-    from gossamer.sim.topology import TOPOLOGY_KINDS
+    from gossamer.config import REGISTRIES, TOPOLOGY_KINDS
 
     with errors_as_messages():
         listing = {kind: registry.describe() for kind, registry in REGISTRIES.items()}

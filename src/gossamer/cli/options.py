@@ -31,14 +31,3 @@ def out_option(what: str) -> type:
 
 def force_option(what: str) -> type:
     return Annotated[bool, typer.Option(help=f"Overwrite a finished {what}.")]
-
-
-def base_config(path: Path | None) -> dict | None:
-    """The raw config of a file; a comparison file's base (its ``variants`` dropped)."""
-    from gossamer.config import read_config_file
-
-    if path is None:
-        return None
-    raw = read_config_file(path)
-    raw.pop("variants", None)
-    return raw

@@ -68,11 +68,10 @@ def resume(
     Example: gossamer resume runs/20261122-101500-dpsgd
     """
     from gossamer.workflow import resume as resume_run
+    from gossamer.workflow import resume_config
 
-    if not (run_dir / "config.yaml").is_file():
-        fail(f"resume: '{run_dir}' is not a run directory (no config.yaml)")
     with errors_as_messages():
-        rounds = load_config(run_dir / "config.yaml").rounds
+        rounds = resume_config(run_dir).rounds
     output = Output(quiet, as_json)
     result = follow(
         lambda progress: resume_run(run_dir, progress=progress, report=report),

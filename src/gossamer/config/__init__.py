@@ -11,6 +11,7 @@ from gossamer.config.errors import (
 )
 from gossamer.config.loading import (
     apply_override,
+    comparison_base,
     config_hash,
     dump_config,
     load_config,
@@ -23,12 +24,14 @@ from gossamer.config.registry import (
     OPTIMIZERS,
     PROTOCOLS,
     REGISTRIES,
+    DatasetTraits,
     Registry,
     Section,
     import_object,
     registered_names,
 )
 from gossamer.config.schema import (
+    TOPOLOGY_KINDS,
     AugmentConfig,
     Config,
     DataConfig,
@@ -50,6 +53,7 @@ from gossamer.config.schema import (
 
 __all__ = [
     "DATASETS",
+    "TOPOLOGY_KINDS",
     "MODELS",
     "OPTIMIZERS",
     "PROTOCOLS",
@@ -60,6 +64,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DataError",
+    "DatasetTraits",
     "DeviceProfileConfig",
     "DriftConfig",
     "EnergyConfig",
@@ -79,6 +84,7 @@ __all__ = [
     "apply_override",
     "arg",
     "check_augmentation",
+    "comparison_base",
     "config_hash",
     "dump_config",
     "format_validation_error",

@@ -4,8 +4,8 @@ Every error a user can cause is a :class:`GossamerError` whose message names wha
 change, what was expected and what was given (as scikit-learn's parameter checks do).
 The Python API and the command line name the same argument differently (``out`` and
 ``--out``, ``overrides`` and ``--set``): a message marks an argument with
-:func:`arg`, ``str(error)`` spells it as the Python API does and
-:meth:`GossamerError.cli_message` as the command line does.
+:func:`arg` (or any text with :func:`spelled`), ``str(error)`` spells it as the Python
+API does and :meth:`GossamerError.cli_message` as the command line does.
 
 :class:`ConfigError` is any input that cannot be used, reported before work starts;
 its subclasses say which kind of input: data files (:class:`DataError`), output
@@ -21,8 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-_MARK = "\x1f"  # unit separator: never in a path or a config value a user types
-_MARKED = re.compile(f"{_MARK}([a-z_]+){_MARK}")
+# Separators that never occur in a path or a value a user types.
+_OPEN, _SPLIT, _CLOSE = "\x1f", "\x1e", "\x1d"
+_MARKED = re.compile(f"{_OPEN}([^{_SPLIT}]*){_SPLIT}([^{_CLOSE}]*){_CLOSE}")
 
 #: How each marked argument is spelled by the Python API and by the command line.
 API_NAMES = {
@@ -43,22 +44,36 @@ CLI_NAMES = {
 }
 
 
+def spelled(api: str, cli: str) -> str:
+    """Text that reads ``api`` in the Python API's messages and ``cli`` on the command line."""
+    return f"{_OPEN}{api}{_SPLIT}{cli}{_CLOSE}"
+
+
 def arg(name: str) -> str:
     """Mark an argument in a message, e.g. ``f"{arg('out')}: '{path}' is not a directory"``."""
     if name not in API_NAMES:
         raise KeyError(f"arg: unknown argument {name!r}; expected one of {sorted(API_NAMES)}")
-    return f"{_MARK}{name}{_MARK}"
+    return spelled(API_NAMES[name], CLI_NAMES[name])
+
+
+def resume_hint(run_dir: object) -> str:
+    """How to continue an interrupted run, in the reader's spelling."""
+    return spelled(f"gossamer.resume('{run_dir}')", f"gossamer resume {run_dir}")
 
 
 class GossamerError(Exception):
     """Base of every error gossamer raises for a person to act on."""
 
     def __str__(self) -> str:
-        return _spell(super().__str__(), API_NAMES)
+        return _MARKED.sub(lambda match: match.group(1), super().__str__())
 
     def cli_message(self) -> str:
         """The message with arguments spelled as command-line flags."""
-        return _spell(super().__str__(), CLI_NAMES)
+        return _MARKED.sub(lambda match: match.group(2), super().__str__())
+
+    def prefixed(self, prefix: str) -> GossamerError:
+        """The same error with ``prefix`` before its message (arguments stay marked)."""
+        return type(self)(prefix + super().__str__())
 
 
 class ConfigError(GossamerError):
@@ -79,10 +94,6 @@ class RunDirectoryError(ConfigError):
 
 class CheckpointError(ConfigError):
     """A checkpoint cannot be resumed: missing, torn, of another version or another config."""
-
-
-def _spell(message: str, names: dict[str, str]) -> str:
-    return _MARKED.sub(lambda match: names[match.group(1)], message)
 
 
 def format_validation_error(

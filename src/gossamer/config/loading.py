@@ -8,6 +8,7 @@ what was expected and what was given, before any tensor is allocated.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from gossamer.config.errors import ConfigError, arg, format_validation_error
-from gossamer.config.registry import SELECTED_SECTIONS
+from gossamer.config.registry import REGISTRIES, SELECTED_SECTIONS
 from gossamer.config.schema import Config
 
 try:  # Python >= 3.11
@@ -29,12 +30,15 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 def load_config(
     source: Config | Mapping[str, Any] | str | Path | None = None,
     overrides: Sequence[str] = (),
+    label: str | None = None,
 ) -> Config:
     """Build a validated Config from a file, a mapping or nothing (the defaults).
 
     Args:
         source: a ``.yaml``/``.yml``/``.toml`` path, a mapping, a Config, or None.
         overrides: ``"a.b=value"`` strings applied in order; values are parsed as YAML.
+        label: how errors in an override name where it came from (default: the
+            ``overrides`` argument, ``--set`` on the command line).
     """
     origin = ""
     if source is None:
@@ -42,7 +46,7 @@ def load_config(
     elif isinstance(source, Config):
         raw = source.model_dump(mode="json")
     elif isinstance(source, Mapping):
-        raw = dict(source)
+        raw = copy.deepcopy(dict(source))  # overrides must not change the caller's mapping
     else:
         origin = str(source)
         raw = read_config_file(Path(source))
@@ -52,7 +56,7 @@ def load_config(
             "run it with `gossamer compare` (or gossamer.compare), or remove the key"
         )
     for override in overrides:
-        apply_override(raw, override)
+        apply_override(raw, override, label)
     where = f" in {origin}" if origin else ""
     try:
         config = Config.model_validate(raw)
@@ -61,8 +65,18 @@ def load_config(
         lines = format_validation_error(error, Config)
         raise ConfigError(f"invalid configuration{where}:\n{lines}") from None
     except ConfigError as error:
-        raise ConfigError(f"invalid configuration{where}: {error}") from None
+        raise error.prefixed(f"invalid configuration{where}: ") from None
     return config
+
+
+def comparison_base(source: Config | Mapping[str, Any] | str | Path | None) -> Any:
+    """What ``load_config`` accepts, with a comparison's ``variants`` dropped: commands
+    that look at one config (delta, devices) take a comparison file's base."""
+    if isinstance(source, (str, Path)):
+        source = read_config_file(Path(source))
+    if isinstance(source, Mapping) and "variants" in source:
+        source = {k: v for k, v in source.items() if k != "variants"}
+    return source
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -91,14 +105,16 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Apply one ``a.b=value`` override to a raw config mapping, in place."""
+def apply_override(raw: dict[str, Any], override: str, label: str | None = None) -> None:
+    """Apply one ``a.b=value`` override to a raw config mapping, in place.
+
+    ``label`` names where the override came from in errors (default: ``overrides``).
+    """
+    label = label or arg("set")
     key, sep, text = override.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(
-            f"{arg('set')}: expected key=value (e.g. protocol.period=5); got {override!r}"
-        )
+        raise ConfigError(f"{label}: expected key=value (e.g. protocol.period=5); got {override!r}")
     try:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
@@ -113,23 +129,26 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
             child = {}
         if not isinstance(child, dict):
             prefix = ".".join(parts[: depth + 1])
-            raise ConfigError(f"{arg('set')} {key}: '{prefix}' is a value, not a section")
+            raise ConfigError(f"{label} {key}: '{prefix}' is a value, not a section")
         node[part] = child
         node = child
-    renamed = parts[-1] == "name" and len(parts) == 2 and node.get("name", value) != value
-    if (
-        renamed and parts[0] in SELECTED_SECTIONS
-    ):  # another protocol or model: its keys start afresh
-        node.clear()
+    selects = parts[-1] == "name" and len(parts) == 2 and parts[0] in SELECTED_SECTIONS
+    if selects and _name(parts[0], node) != value:  # another protocol, model or optimizer:
+        node.clear()  # its keys start afresh
     node[parts[-1]] = value
+
+
+def _name(kind: str, section: dict[str, Any]) -> Any:
+    """The name a section selects: its own, or the default of its kind."""
+    return section.get("name", REGISTRIES[kind].default)
 
 
 def merge_config(raw: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge ``patch`` into a copy of ``raw`` (a variant onto a base config).
 
     A section selected by name (``protocol``, ``model``, ``optimizer``) whose ``name``
-    changes is replaced,
-    not merged: the keys of one protocol mean nothing to another.
+    changes is replaced, not merged: the keys of one protocol mean nothing to another.
+    A section without a name selects its kind's default (``sgd``, ``dpsgd``, ``mlp``).
     """
     merged = dict(raw)
     for key, value in patch.items():
@@ -137,9 +156,10 @@ def merge_config(raw: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         if key in SELECTED_SECTIONS:
             base = {"name": base} if isinstance(base, str) else base
             value = {"name": value} if isinstance(value, str) else value
-            both = isinstance(base, dict) and isinstance(value, dict)
-            if both and value.get("name", base.get("name")) != base.get("name"):
-                base = {}
+            if isinstance(base, dict) and isinstance(value, dict):
+                current = _name(key, base)
+                if value.get("name", current) != current:
+                    base = {}
         if isinstance(base, dict) and isinstance(value, dict):
             merged[key] = merge_config(base, value)
         else:

@@ -22,13 +22,14 @@ register them.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -37,6 +38,18 @@ from gossamer.config.errors import ConfigError, format_validation_error
 ENTRY_POINT_GROUP = "gossamer.plugins"
 #: The name under which a config section loads its class from ``import_path``.
 FROM_IMPORT_PATH = "custom"
+
+
+class DatasetTraits(Protocol):
+    """What the config layer asks of a registered dataset (``gossamer.sim.data``'s
+    DatasetSource): enough to validate ``data`` without reading any file."""
+
+    reads_files: bool  # read from data.root (or a download)
+    downloadable: bool  # data.download: true fetches the standard files
+    has_writers: bool  # samples carry their writer (partition: natural)
+
+    def input_shape(self, config: Any) -> tuple[int, ...] | None:
+        """The input shape the config implies, or None when only the files tell."""
 
 
 class Section(BaseModel):
@@ -173,22 +186,16 @@ def load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
-    _plugins_loaded = True
+    _plugins_loaded = True  # a plugin that looks names up while it loads must not recurse
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             entry.load()
-        except Exception as error:  # a broken plugin is named, not swallowed
+        except Exception as error:  # a broken plugin is named, not swallowed; the next
+            _plugins_loaded = False  # lookup tries again, so no plugin is silently left out
             raise ConfigError(
                 f"plugin {entry.name!r} ({entry.value}) of entry point group "
                 f"{ENTRY_POINT_GROUP!r} failed to load: {type(error).__name__}: {error}"
             ) from None
-
-
-def reload_plugins() -> None:
-    """Look for entry points again (after installing a plugin in a running process)."""
-    global _plugins_loaded
-    _plugins_loaded = False
-    load_plugins()
 
 
 def import_object(path: str, key: str) -> Any:
@@ -234,7 +241,8 @@ def _import_file(file: Path, key: str) -> Any:
         return _FILE_MODULES[file]
     if not file.is_file():
         raise ConfigError(f"{key}: file '{file}' not found")
-    spec = importlib.util.spec_from_file_location(f"gossamer_user_{file.stem}", file)
+    digest = hashlib.sha256(str(file).encode()).hexdigest()[:8]  # files of one name differ
+    spec = importlib.util.spec_from_file_location(f"gossamer_user_{file.stem}_{digest}", file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and pickling look modules up here
     try:

@@ -169,16 +169,27 @@ class DataConfig(Section):
                 f"download: true is available for {', '.join(downloadable)}; got dataset "
                 f"{self.dataset!r}"
             )
-        if self.partition == "natural" and self.dataset != "femnist":
+        if self.partition == "natural" and not source.has_writers:
+            with_writers = [n for n in DATASETS.names() if DATASETS.implementation(n).has_writers]
             raise ValueError(
-                f"partition 'natural' needs a dataset with writers (femnist); got {self.dataset!r}"
+                f"partition 'natural' needs a dataset with writers ({', '.join(with_writers)}); "
+                f"got {self.dataset!r}"
             )
         return self
 
 
-TopologyKind = Literal[
-    "complete", "ring", "torus", "regular", "erdos_renyi", "small_world", "exponential", "file"
-]
+#: The graphs ``topology.kind`` can name (built in gossamer.sim.topology).
+TOPOLOGY_KINDS = {
+    "complete": "every pair of nodes connected",
+    "ring": "a cycle",
+    "torus": "a 2-D grid with wrap-around",
+    "regular": "a uniformly random d-regular graph, redrawn until connected",
+    "erdos_renyi": "G(n, p): each edge with probability p",
+    "small_world": "Watts-Strogatz: a ring lattice with rewired edges",
+    "exponential": "i ~ i + 2^j mod n (Ying et al. 2021)",
+    "file": "an edge list in DecentralizePy's format",
+}
+TopologyKind = Literal[tuple(TOPOLOGY_KINDS)]  # type: ignore[valid-type]
 
 
 class TopologyConfig(Section):
@@ -261,7 +272,7 @@ class Config(Section):
     nodes: int = Field(32, ge=1)
     rounds: int = Field(200, ge=1)
     eval_every: int = Field(10, ge=1)
-    local_steps: int = Field(1, ge=1, description="SGD steps per training round")
+    local_steps: int = Field(1, ge=1, description="local optimizer steps per training round")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto", description="rounds between checkpoints ('auto': a tenth of the run; 0: never)"

@@ -14,7 +14,6 @@ import base64
 import html
 import io
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from matplotlib.figure import Figure
 
 from gossamer.config import RunDirectoryError, dump_config
 from gossamer.report.plots import comparison_figures, run_figures, sweep_figures
-from gossamer.report.tables import format_number, markdown_rows
+from gossamer.report.tables import format_interval, format_number, markdown_rows
 from gossamer.results import (
     Result,
     atomic_write,
@@ -56,6 +55,8 @@ def write_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
             parent of the first).
     """
     dirs = [Path(d) for d in dirs]
+    if not dirs:
+        raise RunDirectoryError("report: expected at least one directory; got none")
     for d in dirs:
         if not d.is_dir():
             raise RunDirectoryError(f"report: '{d}' is not a directory")
@@ -154,10 +155,7 @@ def _sweep_sections(path: Path, title: str) -> list[dict]:
         row["seeds"] = table["seeds"][i]
         for metric in ("test_accuracy_mean", "avg_model_accuracy", "megabytes_sent"):
             low, high = table[f"{metric}_ci_low"][i], table[f"{metric}_ci_high"][i]
-            interval = (
-                f" [{format_number(low)}, {format_number(high)}]" if not math.isnan(low) else ""
-            )
-            row[metric] = f"{format_number(table[metric][i])}{interval}"
+            row[metric] = format_interval(table[metric][i], low, high)
         rows.append(row)
     blocks.append({"kind": "table", "rows": rows})
     for metric, caption, fig in sweep_figures(table, keys):

@@ -25,6 +25,13 @@ def format_number(value: Any) -> str:
     return str(value)
 
 
+def format_interval(mean: Any, low: Any, high: Any) -> str:
+    """``mean [low, high]`` (a confidence interval); the mean alone when there is none."""
+    if low is None or (isinstance(low, (float, np.floating)) and math.isnan(low)):
+        return format_number(mean)
+    return f"{format_number(mean)} [{format_number(low)}, {format_number(high)}]"
+
+
 def markdown_table(columns: Mapping[str, Sequence[Any]]) -> str:
     """A Markdown table of named columns of equal length."""
     keys = list(columns)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from gossamer.config import Config, RunDirectoryError, arg, dump_config, load_config
+from gossamer.config import Config, ConfigError, RunDirectoryError, arg, dump_config, load_config
 from gossamer.results.files import (
     atomic_write,
     json_default,
@@ -59,7 +59,7 @@ class Result:
     def frame(self, table: str = "metrics"):
         """A table ("metrics", "rounds" or "nodes") as a pandas DataFrame."""
         if table not in ("metrics", "rounds", "nodes"):
-            raise ValueError(f"frame: expected 'metrics', 'rounds' or 'nodes'; got {table!r}")
+            raise ConfigError(f"frame: expected 'metrics', 'rounds' or 'nodes'; got {table!r}")
         try:
             import pandas as pd
         except ImportError:

@@ -86,7 +86,7 @@ class Ledger:
 
     # ------------------------------------------------------------ events
     def record_training(self, steps: torch.Tensor | np.ndarray, batch_size: int) -> None:
-        """steps: (N,) local SGD steps each node took."""
+        """steps: (N,) local steps each node took."""
         steps = _as_counts(steps)
         self.node["local_steps"] += steps
         self.node["samples_trained"] += steps * batch_size

@@ -131,7 +131,7 @@ class Population:
         self.newest_concept = int(saved["newest_concept"])
 
     # ------------------------------------------------------------ training
-    def train(self, steps: int, mask: torch.Tensor | None = None, round: int = 0) -> TrainStats:
+    def train(self, steps: int, mask: torch.Tensor | None = None, *, round: int) -> TrainStats:
         """``steps`` local steps on every node where ``mask`` (N,) bool is set, at the
         learning rate of (0-based) round ``round``; charges the ledger for them.
 

@@ -15,11 +15,12 @@ models *and* charge the ledger in one step, so what is counted is exactly what m
   coordinator sends a model to nodes, which adopt it.
 
 This is the layer where the conditions of real fleets belong: which nodes are online
-(:attr:`Network.online`, set each round by :meth:`begin_round`), which messages arrive
-(every primitive returns what was *received*, a mask a lossy network makes smaller
-than what was sent), and on how many processes the nodes live (a sharded network
-overrides the primitives with collectives). Today every node is online, every message
-arrives and everything is in one process; the interface already has the shape those
+(:attr:`Network.online`, which :meth:`begin_round` will set from an availability
+model), which messages arrive (every primitive returns what was *received*, a mask a
+lossy network makes smaller than what was sent), and on how many processes the nodes
+live (a sharded network overrides the primitives with collectives). Today every node
+is online, every message arrives and everything is in one process: ``online`` is all
+True and what is received is what was sent; the interface already has the shape those
 conditions need.
 
 Message sizes (``gossamer.sim.accounting``): a model message carries the parameters
@@ -53,7 +54,7 @@ class Network:
         self.mixer = mixer
         n = params.num_nodes
         self.num_nodes = n
-        self.online = torch.ones(n, dtype=torch.bool)  # (N,) who takes part this round
+        self.online = torch.ones(n, dtype=torch.bool)  # (N,) who takes part (today: all)
         self._held = torch.zeros(n, dtype=torch.bool)  # (N,) models the coordinator holds
         if topology is not None:
             self.degree = torch.as_tensor(topology.degree)  # (N,) neighbours per node
@@ -65,7 +66,8 @@ class Network:
             )
 
     def begin_round(self, round: int) -> None:
-        """Round ``round`` (0-based) starts: who is online; the coordinator holds nothing."""
+        """Round ``round`` (0-based) starts: the coordinator holds no model yet (and, with an
+        availability model, ``online`` becomes that round's online nodes)."""
         self._held.zero_()
 
     # ------------------------------------------------------------ node to node

@@ -98,6 +98,16 @@ class Simulation:
         check_augmentation(config.data, input_shape)  # known only now for npz and folders
         if config.engine.precision == "bfloat16" and model.uses_autocast:
             model.autocast_dtype = torch.bfloat16
+        energy = None  # built before the data: its errors (device names) need no data
+        if config.energy.enabled:
+            energy = build_energy_model(
+                config.energy,
+                config.nodes,
+                model.num_params,
+                model.forward_flops_per_sample(),
+                config.data.batch_size * config.local_steps,
+                config.seed,
+            )
         topology = None
         if config.protocol.uses_topology:
             key = json.dumps([config.topology.model_dump(mode="json"), config.nodes, config.seed])
@@ -119,16 +129,6 @@ class Simulation:
             )
         if config.engine.tune_allocator and device.type == "cpu":
             tune_allocator()
-        energy = None
-        if config.energy.enabled:
-            energy = build_energy_model(
-                config.energy,
-                config.nodes,
-                model.num_params,
-                model.forward_flops_per_sample(),
-                config.data.batch_size * config.local_steps,
-                config.seed,
-            )
         ledger = Ledger(config.nodes, energy)
         population = Population(
             model,
@@ -254,7 +254,8 @@ class Simulation:
         """Restore what :meth:`state_dict` returned (tensors may be on the CPU)."""
         self.next_round = int(state["next_round"])
         self.population.load_state_dict(state["population"])
-        self.protocol.load_state_dict(state["protocol"])
+        device = self.population.device
+        self.protocol.load_state_dict({k: v.to(device) for k, v in state["protocol"].items()})
         self.ledger.load_state_dict(state["ledger"])
         train_loss = state["train_loss"]
         self.train_loss = train_loss if train_loss is not None else math.nan

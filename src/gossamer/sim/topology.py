@@ -31,17 +31,6 @@ import torch
 from gossamer.config import Config, ConfigError, TopologyConfig, near_square_rows
 from gossamer.sim.rng import Purpose, numpy_generator
 
-#: The graphs ``topology.kind`` can name, for ``gossamer list``.
-TOPOLOGY_KINDS = {
-    "complete": "every pair of nodes connected",
-    "ring": "a cycle",
-    "torus": "a 2-D grid with wrap-around",
-    "regular": "a uniformly random d-regular graph, redrawn until connected",
-    "erdos_renyi": "G(n, p): each edge with probability p",
-    "small_world": "Watts-Strogatz: a ring lattice with rewired edges",
-    "exponential": "i ~ i + 2^j mod n (Ying et al. 2021)",
-    "file": "an edge list in DecentralizePy's format",
-}
 _DENSE_EIG_MAX_NODES = 4096
 _BLOCK_BYTES = 4 * 2**20  # column block of X kept cache-resident during gossip
 

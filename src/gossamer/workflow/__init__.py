@@ -3,7 +3,14 @@ calibration and tracking."""
 
 from gossamer.workflow.calibrate import suggest_delta
 from gossamer.workflow.compare import compare, load_variants, protocol_overrides
-from gossamer.workflow.loop import RunInterrupted, checkpoint_interval, execute, resume, run
+from gossamer.workflow.loop import (
+    RunInterrupted,
+    checkpoint_interval,
+    execute,
+    resume,
+    resume_config,
+    run,
+)
 from gossamer.workflow.sweep import parse_grid, plan, sweep
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "plan",
     "protocol_overrides",
     "resume",
+    "resume_config",
     "run",
     "suggest_delta",
     "sweep",

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from gossamer.config import Config, load_config
+from gossamer.config import Config, ConfigError, comparison_base, load_config
 from gossamer.sim import Simulation
 
 
@@ -26,9 +26,12 @@ def suggest_delta(
     median: a node then violates a check about half the time early in training, and
     less as training converges.
 
+    ``config`` may be a comparison file: its base config (without ``variants``) is used.
     Returns the period, the quantiles of the measured drift and the suggestion.
     """
-    config = load_config(config, overrides)
+    if not isinstance(periods, int) or periods < 1:
+        raise ConfigError(f"periods: expected an integer of at least 1; got {periods!r}")
+    config = load_config(comparison_base(config), overrides)
     period = getattr(config.protocol, "period", 1)
     local = load_config(config, ["protocol=nosync", f"rounds={max(config.rounds, 1)}"])
     sim = Simulation.build(local)

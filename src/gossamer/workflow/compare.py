@@ -81,7 +81,7 @@ def load_variants(
         elif isinstance(spec, list) and all(isinstance(s, str) for s in spec):
             merged = copy.deepcopy(raw)
             for override in spec:
-                apply_override(merged, override)
+                apply_override(merged, override, f"variants.{name}")
         else:
             raise ConfigError(
                 f"variants.{name}: expected a partial config (mapping) or a list of key=value "
@@ -90,12 +90,16 @@ def load_variants(
         try:
             configs[str(name)] = load_config(merged)
         except ConfigError as error:
-            raise ConfigError(f"variants.{name}: {error}") from None
+            raise error.prefixed(f"variants.{name}: ") from None
     return configs
 
 
 def protocol_overrides(spec: str) -> list[str]:
     """``"periodic period=5"`` -> ``["protocol=periodic", "protocol.period=5"]``."""
+    if not spec.split():
+        raise ConfigError(
+            f"{arg('protocol')}: expected a protocol name, then key=value pairs; got {spec!r}"
+        )
     name, *pairs = spec.split()
     for pair in pairs:
         if "=" not in pair:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gossamer._version import __version__
-from gossamer.config import Config, RunDirectoryError, load_config
+from gossamer.config import CheckpointError, Config, RunDirectoryError, load_config
 from gossamer.results import CHECKPOINT, Result, RunWriter, rows_to_columns
 from gossamer.sim import Simulation
 from gossamer.workflow import checkpoint
@@ -84,15 +84,28 @@ def resume(
     is a hash of the seed and counters, and the checkpoint holds the whole run state.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise RunDirectoryError(f"resume: '{run_dir}' is not a run directory (no config.yaml)")
+    config = resume_config(run_dir)
     writer = RunWriter(run_dir, resume=True)
-    config = load_config(run_dir / "config.yaml")
     checkpoint.check(run_dir / CHECKPOINT, config)  # before any work
     sim = Simulation.build(config)
     state, _ = checkpoint.load(run_dir / CHECKPOINT, config)
-    sim.load_state_dict(state["simulation"])
-    return execute(sim, writer, progress, report, elapsed=state["elapsed"])
+    try:
+        sim.load_state_dict(state["simulation"])
+        elapsed = float(state["elapsed"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:  # saved by other code
+        raise CheckpointError(
+            f"resume: '{run_dir / CHECKPOINT}' does not hold this run's state: "
+            f"{type(error).__name__}: {error}"
+        ) from None
+    return execute(sim, writer, progress, report, elapsed=elapsed)
+
+
+def resume_config(run_dir: str | Path) -> Config:
+    """The config of a run directory to resume (RunDirectoryError if it holds no run)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunDirectoryError(f"resume: '{run_dir}' is not a run directory (no config.yaml)")
+    return load_config(run_dir / "config.yaml")
 
 
 def checkpoint_interval(config: Config) -> int:

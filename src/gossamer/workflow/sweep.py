@@ -30,7 +30,7 @@ import yaml
 
 from gossamer.config import Config, ConfigError, arg, load_config
 from gossamer.report import (
-    format_number,
+    format_interval,
     markdown_table,
     save_figure,
     sweep_figures,
@@ -104,9 +104,9 @@ def plan(base: Config, grid: dict[str, list[Any]], seeds: int) -> list[tuple[dic
                 raise ConfigError(f"{arg('grid')} seed: expected integers; got {seed!r}")
             overrides.append(f"seed={seed + k}")
             try:
-                runs.append((point, seed + k, load_config(base, overrides)))
+                runs.append((point, seed + k, load_config(base, overrides, arg("grid"))))
             except ConfigError as error:
-                raise ConfigError(f"sweep point {point}: {error}") from None
+                raise error.prefixed(f"sweep point {point}: ") from None
     return runs
 
 
@@ -188,9 +188,7 @@ def write_sweep(out: Path, points, results, table, keys, dirs) -> None:
         if metric in table:
             readable[f"{metric} (95% CI)"] = np.array(
                 [
-                    f"{format_number(m)} [{format_number(lo)}, {format_number(hi)}]"
-                    if not math.isnan(lo)
-                    else format_number(m)
+                    format_interval(m, lo, hi)
                     for m, lo, hi in zip(
                         table[metric],
                         table[f"{metric}_ci_low"],

@@ -118,6 +118,7 @@ class DatasetSource:
             files tell (npz, folder).
         reads_files: the data come from ``data.root`` (or a download).
         downloadable: ``data.download: true`` fetches the standard files.
+        has_writers: samples carry their writer, for ``partition: natural``.
         description: one line for ``gossamer list``.
         seeded: the seed generates or splits the data (it is part of the sharing key).
         options: the ``data`` sub-section that configures it (e.g. "synthetic"), if any.
@@ -129,6 +130,7 @@ class DatasetSource:
     shape: Callable[[DataConfig], tuple[tuple[int, ...], int]] | None = None
     reads_files: bool = False
     downloadable: bool = False
+    has_writers: bool = False
     seeded: bool = False
     options: str | None = None
 
@@ -362,6 +364,7 @@ def _cifar10(config: DataConfig, seed: int) -> Arrays:
     description="LEAF's FEMNIST JSON files, with each sample's writer",
     shape=_standard("femnist"),
     reads_files=True,
+    has_writers=True,
 )
 def _femnist(config: DataConfig, seed: int) -> Arrays:
     x_tr, y_tr, x_te, y_te, writers = files.load_leaf(_root(config))

@@ -86,7 +86,7 @@ class Protocol:
         Returns the nodes' training statistics and the protocol's round statistics.
         """
         mask = self.train_mask(round)
-        train = self.population.train(self.context.local_steps, mask, round)
+        train = self.population.train(self.context.local_steps, mask, round=round)
         return train, self.communicate(round)
 
     # ------------------------------------------------------------ state
@@ -95,7 +95,7 @@ class Protocol:
         return {}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore what :meth:`state_dict` returned."""
+        """Restore what :meth:`state_dict` returned (tensors on the population's device)."""
 
 
 PROTOCOLS.base = Protocol  # what a protocol named by import_path must subclass

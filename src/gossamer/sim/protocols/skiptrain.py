@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from gossamer.config import ProtocolConfig
+from gossamer.config import ConfigError, ProtocolConfig
 from gossamer.sim.protocols.base import Context, Protocol, register_protocol
 from gossamer.sim.rng import Purpose, uniform
 
@@ -58,7 +58,11 @@ class BudgetedProtocol(Protocol):
     """
 
     def __init__(self, config: ProtocolConfig, context: Context):
-        super().__init__(config, context)  # energy is on: the config's needs_energy says so
+        super().__init__(config, context)
+        if context.energy is None:  # its config section should say needs_energy = True
+            raise ConfigError(
+                f"protocol.name: {config.name!r} needs energy budgets; set energy.enabled: true"
+            )
         budget = torch.as_tensor(context.energy.budget_rounds, device=self.population.device)
         self.remaining = budget.clone()  # (N,) int64 training rounds left
 
