@@ -85,12 +85,7 @@ def compare(
                 report=report,
             )
     except (KeyboardInterrupt, RunInterrupted):
-        fail(
-            f"stopped; '{out}' holds an unfinished comparison: rerun the same command with "
-            f"--out {out} and without --force to continue (finished variants are kept, "
-            "the stopped one resumes)",
-            code=130,
-        )
+        stopped(out, "comparison", "variants")
     finally:
         if bars:
             bars[-1].stop()
@@ -156,12 +151,7 @@ def sweep(
                 report=report,
             )
     except (KeyboardInterrupt, RunInterrupted):
-        fail(
-            f"stopped; '{out}' holds an unfinished sweep: rerun the same command with "
-            f"--out {out} and without --force to continue (finished runs are kept, "
-            "the stopped one resumes)",
-            code=130,
-        )
+        stopped(out, "sweep", "runs")
     if as_json:
         typer.echo((out / "sweep.json").read_text(), nl=False)
         return
@@ -180,3 +170,13 @@ def sweep(
         )
     output.table(rows, title=f"gossamer sweep: {len(result.points)} points x {seeds} seeds")
     output.line(f"sweep directory: {out}")
+
+
+def stopped(out, kind: str, runs: str) -> None:
+    """Ctrl-C stopped a comparison or sweep: say how to continue it."""
+    fail(
+        f"stopped; '{out}' holds an unfinished {kind}: rerun the same command with "
+        f"--out {out} and without --force to continue (finished {runs} are kept, "
+        "the stopped one resumes)",
+        code=130,
+    )

@@ -118,7 +118,7 @@ def show_run(result: Result, out: Path, output: Output) -> None:
     output.pairs(
         {
             "test accuracy (mean over nodes)": final["test_accuracy_mean"],
-            "test accuracy (min / max)": f"{low:.4f} / {high:.4f}",
+            "test accuracy (min / max)": f"{Output.number(low)} / {Output.number(high)}",
             "average model accuracy": final["avg_model_accuracy"],
             "consensus distance": final["consensus_distance"],
             "messages": totals["messages"],

@@ -106,8 +106,10 @@ class Adam(Optimizer):
             if maxima is not None:
                 torch.maximum(maxima[index], exp_avg_sq, out=maxima[index])
                 second = maxima[index]
-            denom = (second.sqrt() / correction.view(shape)).add_(config.eps)
-            param.sub_(exp_avg / denom * step_size.view(shape))
+            # the step, computed in the gradient's buffer (no longer needed): one pass each
+            step = torch.sqrt(second, out=grad).div_(correction.view(shape)).add_(config.eps)
+            torch.div(exp_avg, step, out=step).mul_(step_size.view(shape))
+            param.sub_(step)
 
         return update
 
