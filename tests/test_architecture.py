@@ -25,6 +25,7 @@ SIM_ORDER = [
     "topology",
     "energy",
     "accounting",
+    "conditions",
     "network",
     "engine",
     "protocols",

@@ -18,6 +18,7 @@ from gossamer.config.loading import (
     merge_config,
     read_config_file,
 )
+from gossamer.config.network import AvailabilityConfig, NetworkConfig
 from gossamer.config.registry import (
     DATASETS,
     MODELS,
@@ -59,6 +60,7 @@ __all__ = [
     "PROTOCOLS",
     "REGISTRIES",
     "AugmentConfig",
+    "AvailabilityConfig",
     "CheckpointError",
     "Config",
     "ConfigError",
@@ -73,6 +75,7 @@ __all__ = [
     "LoggingConfig",
     "Mnist1dConfig",
     "ModelConfig",
+    "NetworkConfig",
     "OptimizerConfig",
     "ProtocolConfig",
     "Registry",

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from gossamer.config.errors import ConfigError
+from gossamer.config.network import NetworkConfig
 from gossamer.config.registry import DATASETS, MODELS, OPTIMIZERS, PROTOCOLS, Section
 
 # Paths in a config are made absolute (from the current directory) when it is read, so
@@ -281,6 +282,7 @@ class Config(Section):
     model: SerializeAsAny[ModelConfig] = Field(default_factory=lambda: {"name": "mlp"})
     optimizer: SerializeAsAny[OptimizerConfig] = Field(default_factory=lambda: {"name": "sgd"})
     topology: TopologyConfig = Field(default_factory=TopologyConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
     protocol: SerializeAsAny[ProtocolConfig] = Field(default_factory=lambda: {"name": "dpsgd"})
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -327,6 +329,11 @@ class Config(Section):
             raise ConfigError(
                 f"optimizer.schedule.warmup_rounds: expected fewer than rounds ({self.rounds}); "
                 f"got {warmup}"
+            )
+        trace = self.network.availability.path
+        if self.network.availability.kind == "trace" and not trace.is_file():
+            raise ConfigError(
+                f"network.availability.path: expected an existing trace file; got '{trace}'"
             )
         shape = DATASETS.implementation(self.data.dataset).input_shape(self.data)
         check_augmentation(self.data, shape)

@@ -30,11 +30,16 @@ import torch
 from gossamer.sim.energy import EnergyModel
 
 HEADER_BYTES = 32
-COUNTERS = (
+TRAFFIC = (  # sent: attempted; received: delivered; lost: sent but not delivered
     "messages_sent",
     "messages_received",
+    "messages_lost",
     "bytes_sent",
     "bytes_received",
+    "bytes_lost",
+)
+COUNTERS = (
+    *TRAFFIC,
     "local_steps",
     "samples_trained",
     "training_joules",
@@ -42,7 +47,15 @@ COUNTERS = (
     "energy_joules",
 )
 _FLOAT_COUNTERS = ("training_joules", "communication_joules", "energy_joules")
-ROUND_FIELDS = ("messages", "bytes_sent", "local_steps", "samples_trained", "energy_joules")
+ROUND_FIELDS = (
+    "messages",
+    "messages_delivered",
+    "messages_lost",
+    "bytes_sent",
+    "local_steps",
+    "samples_trained",
+    "energy_joules",
+)
 
 
 def model_message_bytes(num_params: int, dtype: torch.dtype = torch.float32) -> int:
@@ -66,7 +79,7 @@ class Ledger:
             name: np.zeros(num_nodes, dtype=np.float64 if name in _FLOAT_COUNTERS else np.int64)
             for name in COUNTERS
         }
-        self.coordinator = dict.fromkeys(COUNTERS[:4], 0)
+        self.coordinator = dict.fromkeys(TRAFFIC, 0)
         self.per_round: list[dict[str, Any]] = []  # network totals of each finished round
         self._round_start: dict[str, float] | None = None
 
@@ -98,32 +111,51 @@ class Ledger:
         sent: torch.Tensor | np.ndarray,
         received: torch.Tensor | np.ndarray,
         message_bytes: int,
+        delivered: torch.Tensor | np.ndarray | None = None,
     ) -> None:
-        """Node-to-node messages: (N,) messages each node sent and received."""
+        """Node-to-node messages: (N,) messages each node sent (attempted) and received
+        (delivered to it), and of those it sent, how many were delivered (default all)."""
         sent, received = _as_counts(sent), _as_counts(received)
-        self.node["messages_sent"] += sent
-        self.node["messages_received"] += received
-        self.node["bytes_sent"] += sent * message_bytes
-        self.node["bytes_received"] += received * message_bytes
+        lost = sent - _as_counts(delivered) if delivered is not None else np.zeros_like(sent)
+        self._count(self.node, "sent", sent, message_bytes)
+        self._count(self.node, "received", received, message_bytes)
+        self._count(self.node, "lost", lost, message_bytes)
         self._charge_traffic(sent, received, message_bytes)
 
-    def record_upload(self, senders: torch.Tensor | np.ndarray, message_bytes: int) -> None:
-        """Nodes to coordinator: (N,) messages each node sent to it."""
+    def record_upload(
+        self,
+        senders: torch.Tensor | np.ndarray,
+        message_bytes: int,
+        delivered: torch.Tensor | np.ndarray | None = None,
+    ) -> None:
+        """Nodes to coordinator: (N,) messages each node sent to it, and which of them the
+        coordinator received (default all)."""
         senders = _as_counts(senders)
-        self.node["messages_sent"] += senders
-        self.node["bytes_sent"] += senders * message_bytes
+        delivered = _as_counts(delivered) if delivered is not None else senders
+        self._count(self.node, "sent", senders, message_bytes)
+        self._count(self.node, "lost", senders - delivered, message_bytes)
         self._charge_traffic(senders, np.zeros_like(senders), message_bytes)
-        self.coordinator["messages_received"] += int(senders.sum())
-        self.coordinator["bytes_received"] += int(senders.sum()) * message_bytes
+        self._count(self.coordinator, "received", int(delivered.sum()), message_bytes)
 
-    def record_download(self, receivers: torch.Tensor | np.ndarray, message_bytes: int) -> None:
-        """Coordinator to nodes: (N,) messages each node received from it."""
+    def record_download(
+        self,
+        receivers: torch.Tensor | np.ndarray,
+        message_bytes: int,
+        delivered: torch.Tensor | np.ndarray | None = None,
+    ) -> None:
+        """Coordinator to nodes: (N,) messages it sent to each node, and which of them
+        arrived (default all)."""
         receivers = _as_counts(receivers)
-        self.node["messages_received"] += receivers
-        self.node["bytes_received"] += receivers * message_bytes
-        self._charge_traffic(np.zeros_like(receivers), receivers, message_bytes)
-        self.coordinator["messages_sent"] += int(receivers.sum())
-        self.coordinator["bytes_sent"] += int(receivers.sum()) * message_bytes
+        delivered = _as_counts(delivered) if delivered is not None else receivers
+        self._count(self.node, "received", delivered, message_bytes)
+        self._charge_traffic(np.zeros_like(receivers), delivered, message_bytes)
+        self._count(self.coordinator, "sent", int(receivers.sum()), message_bytes)
+        self._count(self.coordinator, "lost", int((receivers - delivered).sum()), message_bytes)
+
+    @staticmethod
+    def _count(counters: dict, what: str, messages, message_bytes: int) -> None:
+        counters[f"messages_{what}"] += messages
+        counters[f"bytes_{what}"] += messages * message_bytes
 
     def _charge_traffic(self, sent: np.ndarray, received: np.ndarray, message_bytes: int) -> None:
         """Link energy of one event's messages (each of ``message_bytes``)."""
@@ -153,12 +185,18 @@ class Ledger:
 
     # ------------------------------------------------------------ reading
     def totals(self) -> dict[str, float]:
-        """Network totals so far; messages and bytes include the coordinator's."""
+        """Network totals so far; messages and bytes include the coordinator's. ``messages``
+        counts every message sent (attempted): ``messages_delivered + messages_lost``."""
+        sent = int(self.node["messages_sent"].sum()) + self.coordinator["messages_sent"]
+        lost = int(self.node["messages_lost"].sum()) + self.coordinator["messages_lost"]
         return {
-            "messages": int(self.node["messages_sent"].sum()) + self.coordinator["messages_sent"],
+            "messages": sent,
+            "messages_delivered": sent - lost,
+            "messages_lost": lost,
             "bytes_sent": int(self.node["bytes_sent"].sum()) + self.coordinator["bytes_sent"],
             "bytes_received": int(self.node["bytes_received"].sum())
             + self.coordinator["bytes_received"],
+            "bytes_lost": int(self.node["bytes_lost"].sum()) + self.coordinator["bytes_lost"],
             "local_steps": int(self.node["local_steps"].sum()),
             "samples_trained": int(self.node["samples_trained"].sum()),
             "energy_joules": float(self.node["energy_joules"].sum()),

@@ -31,6 +31,8 @@ class Purpose(IntEnum):
     DRIFT = 8
     ENERGY = 9
     AUGMENT = 10
+    AVAILABILITY = 11
+    DELIVERY = 12
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:

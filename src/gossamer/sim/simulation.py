@@ -56,6 +56,7 @@ METRIC_COLUMNS = (
     "bytes_sent",
     "local_steps",
     "energy_joules",
+    "online_nodes",
     "wall_seconds",
 )
 ENERGY_COLUMNS = ("energy_joules", "training_joules", "communication_joules")
@@ -150,6 +151,9 @@ class Simulation:
             model_message_bytes(model.num_params),
             topology,
             Mixer(topology, device) if topology is not None else None,
+            conditions=config.network,
+            seed=config.seed,
+            weights=config.topology.weights,
         )
         context = Context(
             population=population,
@@ -198,6 +202,7 @@ class Simulation:
             stats.update(prequential_loss=round_loss, prequential_error=round_error)
             stats.update(zip(STREAM_COLUMNS, self.prequential, strict=True))
         stats.update(protocol_stats)
+        stats["online_nodes"] = int(self.network.online.sum())
         self.ledger.end_round(t + 1, stats)
         self.next_round = t + 1
 
@@ -227,6 +232,7 @@ class Simulation:
             "bytes_sent": totals["bytes_sent"],
             "local_steps": totals["local_steps"],
             "energy_joules": totals["energy_joules"],
+            "online_nodes": int(self.network.online.sum()),
             "wall_seconds": wall_seconds,
         }
         if self.config.data.stream:
@@ -244,6 +250,7 @@ class Simulation:
             "next_round": self.next_round,
             "population": self.population.state_dict(),
             "protocol": self.protocol.state_dict(),
+            "network": self.network.state_dict(),
             "ledger": self.ledger.state_dict(),
             "train_loss": self.train_loss,
             "prequential": list(self.prequential),
@@ -256,6 +263,7 @@ class Simulation:
         self.population.load_state_dict(state["population"])
         device = self.population.device
         self.protocol.load_state_dict({k: v.to(device) for k, v in state["protocol"].items()})
+        self.network.load_state_dict(state["network"])
         self.ledger.load_state_dict(state["ledger"])
         train_loss = state["train_loss"]
         self.train_loss = train_loss if train_loss is not None else math.nan

@@ -166,13 +166,7 @@ def with_weights(graph: nx.Graph, kind: str) -> Topology:
     edges = np.array(list(graph.edges()), dtype=np.int64).reshape(-1, 2)
     src = np.concatenate([edges[:, 0], edges[:, 1]])
     dst = np.concatenate([edges[:, 1], edges[:, 0]])
-    if kind == "metropolis_hastings":
-        off = 1.0 / (1.0 + np.maximum(degree[src], degree[dst]))
-    elif kind == "max_degree":
-        off = np.full(len(src), 1.0 / (1.0 + degree.max()))
-    else:  # uniform
-        off = 1.0 / (1.0 + degree[src])
-    diagonal = 1.0 - np.bincount(src, weights=off, minlength=n)
+    off, diagonal = edge_weights(kind, degree, src, dst)
     nodes = np.arange(n)
     rows = np.concatenate([src, nodes])
     cols = np.concatenate([dst, nodes])
@@ -187,6 +181,20 @@ def with_weights(graph: nx.Graph, kind: str) -> Topology:
         )
     topology = Topology(graph, rows, cols, weights, degree, 0.0, doubly)
     return Topology(graph, rows, cols, weights, degree, spectral_gap(topology), doubly)
+
+
+def edge_weights(
+    kind: str, degree: np.ndarray, src: np.ndarray, dst: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights W_ij of the directed edges i <- j (src i, dst j) of an undirected graph of
+    the given degrees, and the diagonal W_ii = 1 - sum_j W_ij (float64)."""
+    if kind == "metropolis_hastings":
+        off = 1.0 / (1.0 + np.maximum(degree[src], degree[dst]))
+    elif kind == "max_degree":
+        off = np.full(len(src), 1.0 / (1.0 + degree.max(initial=0)))
+    else:  # uniform
+        off = 1.0 / (1.0 + degree[src])
+    return off, 1.0 - np.bincount(src, weights=off, minlength=len(degree))
 
 
 def spectral_gap(topology: Topology) -> float:
@@ -223,25 +231,31 @@ class Mixer:
     def __init__(self, topology: Topology, device: torch.device):
         n = topology.num_nodes
         self.device = device
+        self.block = max(64, _BLOCK_BYTES // (4 * n))
+        self._buffer: torch.Tensor | None = None
+        self.set_weights(topology.rows, topology.cols, topology.weights, n)
         self.is_average = len(topology.weights) == n * n and bool(
             np.allclose(topology.weights, 1.0 / n)
         )
-        order = np.lexsort((topology.cols, topology.rows))
+
+    def set_weights(self, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n: int) -> None:
+        """Use W with entries ``W[rows[k], cols[k]] = weights[k]`` (e.g. this round's
+        weights on the live subgraph)."""
+        order = np.lexsort((cols, rows))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
             self.matrix = (
                 torch.sparse_coo_tensor(
-                    np.stack([topology.rows[order], topology.cols[order]]),
-                    topology.weights[order],
+                    np.stack([rows[order], cols[order]]),
+                    weights[order],
                     (n, n),
                     dtype=torch.float32,
                 )
                 .coalesce()
                 .to_sparse_csr()
-                .to(device)
+                .to(self.device)
             )
-        self.block = max(64, _BLOCK_BYTES // (4 * n))
-        self._buffer: torch.Tensor | None = None
+        self.is_average = False
 
     def apply_(self, blocks: Iterable[torch.Tensor]) -> None:
         """Replace X by W X, in place; X is given as column blocks (N, P_l).

@@ -46,13 +46,19 @@ class PeriodicAveraging(Protocol):
     al., ECML-PKDD 2018, the periodic protocol sigma_b; FedAvg of McMahan et al., 2017,
     with full participation; local SGD). ``period: 1`` is continuous averaging. The
     average is unweighted (every node has the same batch size), as in Kamp et al.
+
+    Under churn and loss (``network:``) the coordinator averages the models it
+    received and sends the average to every node; nodes it does not reach keep their
+    model until the next averaging (our choice: no catch-up message).
     """
 
     def communicate(self, round: int) -> dict[str, float]:
         if (round + 1) % self.config.period:
             return {"syncs": 0}
-        self.network.upload(torch.ones(self.population.num_nodes, dtype=torch.bool))
-        self.network.download(None, self.network.coordinator_mean())
+        received = self.network.upload(torch.ones(self.population.num_nodes, dtype=torch.bool))
+        if not bool(received.any()):  # no model reached the coordinator: nothing to average
+            return {"syncs": 0}
+        self.network.download(None, self.network.coordinator_mean(received))
         return {"syncs": 1}
 
 

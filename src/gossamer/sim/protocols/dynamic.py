@@ -66,18 +66,29 @@ class DynamicAveraging(Protocol):
     the protocol saves communication). ``gossamer delta CONFIG`` measures the squared
     drift of the models over one period in a short calibration run and suggests a
     starting value (``gossamer.suggest_delta``).
+
+    **Churn and loss** (``network:``): only online nodes check and upload; the
+    coordinator's requests to offline nodes are counted and go unanswered; a full
+    synchronization averages the models it received and becomes the reference; a node
+    that missed it (offline, or the message was lost) is sent the current reference
+    as soon as it is online again and adopts it (counted as a download).
     """
 
     def __init__(self, config: DynamicConfig, context: Context):
         super().__init__(config, context)
         self.reference = self.population.params.rows(0, 1).clone()  # (1, P): the start model
+        n = self.population.num_nodes
+        self.stale = torch.zeros(n, dtype=torch.bool)  # (N,) missed the last full sync
 
     def communicate(self, round: int) -> dict[str, float]:
         stats = dict.fromkeys(_STATS, 0)
+        online = self.network.online
+        if bool((self.stale & online).any()):  # back online: the current reference
+            self.stale &= ~self.network.download(self.stale & online, self.reference)
         if (round + 1) % self.config.period:
             return stats
         divergence = self.population.params.squared_distance(self.reference)  # (N,)
-        violators = divergence > self.config.delta
+        violators = (divergence > self.config.delta) & online.to(divergence.device)
         stats["violations"] = int(violators.sum())
         if stats["violations"]:
             self._balance(self.network.upload(violators), round, stats)
@@ -90,10 +101,12 @@ class DynamicAveraging(Protocol):
             stats["balancing_steps"] = step + 1
             if bool(holding.all()):
                 break
+            if not bool(holding.any()):  # every request unanswered: nothing to balance
+                return
             average = network.coordinator_mean(holding)
             if float(average.squared_distance(self.reference)[0]) <= self.config.delta:
-                network.download(holding, average)
-                stats["partial_syncs"], stats["synced"] = 1, int(holding.sum())
+                received = network.download(holding, average)
+                stats["partial_syncs"], stats["synced"] = 1, int(received.sum())
                 return
             size = int(holding.sum())
             wanted = min(2 * size if self.config.augmentation == "double" else 1, n - size)
@@ -101,10 +114,13 @@ class DynamicAveraging(Protocol):
                 break
             chosen = self._choose(~holding, wanted, round, step)
             holding = holding | self._request(chosen, stats)
-        self._request(~holding, stats)  # full synchronization
-        self.reference = network.coordinator_mean().clone()
-        network.download(None, self.reference)
-        stats["full_syncs"], stats["synced"] = 1, n
+        held = holding | self._request(~holding, stats)  # full synchronization
+        if not bool(held.any()):
+            return
+        self.reference = network.coordinator_mean(held).clone()
+        received = network.download(None, self.reference)
+        self.stale = ~received
+        stats["full_syncs"], stats["synced"] = 1, int(received.sum())
 
     def _choose(self, candidates: torch.Tensor, k: int, round: int, step: int) -> torch.Tensor:
         """The k candidates (N,) bool with the smallest keys hash(seed, round, step, node)."""
@@ -121,10 +137,11 @@ class DynamicAveraging(Protocol):
         return self.network.request(nodes)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"reference": self.reference.matrix()}
+        return {"reference": self.reference.matrix(), "stale": self.stale.clone()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.reference.copy_from_matrix(state["reference"])
+        self.stale.copy_(state["stale"])
 
 
 class DynamicGossipConfig(ProtocolConfig):
@@ -156,6 +173,11 @@ class DynamicGossip(Protocol):
     the network mean (stale copies do not bias it). With delta 0, period 1 and
     gamma 1 every node that moved sends, s = x, and the step is x <- W x: exactly
     D-PSGD.
+
+    **Churn and loss** (``network:``): only online nodes check, send and mix; each
+    node mixes with the last model it *received* from each neighbour, so a lost
+    message, or a send while the receiver was offline, leaves that copy stale (and
+    the network mean is then no longer preserved exactly).
     """
 
     def __init__(self, config: DynamicGossipConfig, context: Context):
@@ -166,7 +188,8 @@ class DynamicGossip(Protocol):
         if (round + 1) % self.config.period:
             return {"senders": 0}
         params = self.population.params
-        senders = params.squared_distance(self.last_sent) > self.config.delta  # (N,)
+        moved = params.squared_distance(self.last_sent) > self.config.delta  # (N,)
+        senders = moved & self.network.online.to(moved.device)
         index = senders.nonzero().squeeze(1)
         if len(index):
             self.last_sent.index_copy_(index, params.index_select(index))

@@ -47,7 +47,7 @@ class SkipTrain(Protocol):
     def communicate(self, round: int) -> dict[str, float]:
         self.network.gossip()
         training = is_training_round(round, self.config.train_rounds, self.config.sync_rounds)
-        return {"trained_nodes": self.population.num_nodes if training else 0}
+        return {"trained_nodes": int(self.network.online.sum()) if training else 0}
 
 
 class BudgetedProtocol(Protocol):
@@ -67,6 +67,9 @@ class BudgetedProtocol(Protocol):
         self.remaining = budget.clone()  # (N,) int64 training rounds left
 
     def _spend(self, mask: torch.Tensor) -> torch.Tensor:
+        """Train the masked nodes that are online; they spend a round of their budget."""
+        mask = mask & self.network.online.to(mask.device)  # offline: no training, no energy
+        self._last_trained = int(mask.sum())
         self.remaining -= mask.long()
         return mask
 
@@ -116,7 +119,6 @@ class SkipTrainConstrained(BudgetedProtocol):
             nodes = torch.arange(n, device=self.population.device)
             draw = uniform(self.context.seed, Purpose.PROTOCOL, round, nodes)
             mask = (self.remaining > 0) & (draw < self.probability)
-        self._last_trained = int(mask.sum())
         return self._spend(mask)
 
 
@@ -131,6 +133,4 @@ class Greedy(BudgetedProtocol):
     then only share and aggregate."""
 
     def train_mask(self, round: int) -> torch.Tensor:
-        mask = self.remaining > 0
-        self._last_trained = int(mask.sum())
-        return self._spend(mask)
+        return self._spend(self.remaining > 0)

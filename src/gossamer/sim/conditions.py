@@ -1,0 +1,230 @@
+"""Conditions of a real fleet: which nodes are online each round, which messages arrive.
+
+**Availability** (``network.availability``) gives every round an online mask (N,):
+
+- ``always``: every node, every round (the default);
+- ``bernoulli``: node i is online in round t iff ``u(seed, t, i) < online``,
+  independently (the i.i.d. availability of many federated-learning simulators);
+- ``markov``: a two-state Markov chain per node (sessions): an online node goes
+  offline with probability ``1 / mean_online`` per round, an offline one comes back
+  with probability ``1 / mean_offline``, so sessions have geometric lengths with
+  those means and a node is online a share ``mean_online / (mean_online +
+  mean_offline)`` of the time; round 0 is drawn from that stationary share;
+- ``daily``: ``bernoulli`` with a share that follows a day, ``low + (high - low)(1 +
+  cos(2 pi (t / period - peak))) / 2`` (devices charging at night, say);
+- ``trace``: online intervals from a file, in trace time units, round t at time ``t x
+  seconds_per_round``. Two formats: a CSV with columns ``node,start,end`` (online in
+  ``[start, end)``), or FedScale's client-availability trace (a dict per client of
+  ``active`` and ``inactive`` time lists and ``finish_time``: online in
+  ``[active[k], inactive[k]]``, time taken modulo ``finish_time``, as FedScale's
+  ``is_active``), as JSON or as FedScale's pickle, read by an unpickler that refuses
+  every Python class, so the file cannot run code. Node i follows the i-th client in
+  sorted id order.
+
+**Delivery** (``network.delivery``): each message arrives independently with that
+probability. Every random draw is a hash of ``(seed, purpose, round, ...)`` (for a
+message, of the round, the exchange within the round, the sender and the receiver),
+so the conditions do not depend on how nodes are batched, and a resumed run sees the
+same ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gossamer.config import AvailabilityConfig, DataError
+from gossamer.sim.rng import Purpose, uniform
+
+
+class Availability:
+    """The online mask of every round for one run (the Markov chain's state included)."""
+
+    def __init__(self, config: AvailabilityConfig, nodes: int, seed: int):
+        self.config, self.nodes, self.seed = config, nodes, seed
+        self._ids = torch.arange(nodes)
+        self._online = torch.ones(nodes, dtype=torch.bool)  # (N,) of round self._round
+        self._round = -1
+        self._trace = read_trace(config, nodes) if config.kind == "trace" else None
+
+    def online(self, round: int) -> torch.Tensor:
+        """(N,) bool: the nodes online in (0-based) round ``round``."""
+        kind = self.config.kind
+        if kind == "markov":
+            return self._markov(round)
+        if kind == "always":
+            return torch.ones(self.nodes, dtype=torch.bool)
+        if kind == "trace":
+            return self._trace.online(round * self.config.seconds_per_round)
+        share = self.config.online if kind == "bernoulli" else self.daily_share(round)
+        return self._draw(round) < share
+
+    def daily_share(self, round: int) -> float:
+        c = self.config
+        phase = 2 * math.pi * (round / c.period - c.peak)
+        return c.low + (c.high - c.low) * (1 + math.cos(phase)) / 2
+
+    def _draw(self, round: int) -> torch.Tensor:
+        return uniform(self.seed, Purpose.AVAILABILITY, round, self._ids)  # (N,) float64
+
+    def _markov(self, round: int) -> torch.Tensor:
+        """Advance the chain to ``round`` (each round's draw is keyed, so the state is a
+        pure function of the seed and the round, whoever computes it)."""
+        c = self.config
+        if round < self._round or self._round < 0:
+            share = c.mean_online / (c.mean_online + c.mean_offline)
+            self._online, self._round = self._draw(0) < share, 0
+        while self._round < round:
+            self._round += 1
+            draw = self._draw(self._round)
+            stays = draw >= 1 / c.mean_online  # an online node stays online
+            returns = draw < 1 / c.mean_offline  # an offline node comes back
+            self._online = torch.where(self._online, stays, returns)
+        return self._online.clone()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"round": self._round, "online": self._online.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._round = int(state["round"])
+        self._online = state["online"].to(torch.bool).cpu().clone()
+
+
+def delivered(
+    seed: int, round: int, exchange: int, senders: torch.Tensor, receivers: torch.Tensor, p: float
+) -> torch.Tensor:
+    """Which messages arrive: (M,) bool for messages ``senders[k] -> receivers[k]``, the
+    ``exchange``-th of the round (the coordinator is node id N)."""
+    if p >= 1.0:
+        return torch.ones(len(senders), dtype=torch.bool)
+    return uniform(seed, Purpose.DELIVERY, round, exchange, senders, receivers) < p
+
+
+# ------------------------------------------------------------------ traces
+
+
+class Trace:
+    """Online intervals per node: node i is online at time s iff some interval of i,
+    taken modulo its period (inf: none), holds s."""
+
+    def __init__(self, node: np.ndarray, start: np.ndarray, end: np.ndarray, period, nodes):
+        self.node = torch.as_tensor(node, dtype=torch.int64)  # (K,)
+        self.start = torch.as_tensor(start, dtype=torch.float64)  # (K,)
+        self.end = torch.as_tensor(end, dtype=torch.float64)  # (K,)
+        self.period = torch.as_tensor(period, dtype=torch.float64)  # (K,) inf: no wrap
+        self.nodes = nodes
+        self.closed = False  # FedScale: [active, inactive]; CSV: [start, end)
+
+    def online(self, time: float) -> torch.Tensor:
+        local = torch.where(torch.isinf(self.period), time, time % self.period)
+        inside = (self.start <= local) & (
+            (local <= self.end) if self.closed else (local < self.end)
+        )
+        online = torch.zeros(self.nodes, dtype=torch.bool)
+        online[self.node[inside]] = True
+        return online
+
+
+def read_trace(config: AvailabilityConfig, nodes: int) -> Trace:
+    """The trace file of ``network.availability.path`` for ``nodes`` nodes."""
+    path = config.path
+    fmt = config.format
+    if fmt == "auto":
+        fmt = "csv" if path.suffix.lower() == ".csv" else "fedscale"
+    if fmt == "csv":
+        return _read_csv_trace(path, nodes)
+    return _read_fedscale_trace(path, nodes)
+
+
+def _read_csv_trace(path: Path, nodes: int) -> Trace:
+    rows = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        needed = ["node", "start", "end"]
+        if reader.fieldnames is None or any(c not in reader.fieldnames for c in needed):
+            raise DataError(
+                f"network.availability.path '{path}': expected a CSV with columns "
+                f"node,start,end; got {reader.fieldnames}"
+            )
+        for line, row in enumerate(reader, start=2):
+            try:
+                node, start, end = int(row["node"]), float(row["start"]), float(row["end"])
+            except ValueError:
+                raise DataError(
+                    f"network.availability.path '{path}' line {line}: expected an integer "
+                    f"node and numbers start, end; got {[row[c] for c in needed]}"
+                ) from None
+            if not 0 <= node < nodes or end < start:
+                raise DataError(
+                    f"network.availability.path '{path}' line {line}: expected 0 <= node < "
+                    f"{nodes} and start <= end; got node {node}, start {start}, end {end}"
+                )
+            rows.append((node, start, end))
+    node, start, end = (np.array(c) for c in zip(*rows, strict=True)) if rows else ([],) * 3
+    return Trace(node, start, end, np.full(len(rows), np.inf), nodes)
+
+
+class _PlainData(pickle.Unpickler):
+    """Unpickles dicts, lists, numbers and strings only: every class is refused, so a
+    crafted file cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"refers to the Python object {module}.{name}")
+
+
+def _read_fedscale_trace(path: Path, nodes: int) -> Trace:
+    try:
+        if path.suffix.lower() == ".json":
+            clients = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            with open(path, "rb") as handle:
+                clients = _PlainData(handle).load()
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
+        raise DataError(
+            f"network.availability.path '{path}': not a readable FedScale availability "
+            f"trace (plain data only): {error}"
+        ) from None
+    if not isinstance(clients, dict) or len(clients) < nodes:
+        count = len(clients) if isinstance(clients, dict) else type(clients).__name__
+        raise DataError(
+            f"network.availability.path '{path}': expected a mapping of at least {nodes} "
+            f"clients (one per node) to {{active, inactive, finish_time}}; got {count}"
+        )
+    node, start, end, period = [], [], [], []
+    for index, key in enumerate(sorted(clients, key=_sort_key)[:nodes]):
+        trace = clients[key]
+        try:
+            active, inactive = list(trace["active"]), list(trace["inactive"])
+            finish = float(trace["finish_time"])
+        except (TypeError, KeyError, ValueError):
+            raise DataError(
+                f"network.availability.path '{path}': client {key!r} lacks active, "
+                "inactive and finish_time"
+            ) from None
+        if len(active) != len(inactive) or finish <= 0:
+            raise DataError(
+                f"network.availability.path '{path}': client {key!r} has {len(active)} "
+                f"active and {len(inactive)} inactive times and finish_time {finish}"
+            )
+        node += [index] * len(active)
+        start += [float(a) for a in active]
+        end += [float(b) for b in inactive]
+        period += [finish] * len(active)
+    parsed = Trace(np.array(node), np.array(start), np.array(end), np.array(period), nodes)
+    parsed.closed = True
+    return parsed
+
+
+def _sort_key(key: Any) -> tuple[int, Any]:
+    """Client ids in numeric order when they are numbers (FedScale's are), else as text."""
+    try:
+        return (0, float(key))
+    except (TypeError, ValueError):
+        return (1, str(key))
