@@ -37,3 +37,9 @@ def test_checkpoint_benchmark_smoke_run(tmp_path):
     (row,) = smoke_run("checkpoint.py", tmp_path)["checkpoint"]
     assert row["nodes"] == 8 and row["parameters"] == 16 * 8 + 8 + 8 * 10 + 10
     assert row["checkpoint_mb"] > 0 and row["save_s"] > 0 and row["load_s"] > 0
+
+
+def test_network_benchmark_smoke_run(tmp_path):
+    rows = smoke_run("network.py", tmp_path)["network"]
+    assert {row["condition"] for row in rows} >= {"ideal", "churn 30%", "loss 10%"}
+    assert all(row["round_ms"] > 0 and row["gossip_ms"] > 0 for row in rows)
