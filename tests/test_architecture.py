@@ -23,6 +23,7 @@ SIM_ORDER = [
     "data",
     "models",
     "topology",
+    "timevarying",
     "energy",
     "accounting",
     "conditions",

@@ -42,6 +42,9 @@ class ProtocolConfig(Section):
     uses_topology: ClassVar[bool] = True
     #: Whether the protocol needs the energy model (budgets): ``energy.enabled`` must be on.
     needs_energy: ClassVar[bool] = False
+    #: Whether the protocol runs on a graph that changes between rounds (it gossips only
+    #: through ``network.gossip``).
+    time_varying: ClassVar[bool] = True
 
 
 class ModelConfig(Section):
@@ -189,6 +192,8 @@ TOPOLOGY_KINDS = {
     "small_world": "Watts-Strogatz: a ring lattice with rewired edges",
     "exponential": "i ~ i + 2^j mod n (Ying et al. 2021)",
     "file": "an edge list in DecentralizePy's format",
+    "epidemic": "Epidemic Learning (EL-Local): each node sends to `fanout` random nodes a round",
+    "one_peer_exponential": "one peer per round: i sends to i + 2^(t mod log2 N) (Ying et al.)",
 }
 TopologyKind = Literal[tuple(TOPOLOGY_KINDS)]  # type: ignore[valid-type]
 
@@ -201,6 +206,10 @@ class TopologyConfig(Section):
     rows: int | None = Field(None, ge=1, description="torus: grid rows (default: near-square)")
     path: AbsolutePath | None = Field(None, description="file: DecentralizePy edge list")
     weights: Literal["metropolis_hastings", "uniform", "max_degree"] = "metropolis_hastings"
+    resample_every: int = Field(
+        0, ge=0, description="regular, erdos_renyi, small_world: rounds between fresh graphs"
+    )
+    fanout: int = Field(6, ge=1, description="epidemic: nodes each node sends to per round (s)")
 
 
 class DeviceProfileConfig(Section):
@@ -310,6 +319,12 @@ class Config(Section):
         n, topo = self.nodes, self.topology
         if self.protocol.uses_topology:
             _check_topology(topo, n)
+        dynamic = topo.resample_every or topo.kind in ("epidemic", "one_peer_exponential")
+        if dynamic and self.protocol.uses_topology and not self.protocol.time_varying:
+            raise ConfigError(
+                f"topology.kind: protocol {self.protocol.name!r} needs a fixed graph; got a "
+                f"time-varying one (kind {topo.kind!r}, resample_every {topo.resample_every})"
+            )
         if self.eval_every > self.rounds:
             raise ConfigError(
                 f"eval_every: expected at most rounds ({self.rounds}); got {self.eval_every}"
@@ -378,6 +393,16 @@ def _check_topology(topo: TopologyConfig, n: int) -> None:
                 f"topology.rows: a 2-D torus needs rows x cols = nodes ({n}) with both >= 3; "
                 f"got rows {topo.rows if topo.rows else f'{rows} (automatic)'}"
             )
+    if topo.resample_every and kind not in ("regular", "erdos_renyi", "small_world"):
+        raise ConfigError(
+            "topology.resample_every: fresh graphs need a random kind (regular, erdos_renyi, "
+            f"small_world); got kind {kind!r}"
+        )
+    if kind == "epidemic" and topo.fanout >= n:
+        raise ConfigError(
+            f"topology.fanout: expected fewer than nodes ({n}) for kind 'epidemic'; "
+            f"got {topo.fanout}"
+        )
     if kind == "file":
         if topo.path is None:
             raise ConfigError("topology.path: expected an edge-list file for kind 'file'; got none")

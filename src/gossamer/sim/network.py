@@ -53,6 +53,7 @@ from gossamer.config import NetworkConfig
 from gossamer.sim.accounting import HEADER_BYTES, Ledger
 from gossamer.sim.conditions import Availability, delivered
 from gossamer.sim.stacked import StackedTensors
+from gossamer.sim.timevarying import RoundGraph, TimeVarying, round_spectral_gap, undirected
 from gossamer.sim.topology import Mixer, Topology, edge_weights
 
 
@@ -69,6 +70,7 @@ class Network:
         conditions: NetworkConfig | None = None,
         seed: int = 0,
         weights: str = "metropolis_hastings",
+        schedule: TimeVarying | None = None,
     ):
         self.params = params  # (N, P) the population's models, changed in place
         self.ledger = ledger
@@ -87,25 +89,23 @@ class Network:
         self._start = params.rows(0, 1).clone()  # (1, P) the common start model
         self._copies: StackedTensors | None = None  # (E, P) last model received per edge
         self.weight_kind = weights  # recomputed on the live subgraph under conditions
+        self.schedule = schedule  # the graph of each round, for time-varying topologies
+        self.round_stats: dict[str, float] = {}  # this round's network statistics
         if topology is not None:
             self.degree = torch.as_tensor(topology.degree)  # (N,) neighbours per node
-            edges = topology.rows != topology.cols
+            self._static = undirected(topology.rows, topology.cols, False)
             # (E,) directed edges j -> i as (receiver i, sender j), self loops excluded
-            receiver, sender = topology.rows[edges], topology.cols[edges]
-            self._edges = (torch.as_tensor(receiver), torch.as_tensor(sender))
-            key, back = receiver * n + sender, sender * n + receiver
-            order = np.argsort(key, kind="stable")
-            # (E,) the edge i -> j of each edge j -> i
-            self._reverse = torch.as_tensor(order[np.searchsorted(key[order], back)])
-            diagonal = ~edges
+            self._edges = (self._static.receiver, self._static.sender)
+            diagonal = topology.rows == topology.cols
             self._self_weight = torch.zeros(n, dtype=torch.float64)  # (N,) static W_ii
             self._self_weight[topology.rows[diagonal]] = torch.as_tensor(topology.weights[diagonal])
-            self._edge_weight = torch.as_tensor(topology.weights[edges])  # (E,) static W_ij
+            self._edge_weight = torch.as_tensor(topology.weights[~diagonal])  # (E,) W_ij
 
     def begin_round(self, round: int) -> None:
         """Round ``round`` (0-based) starts: who is online; the coordinator holds nothing."""
         self.round, self._exchange = round, 0
         self._held.zero_()
+        self.round_stats = {}
         if not self.ideal:
             self.online = self.availability.online(round)
 
@@ -122,20 +122,23 @@ class Network:
 
         Returns (N,) the model messages each node received.
         """
-        if self.ideal:
+        if self.ideal and self.schedule is None:
             self.ledger.record_exchange(self.degree, self.degree, self.message_bytes)
             self.mixer.apply_(self.params.blocks)
             return self.degree.clone()
-        receiver, sender = self._edges
-        arrived = self._send(self.online[sender])  # (E,)
-        live = arrived & arrived[self._reverse]  # both directions: the edge is mixed
-        self._mix_live(live)
-        return torch.bincount(receiver[arrived], minlength=self.num_nodes)
+        graph = self.schedule.at(self.round) if self.schedule is not None else self._static
+        arrived = self._send(self.online[graph.sender], graph)  # (E,)
+        if graph.reverse is not None:  # undirected: mixed when both directions arrived
+            self._mix_live(graph, arrived & arrived[graph.reverse])
+        else:  # directed: each node averages itself and what arrived, equally
+            self._average_arrived(graph, arrived)
+        return torch.bincount(graph.receiver[arrived], minlength=self.num_nodes)
 
-    def _send(self, attempted: torch.Tensor) -> torch.Tensor:
-        """Messages along the directed edges where ``attempted`` (E,) is set: charge them;
-        returns (E,) which arrived (online receiver, not lost)."""
-        receiver, sender = self._edges
+    def _send(self, attempted: torch.Tensor, graph: RoundGraph | None = None) -> torch.Tensor:
+        """Messages along the directed edges (of ``graph``, by default the static one)
+        where ``attempted`` (E,) is set: charge them; returns (E,) which arrived."""
+        graph = graph or self._static
+        receiver, sender = graph.receiver, graph.sender
         arrived = attempted & self.online[receiver] & self._arrives(sender, receiver)
         n = self.num_nodes
         self.ledger.record_exchange(
@@ -146,20 +149,31 @@ class Network:
         )
         return arrived
 
-    def _mix_live(self, live: torch.Tensor) -> None:
+    def _mix_live(self, graph: RoundGraph, live: torch.Tensor) -> None:
         """X <- W X with the configured weights on the subgraph of ``live`` (E,) edges."""
-        receiver, sender = self._edges
-        rows, cols = receiver[live].numpy(), sender[live].numpy()
+        rows, cols = graph.receiver[live].numpy(), graph.sender[live].numpy()
         degree = np.bincount(rows, minlength=self.num_nodes)
         off, diagonal = edge_weights(self.weight_kind, degree, rows, cols)
+        self._mix(graph, rows, cols, off, diagonal)
+
+    def _average_arrived(self, graph: RoundGraph, arrived: torch.Tensor) -> None:
+        """x_i <- (x_i + sum of the models that arrived) / (1 + their count)."""
+        rows, cols = graph.receiver[arrived].numpy(), graph.sender[arrived].numpy()
+        share = 1.0 / (1.0 + np.bincount(rows, minlength=self.num_nodes))  # (N,)
+        self._mix(graph, rows, cols, share[rows], share)
+
+    def _mix(self, graph, rows, cols, off, diagonal) -> None:
+        """Apply the round's W (off-diagonal entries W[rows, cols] = off, then the
+        diagonal); on a time-varying graph, record its spectral gap when it changed."""
         nodes = np.arange(self.num_nodes)
-        self.mixer.set_weights(
-            np.concatenate([rows, nodes]),
-            np.concatenate([cols, nodes]),
-            np.concatenate([off, diagonal]),
-            self.num_nodes,
-        )
+        rows, cols = np.concatenate([rows, nodes]), np.concatenate([cols, nodes])
+        weights = np.concatenate([off, diagonal])
+        self.mixer.set_weights(rows, cols, weights, self.num_nodes)
         self.mixer.apply_(self.params.blocks)
+        if self.schedule is not None and graph.changed:
+            self.round_stats["spectral_gap"] = round_spectral_gap(
+                rows, cols, weights, self.num_nodes
+            )
 
     def send_to_neighbours(self, senders: torch.Tensor) -> torch.Tensor:
         """The nodes where ``senders`` (N,) bool is set send their current model to each

@@ -40,6 +40,7 @@ from gossamer.sim.models import StackedModel, build_model
 from gossamer.sim.network import Network
 from gossamer.sim.optim import build_optimizer
 from gossamer.sim.protocols import Context, Protocol, build_protocol
+from gossamer.sim.timevarying import DYNAMIC_KINDS, TimeVarying, time_varying
 from gossamer.sim.topology import Mixer, Topology, build_topology
 
 METRIC_COLUMNS = (
@@ -109,12 +110,14 @@ class Simulation:
                 config.data.batch_size * config.local_steps,
                 config.seed,
             )
-        topology = None
-        if config.protocol.uses_topology:
+        topology = schedule = None
+        if config.protocol.uses_topology and config.topology.kind not in DYNAMIC_KINDS:
             key = json.dumps([config.topology.model_dump(mode="json"), config.nodes, config.seed])
-            topology = SHARED_TOPOLOGIES.get(
+            topology = SHARED_TOPOLOGIES.get(  # with resample_every: the first epoch's graph
                 key, lambda: build_topology(config.topology, config.nodes, config.seed)
             )
+        if config.protocol.uses_topology and time_varying(config.topology):
+            schedule = TimeVarying(config.topology, config.nodes, config.seed)
         dataset = SHARED_DATASETS.get(
             dataset_key(config.data, config.seed), lambda: load_dataset(config.data, config.seed)
         )
@@ -150,10 +153,11 @@ class Simulation:
             ledger,
             model_message_bytes(model.num_params),
             topology,
-            Mixer(topology, device) if topology is not None else None,
+            Mixer(topology, device, config.nodes) if config.protocol.uses_topology else None,
             conditions=config.network,
             seed=config.seed,
             weights=config.topology.weights,
+            schedule=schedule,
         )
         context = Context(
             population=population,
@@ -202,6 +206,7 @@ class Simulation:
             stats.update(prequential_loss=round_loss, prequential_error=round_error)
             stats.update(zip(STREAM_COLUMNS, self.prequential, strict=True))
         stats.update(protocol_stats)
+        stats.update(self.network.round_stats)
         stats["online_nodes"] = int(self.network.online.sum())
         self.ledger.end_round(t + 1, stats)
         self.next_round = t + 1
@@ -283,7 +288,7 @@ class Simulation:
             "nodes": config.nodes,
             "model": {"name": config.model.name, "parameters": self.model.num_params},
             "message_bytes": self.network.message_bytes,
-            "topology": self.topology.summary() if self.topology is not None else None,
+            "topology": self._topology_summary(),
             "final": {k: last[k] for k in final_keys},
             "totals": self.ledger.totals(),
             "device": str(self.population.device),
@@ -312,6 +317,19 @@ class Simulation:
                 for e in self.drift_events
             ]
         return summary
+
+    def _topology_summary(self) -> dict[str, Any] | None:
+        """The static graph's summary; a time-varying one's first graph and its schedule."""
+        topo = self.config.topology
+        summary = self.topology.summary() if self.topology is not None else None
+        if self.network.schedule is None:
+            return summary
+        schedule = {"kind": topo.kind, "time_varying": True}
+        if topo.kind == "epidemic":
+            schedule["fanout"] = topo.fanout
+        elif topo.resample_every:
+            schedule["resample_every"] = topo.resample_every
+        return {**(summary or {"nodes": self.config.nodes}), **schedule}
 
     def node_table(self) -> dict[str, np.ndarray]:
         """nodes.csv: per node samples, degree, final accuracy and loss, the ledger's counters."""

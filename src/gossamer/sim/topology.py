@@ -81,9 +81,11 @@ def build_topology(config: TopologyConfig, nodes: int, seed: int) -> Topology:
     return with_weights(graph, config.weights)
 
 
-def build_graph(config: TopologyConfig, nodes: int, seed: int) -> nx.Graph:
-    """The configured graph on nodes 0..N-1 (not yet checked for connectivity)."""
-    rng = numpy_generator(seed, Purpose.TOPOLOGY)
+def build_graph(config: TopologyConfig, nodes: int, seed: int, epoch: int = 0) -> nx.Graph:
+    """The configured graph on nodes 0..N-1 (not yet checked for connectivity); ``epoch``
+    > 0 draws another random graph of the kind (time-varying topologies)."""
+    keys = (epoch,) if epoch else ()
+    rng = numpy_generator(seed, Purpose.TOPOLOGY, *keys)
     graph_seed = int(rng.integers(2**31))
     kind = config.kind
     if kind == "complete":
@@ -228,11 +230,15 @@ class Mixer:
     complete graph with Metropolis–Hastings weights) is applied as a mean.
     """
 
-    def __init__(self, topology: Topology, device: torch.device):
-        n = topology.num_nodes
+    def __init__(self, topology: Topology | None, device: torch.device, nodes: int = 0):
+        n = topology.num_nodes if topology is not None else nodes
         self.device = device
         self.block = max(64, _BLOCK_BYTES // (4 * n))
         self._buffer: torch.Tensor | None = None
+        if topology is None:  # weights come round by round (time-varying topologies)
+            identity = np.arange(n)
+            self.set_weights(identity, identity, np.ones(n), n)
+            return
         self.set_weights(topology.rows, topology.cols, topology.weights, n)
         self.is_average = len(topology.weights) == n * n and bool(
             np.allclose(topology.weights, 1.0 / n)
@@ -286,5 +292,14 @@ class Mixer:
 def describe_topology(config: Config) -> dict[str, float | int | bool | str]:
     """What ``gossamer topology`` shows: the configured graph's kind, weights, nodes,
     edges, degrees and the spectral gap of its mixing matrix."""
+    kind = config.topology.kind
+    if kind in ("epidemic", "one_peer_exponential"):  # no fixed graph: see gossamer.sim.timevarying
+        described = {"nodes": config.nodes, "time_varying": True}
+        if kind == "epidemic":
+            described["fanout"] = config.topology.fanout
+        return {"kind": kind, **described}
     topology = build_topology(config.topology, config.nodes, config.seed)
-    return {"kind": config.topology.kind, "weights": config.topology.weights, **topology.summary()}
+    described = {"kind": kind, "weights": config.topology.weights, **topology.summary()}
+    if config.topology.resample_every:
+        described.update(time_varying=True, resample_every=config.topology.resample_every)
+    return described

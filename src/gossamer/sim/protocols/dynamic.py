@@ -149,6 +149,7 @@ class DynamicGossipConfig(ProtocolConfig):
     delta: float = Field(1.0, ge=0, description="send threshold: a squared distance")
     period: int = Field(1, ge=1, description="rounds between checks and gossip steps")
     consensus_step: float = Field(1.0, gt=0, le=1, description="gamma of the mixing step")
+    time_varying = False  # keeps a copy of each neighbour's model: needs a fixed graph
 
 
 @register_protocol(DynamicGossipConfig)
