@@ -383,3 +383,85 @@ def test_resumed_under_churn_and_loss_equals_uninterrupted(tmp_path, protocol):
     assert_same_run(tmp_path / "whole", tmp_path / "cut")
     lost = gossamer.load(tmp_path / "whole").summary["totals"]["messages_lost"]
     assert lost > 0 or protocol == "nosync"
+
+
+# ------------------------------------------------------------------ simulated time
+
+
+def test_round_duration_by_hand_from_device_profiles():
+    """A round lasts as long as its slowest node: samples x seconds per sample (3 x the
+    model's MobileNetV2-scaled inference time) plus bytes over the link plus latency."""
+    from gossamer.sim.energy import BUILTIN_DEVICES, MOBILENET_V2_PARAMS
+
+    config = small_config(rounds=3, eval_every=1)  # ring of 6, batch 5, one local step
+    result = gossamer.run(config)
+    params = result.summary["model"]["parameters"]
+    message = result.summary["message_bytes"]
+    per_node = []
+    for i in range(6):  # round robin over the four built-in phones
+        device = BUILTIN_DEVICES[i % 4]
+        train = 5 * 3 * device.inference_ms / 1000 * params / MOBILENET_V2_PARAMS
+        traffic = 2 * message * 8 / 10e6 + 2 * message * 8 / 50e6  # 2 neighbours each way
+        per_node.append(train + traffic + 0.050)
+    assert result.rounds["round_seconds"].tolist() == pytest.approx([max(per_node)] * 3)
+    assert result.metrics["simulated_seconds"].tolist() == pytest.approx(
+        [0, max(per_node), 2 * max(per_node), 3 * max(per_node)]
+    )
+    assert result.totals["simulated_seconds"] == pytest.approx(3 * max(per_node))
+
+
+def test_a_deadline_keeps_stragglers_from_training():
+    from gossamer.sim.energy import BUILTIN_DEVICES
+
+    # the Poco X3 (76 ms a MobileNetV2 inference) is far the slowest of the four phones
+    times = [d.inference_ms for d in BUILTIN_DEVICES]
+    slowest = max(times)
+    config = small_config(nodes=8, rounds=4, **{"model.hidden": "[300]"})
+    fast = gossamer.run(config)
+    per_ms = fast.summary["model"]["parameters"] / 3_504_872 * 3 * 5 / 1000  # s per ms
+    deadline = (sorted(times)[-2] + slowest) / 2 * per_ms  # between the two slowest
+    late = gossamer.run(
+        small_config(nodes=8, rounds=4, **{"model.hidden": "[300]", "network.deadline": deadline})
+    )
+    slow = [BUILTIN_DEVICES[i % 4].inference_ms == slowest for i in range(8)]
+    assert late.nodes["local_steps"].tolist() == [0 if s else 4 for s in slow]
+    assert fast.nodes["local_steps"].tolist() == [4] * 8
+    assert late.totals["simulated_seconds"] < fast.totals["simulated_seconds"]
+
+
+def test_a_fedscale_capacity_trace_sets_speeds_and_bandwidths(tmp_path):
+    path = tmp_path / "capacity.json"
+    clients = {str(k): {"computation": 10.0 * (k + 1), "communication": 1000.0} for k in range(6)}
+    path.write_text(json.dumps(clients))
+    result = gossamer.run(small_config(rounds=2, eval_every=1, **{"network.capacity": str(path)}))
+    message = result.summary["message_bytes"]
+    # node 5: 60 ms an inference, x3 for training, 5 samples; 4 messages at 1,000 kbit/s
+    slowest = 3 * 60.0 / 1000 * 5 + 4 * message * 8 / 1e6 + 0.050
+    assert result.rounds["round_seconds"].tolist() == pytest.approx([slowest, slowest])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"0": {"computation": 1.0}}))
+    with pytest.raises(DataError, match="lacks numbers computation and communication"):
+        gossamer.run(
+            small_config(nodes=1, **{"network.capacity": str(bad), "topology.kind": "complete"})
+        )
+
+
+def test_time_to_accuracy_by_hand():
+    from gossamer.results import comparison_table
+    from gossamer.results.comparison import seconds_to_accuracy
+
+    metrics = {
+        "test_accuracy_mean": np.array([0.1, 0.5, 0.85, 0.9]),
+        "simulated_seconds": np.array([0.0, 10.0, 20.0, 30.0]),
+    }
+    assert seconds_to_accuracy(metrics, 0.8) == 20.0
+    assert math.isnan(seconds_to_accuracy(metrics, 0.95))
+    a = gossamer.run(small_config(rounds=4))
+    b = gossamer.run(small_config(rounds=4, protocol="nosync"))
+    table = comparison_table({"a": a, "b": b})
+    target = 0.9 * max(a.final["test_accuracy_mean"], b.final["test_accuracy_mean"])
+    for column, result in zip(("a", "b"), (a, b), strict=True):
+        index = list(table["variant"]).index(column)
+        assert table["seconds_to_target_accuracy"][index] == seconds_to_accuracy(
+            result.metrics, target
+        )

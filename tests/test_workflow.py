@@ -334,6 +334,7 @@ FULL_REPORT = [
     "Test accuracy against communication",
     "Test accuracy against energy",
     "Communication over time",
+    "Test accuracy against simulated time",
     "Cumulative prequential loss against communication",
     "Loss around the drift",
     "Per-node accuracy distribution",

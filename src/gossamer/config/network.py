@@ -61,6 +61,12 @@ class NetworkConfig(Section):
     delivery: float = Field(
         1.0, gt=0, le=1, description="probability that a message arrives (each independently)"
     )
+    deadline: float | None = Field(
+        None, gt=0, description="simulated seconds a node has to train in a round; none: no limit"
+    )
+    capacity: AbsolutePath | None = Field(
+        None, description="FedScale device-capacity trace: per node compute speed and bandwidth"
+    )
 
     @property
     def ideal(self) -> bool:

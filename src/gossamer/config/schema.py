@@ -213,12 +213,15 @@ class TopologyConfig(Section):
 
 
 class DeviceProfileConfig(Section):
-    """A device: MobileNetV2 CPU inference time, maximum power, battery capacity."""
+    """A device: MobileNetV2 CPU inference time, maximum power, battery capacity, link."""
 
     name: str = Field(min_length=1)
     inference_ms: float = Field(gt=0, description="MobileNetV2 CPU inference time (ms)")
     max_power_w: float = Field(gt=0)
     battery_wh: float = Field(gt=0)
+    upload_mbps: float = Field(10.0, gt=0, description="link: upload bandwidth (Mbit/s)")
+    download_mbps: float = Field(50.0, gt=0, description="link: download bandwidth (Mbit/s)")
+    latency_ms: float = Field(50.0, ge=0, description="link: latency of a message (ms)")
 
 
 class EnergyConfig(Section):

@@ -36,6 +36,14 @@ def comparison_figures(results: Mapping[str, Result]) -> list[tuple[str, str, Fi
         figures.append(
             ("communication_vs_rounds", "Communication over time", _traffic_per_round(per_round))
         )
+    if all(_last(r.metrics, "simulated_seconds") > 0 for r in results.values()):
+        figures.append(
+            (
+                "accuracy_vs_time",
+                "Test accuracy against simulated time",
+                _accuracy_vs(results, "time"),
+            )
+        )
     if any(_last(r.metrics, "energy_joules") > 0 for r in results.values()):
         figures.append(
             ("accuracy_vs_energy", "Test accuracy against energy", _accuracy_vs(results, "energy"))
@@ -173,6 +181,7 @@ def _accuracy_vs(results: Mapping[str, Result], axis: str) -> Figure:
             "bytes": m["bytes_sent"] / 1e6,
             "rounds": m["round"],
             "energy": m["energy_joules"] / 1e3,
+            "time": m.get("simulated_seconds", m["round"]) / 60,
         }[axis]
         ax.plot(x, m["test_accuracy_mean"], marker=".", label=name, color=colors[name])
     if axis == "bytes":
@@ -180,6 +189,8 @@ def _accuracy_vs(results: Mapping[str, Result], axis: str) -> Figure:
         ax.set_xlabel("cumulative MB sent (symlog)")
     elif axis == "energy":
         ax.set_xlabel("cumulative energy of all nodes (kJ)")
+    elif axis == "time":
+        ax.set_xlabel("simulated time (minutes)")
     else:
         ax.set_xlabel("round")
     ax.set_ylabel("test accuracy (mean over nodes)")

@@ -1,9 +1,11 @@
 """Comparisons of runs: the table that compares variants, and how it is computed.
 
-One row per variant: final quality, traffic and energy; with streams, the cumulative
-prequential loss and, around each drift, recovery time, loss and traffic. A variant is
-*Pareto optimal* when no other variant is at least as good in every respect and
-better in one.
+One row per variant: final quality, traffic and energy, simulated time and the time to
+accuracy (simulated seconds until the mean test accuracy first reached 90% of the best
+final accuracy among the variants, at an evaluated round); with streams, the
+cumulative prequential loss and, around each drift, recovery time, loss and traffic.
+A variant is *Pareto optimal* when no other variant is at least as good in every
+respect and better in one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from gossamer.results.run import Result
 RECOVERY_WINDOW = 10  # rounds averaged on each side of a drift
 RECOVERY_FACTOR = 2.0  # recovered: the loss is back within 2x its pre-drift level
 AFTER_DRIFT = 100  # rounds after a drift over which loss and traffic are summed
+#: Time to accuracy: the simulated seconds until a variant's mean test accuracy first
+#: reaches this share of the best final accuracy among the variants compared.
+TIME_TO_ACCURACY = 0.9
 
 
 @dataclass
@@ -60,8 +65,12 @@ def comparison_table(results: Mapping[str, Result]) -> dict[str, np.ndarray]:
                 row[f"megabytes_after_drift_{d}"] = (
                     float(result.rounds["bytes_sent"][after].sum()) / 1e6
                 )
+        row["simulated_seconds"] = totals.get("simulated_seconds", math.nan)
         row["wall_seconds"] = result.summary["wall_seconds"]
         rows.append(row)
+    target = TIME_TO_ACCURACY * max(row["test_accuracy_mean"] for row in rows)
+    for row, result in zip(rows, results.values(), strict=True):
+        row["seconds_to_target_accuracy"] = seconds_to_accuracy(result.metrics, target)
     streaming = all("cumulative_prequential_loss" in row for row in rows)
     cost = [row["megabytes_sent"] for row in rows]
     quality = [
@@ -72,6 +81,15 @@ def comparison_table(results: Mapping[str, Result]) -> dict[str, np.ndarray]:
         row["pareto_optimal"] = optimal
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return {k: np.array([row.get(k, math.nan) for row in rows], dtype=object) for k in keys}
+
+
+def seconds_to_accuracy(metrics: Mapping[str, np.ndarray], target: float) -> float:
+    """Simulated seconds until the mean test accuracy first reached ``target`` (at an
+    evaluated round); NaN if it never did or the run has no simulated time."""
+    if "simulated_seconds" not in metrics:
+        return math.nan
+    reached = np.flatnonzero(np.asarray(metrics["test_accuracy_mean"], dtype=float) >= target)
+    return float(metrics["simulated_seconds"][reached[0]]) if len(reached) else math.nan
 
 
 def pareto_optimal(cost: Sequence[float], loss: Sequence[float]) -> list[bool]:

@@ -26,6 +26,10 @@ probability. Every random draw is a hash of ``(seed, purpose, round, ...)`` (for
 message, of the round, the exchange within the round, the sender and the receiver),
 so the conditions do not depend on how nodes are batched, and a resumed run sees the
 same ones.
+
+**Simulated time** (:class:`Clock`): each node's training and traffic time per round,
+from its device profile or FedScale's device-capacity trace; a round lasts as long as
+its slowest online node.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import numpy as np
 import torch
 
 from gossamer.config import AvailabilityConfig, DataError
+from gossamer.sim.energy import EnergyModel
 from gossamer.sim.rng import Purpose, uniform
 
 
@@ -228,3 +233,78 @@ def _sort_key(key: Any) -> tuple[int, Any]:
         return (0, float(key))
     except (TypeError, ValueError):
         return (1, str(key))
+
+
+# ------------------------------------------------------------------ simulated time
+
+
+class Clock:
+    """Simulated time: how long each node takes to train and to communicate in a round.
+
+    A node's training takes ``samples x seconds per sample``, the per-sample time of
+    the energy model (SkipTrain's: 3 x the model's inference time on the device); its
+    communication takes ``bytes sent x 8 / upload + bytes received x 8 / download``
+    plus one latency when it exchanged any message. Links come from the device
+    profiles (defaults 10 Mbit/s up, 50 Mbit/s down, 50 ms: our round numbers for a
+    mobile LTE link; set your own per profile), or, with ``network.capacity``, from
+    FedScale's device-capacity trace (per client ``computation``: milliseconds per
+    sample of inference, training 3x as in FedScale; ``communication``: kbit/s both
+    ways). Rounds are synchronous: a round lasts as long as its slowest online node.
+    """
+
+    def __init__(self, energy: EnergyModel, capacity: Path | None, nodes: int):
+        power = np.array([d.max_power_w for d in energy.devices])[energy.node_device]
+        self.seconds_per_sample = energy.joules_per_sample / power  # (N,)
+        links = np.array([(d.upload_mbps, d.download_mbps, d.latency_ms) for d in energy.devices])[
+            energy.node_device
+        ]
+        self.upload_bps, self.download_bps = links[:, 0] * 1e6, links[:, 1] * 1e6  # (N,)
+        self.latency = links[:, 2] / 1e3  # (N,) seconds
+        if capacity is not None:
+            compute_ms, kbps = read_capacity(capacity, nodes)
+            self.seconds_per_sample = 3.0 * compute_ms / 1e3
+            self.upload_bps = self.download_bps = kbps * 1e3
+
+    def training_seconds(self, samples: np.ndarray) -> np.ndarray:
+        """(N,) seconds each node needs to train on ``samples`` (N,) samples."""
+        return samples * self.seconds_per_sample
+
+    def node_seconds(self, samples, bytes_sent, bytes_received, messages) -> np.ndarray:
+        """(N,) each node's time in a round: training, then its traffic."""
+        traffic = bytes_sent * 8 / self.upload_bps + bytes_received * 8 / self.download_bps
+        return self.training_seconds(samples) + traffic + self.latency * (messages > 0)
+
+
+def read_capacity(path: Path, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """FedScale's device-capacity trace (client id -> {computation, communication}) as
+    JSON or its pickle (plain data only): (N,) ms per sample and (N,) kbit/s."""
+    try:
+        if path.suffix.lower() == ".json":
+            clients = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            with open(path, "rb") as handle:
+                clients = _PlainData(handle).load()
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
+        raise DataError(
+            f"network.capacity '{path}': not a readable FedScale device-capacity trace "
+            f"(plain data only): {error}"
+        ) from None
+    if not isinstance(clients, dict) or len(clients) < nodes:
+        count = len(clients) if isinstance(clients, dict) else type(clients).__name__
+        raise DataError(
+            f"network.capacity '{path}': expected a mapping of at least {nodes} clients to "
+            f"{{computation, communication}}; got {count}"
+        )
+    rows = []
+    for key in sorted(clients, key=_sort_key)[:nodes]:
+        try:
+            rows.append((float(clients[key]["computation"]), float(clients[key]["communication"])))
+        except (TypeError, KeyError, ValueError):
+            raise DataError(
+                f"network.capacity '{path}': client {key!r} lacks numbers computation and "
+                "communication"
+            ) from None
+    values = np.array(rows)
+    if (values <= 0).any():
+        raise DataError(f"network.capacity '{path}': speeds must be positive")
+    return values[:, 0], values[:, 1]

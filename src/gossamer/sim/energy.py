@@ -58,9 +58,12 @@ class DeviceProfile:
     inference_ms: float  # MobileNetV2 CPU inference time
     max_power_w: float
     battery_wh: float
+    upload_mbps: float = 10.0  # link (simulated time); our default, see LINK_DEFAULTS
+    download_mbps: float = 50.0
+    latency_ms: float = 50.0
 
 
-#: The four smartphones of the SkipTrain energy traces (../shared/reference/).
+#: The four smartphones of the SkipTrain energy traces (github sacs-epfl/SkipTrain).
 BUILTIN_DEVICES = (
     DeviceProfile("Xiaomi 12 Pro (Snapdragon)", 27.0, 17.7, 17.8),
     DeviceProfile("Samsung Galaxy S22 Ultra (Snapdragon)", 29.0, 15.1, 19.4),
@@ -137,7 +140,8 @@ def device_profiles(config: EnergyConfig) -> tuple[DeviceProfile, ...]:
 
 
 def read_profiles_csv(path: Path) -> list[DeviceProfile]:
-    """Device profiles from a CSV with columns name, inference_ms, max_power_w, battery_wh."""
+    """Device profiles from a CSV with columns name, inference_ms, max_power_w, battery_wh
+    and, optionally, upload_mbps, download_mbps, latency_ms."""
     if not path.is_file():
         raise ConfigError(f"energy.profiles_csv: expected an existing file; got '{path}'")
     with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -162,6 +166,14 @@ def read_profiles_csv(path: Path) -> list[DeviceProfile]:
                 raise ConfigError(
                     f"energy.profiles_csv '{path}' line {line}: values must be positive"
                 )
+            link = [c for c in ("upload_mbps", "download_mbps", "latency_ms") if row.get(c)]
+            try:  # optional columns: the link of simulated time
+                values.update({c: float(row[c]) for c in link})
+            except ValueError:
+                raise ConfigError(
+                    f"energy.profiles_csv '{path}' line {line}: expected numbers in "
+                    f"{', '.join(link)}; got {[row[c] for c in link]}"
+                ) from None
             profiles.append(DeviceProfile(row["name"], **values))
     return profiles
 

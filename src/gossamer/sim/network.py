@@ -71,6 +71,7 @@ class Network:
         seed: int = 0,
         weights: str = "metropolis_hastings",
         schedule: TimeVarying | None = None,
+        stragglers: torch.Tensor | None = None,
     ):
         self.params = params  # (N, P) the population's models, changed in place
         self.ledger = ledger
@@ -90,6 +91,8 @@ class Network:
         self._copies: StackedTensors | None = None  # (E, P) last model received per edge
         self.weight_kind = weights  # recomputed on the live subgraph under conditions
         self.schedule = schedule  # the graph of each round, for time-varying topologies
+        # (N,) nodes too slow to train within the round's deadline (network.deadline)
+        self.stragglers = stragglers
         self.round_stats: dict[str, float] = {}  # this round's network statistics
         if topology is not None:
             self.degree = torch.as_tensor(topology.degree)  # (N,) neighbours per node
@@ -108,6 +111,18 @@ class Network:
         self.round_stats = {}
         if not self.ideal:
             self.online = self.availability.online(round)
+
+    @property
+    def everyone_trains(self) -> bool:
+        """Every node online and none too slow for the deadline: no mask to apply."""
+        return self.ideal and self.stragglers is None
+
+    @property
+    def trainers(self) -> torch.Tensor:
+        """(N,) bool: the nodes that can train this round (online, not stragglers)."""
+        if self.stragglers is None:
+            return self.online
+        return self.online & ~self.stragglers
 
     def _arrives(self, senders: torch.Tensor, receivers: torch.Tensor) -> torch.Tensor:
         """(M,) bool: which of these messages (sender -> receiver, the coordinator being

@@ -22,6 +22,7 @@ import torch
 
 from gossamer.config import Config, ConfigError, check_augmentation
 from gossamer.sim.accounting import Ledger, model_message_bytes
+from gossamer.sim.conditions import Clock
 from gossamer.sim.data import (
     ConceptShift,
     Dataset,
@@ -58,8 +59,10 @@ METRIC_COLUMNS = (
     "local_steps",
     "energy_joules",
     "online_nodes",
+    "simulated_seconds",
     "wall_seconds",
 )
+_TIMED = ("samples_trained", "bytes_sent", "bytes_received", "messages_sent", "messages_received")
 ENERGY_COLUMNS = ("energy_joules", "training_joules", "communication_joules")
 # Added to metrics.csv and rounds.csv when data.stream is on.
 STREAM_COLUMNS = ("cumulative_prequential_loss", "cumulative_prequential_error")
@@ -79,12 +82,14 @@ class Simulation:
     protocol: Protocol
     ledger: Ledger
     drift_events: list[DriftEvent]
+    clock: Clock
     next_round: int = field(default=0, init=False)  # the 0-based round to run next
     history: list[dict[str, Any]] = field(default_factory=list, init=False)  # metrics rows
     node_loss: torch.Tensor | None = field(default=None, init=False)  # (N,) latest evaluation
     node_accuracy: torch.Tensor | None = field(default=None, init=False)  # (N,)
     train_loss: float = field(default=math.nan, init=False)  # latest round, mean over nodes
     prequential: list[float] = field(default_factory=lambda: [0.0, 0.0], init=False)
+    simulated_seconds: float = field(default=0.0, init=False)  # simulated time so far
     _drifts_by_round: dict[int, list[DriftEvent]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -134,6 +139,19 @@ class Simulation:
         if config.engine.tune_allocator and device.type == "cpu":
             tune_allocator()
         ledger = Ledger(config.nodes, energy)
+        devices = energy or build_energy_model(  # the clock needs the device profiles
+            config.energy,
+            config.nodes,
+            model.num_params,
+            model.forward_flops_per_sample(),
+            config.data.batch_size * config.local_steps,
+            config.seed,
+        )
+        clock = Clock(devices, config.network.capacity, config.nodes)
+        stragglers = None
+        if config.network.deadline is not None:  # too slow to train a round in time
+            samples = np.full(config.nodes, config.data.batch_size * config.local_steps)
+            stragglers = torch.as_tensor(clock.training_seconds(samples) > config.network.deadline)
         population = Population(
             model,
             dataset,
@@ -158,6 +176,7 @@ class Simulation:
             seed=config.seed,
             weights=config.topology.weights,
             schedule=schedule,
+            stragglers=stragglers,
         )
         context = Context(
             population=population,
@@ -180,6 +199,7 @@ class Simulation:
             protocol,
             ledger,
             events,
+            clock,
         )
 
     # ------------------------------------------------------------ a round
@@ -187,6 +207,7 @@ class Simulation:
         """Round t (0-based): drift, the protocol's round, and the ledger's round record."""
         self.ledger.begin_round()
         self.network.begin_round(t)
+        before = {k: self.ledger.node[k].copy() for k in _TIMED}
         stats: dict[str, float] = {}
         if self.drift_events:
             drifted = 0
@@ -208,8 +229,22 @@ class Simulation:
         stats.update(protocol_stats)
         stats.update(self.network.round_stats)
         stats["online_nodes"] = int(self.network.online.sum())
+        stats["round_seconds"] = self._round_seconds(before)
+        self.simulated_seconds += stats["round_seconds"]
         self.ledger.end_round(t + 1, stats)
         self.next_round = t + 1
+
+    def _round_seconds(self, before: dict[str, np.ndarray]) -> float:
+        """The round's simulated duration: its slowest online node's training and traffic."""
+        done = {k: self.ledger.node[k] - before[k] for k in _TIMED}
+        seconds = self.clock.node_seconds(
+            done["samples_trained"],
+            done["bytes_sent"],
+            done["bytes_received"],
+            done["messages_sent"] + done["messages_received"],
+        )
+        online = self.network.online.numpy()
+        return float(seconds[online].max()) if online.any() else 0.0
 
     def due_for_evaluation(self) -> bool:
         """Whether the round just run is evaluated: every ``eval_every`` rounds and the last."""
@@ -238,6 +273,7 @@ class Simulation:
             "local_steps": totals["local_steps"],
             "energy_joules": totals["energy_joules"],
             "online_nodes": int(self.network.online.sum()),
+            "simulated_seconds": self.simulated_seconds,
             "wall_seconds": wall_seconds,
         }
         if self.config.data.stream:
@@ -259,6 +295,7 @@ class Simulation:
             "ledger": self.ledger.state_dict(),
             "train_loss": self.train_loss,
             "prequential": list(self.prequential),
+            "simulated_seconds": self.simulated_seconds,
             "history": list(self.history),
         }
 
@@ -273,6 +310,7 @@ class Simulation:
         train_loss = state["train_loss"]
         self.train_loss = train_loss if train_loss is not None else math.nan
         self.prequential[:] = state["prequential"]
+        self.simulated_seconds = float(state["simulated_seconds"])
         self.history = list(state["history"])
 
     # ------------------------------------------------------------ what a run reports
@@ -290,7 +328,7 @@ class Simulation:
             "message_bytes": self.network.message_bytes,
             "topology": self._topology_summary(),
             "final": {k: last[k] for k in final_keys},
-            "totals": self.ledger.totals(),
+            "totals": {**self.ledger.totals(), "simulated_seconds": self.simulated_seconds},
             "device": str(self.population.device),
             "wall_seconds": wall_seconds,
         }

@@ -86,9 +86,9 @@ class Protocol:
         Returns the nodes' training statistics and the protocol's round statistics.
         """
         mask = self.train_mask(round)
-        if not self.network.ideal:  # offline nodes do not train
-            online = self.network.online.to(self.population.device)
-            mask = online if mask is None else mask & online
+        if not self.network.everyone_trains:  # offline nodes and stragglers do not train
+            trainers = self.network.trainers.to(self.population.device)
+            mask = trainers if mask is None else mask & trainers
         train = self.population.train(self.context.local_steps, mask, round=round)
         return train, self.communicate(round)
 

@@ -68,7 +68,7 @@ class BudgetedProtocol(Protocol):
 
     def _spend(self, mask: torch.Tensor) -> torch.Tensor:
         """Train the masked nodes that are online; they spend a round of their budget."""
-        mask = mask & self.network.online.to(mask.device)  # offline: no training, no energy
+        mask = mask & self.network.trainers.to(mask.device)  # offline, straggling: no training
         self._last_trained = int(mask.sum())
         self.remaining -= mask.long()
         return mask
