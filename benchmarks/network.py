@@ -7,7 +7,9 @@ with Metropolis-Hastings weights, for each condition:
 - ideal: everyone online, every message delivered (the ideal-network code path);
 - churn: 30% of the nodes offline per round (bernoulli);
 - loss: 10% of the messages lost;
-- churn + loss, and Markov sessions (mean 10 rounds online, 5 offline) with loss.
+- churn + loss, and Markov sessions (mean 10 rounds online, 5 offline) with loss;
+- time-varying graphs: a fresh 6-regular graph every round, Epidemic Learning with
+  s = 6, one-peer exponential graphs.
 
 Under a condition the network draws the round's online mask and one keyed number per
 message, and recomputes the mixing weights on the live subgraph (a new sparse matrix
@@ -32,19 +34,22 @@ from gossamer.config import load_config
 from gossamer.sim import Simulation
 from gossamer.sim.engine import tune_allocator
 
-CONDITIONS = {
-    "ideal": {},
-    "churn 30%": {"availability": {"kind": "bernoulli", "online": 0.7}},
-    "loss 10%": {"delivery": 0.9},
-    "churn 30% + loss 10%": {"availability": {"kind": "bernoulli", "online": 0.7}, "delivery": 0.9},
-    "markov + loss 10%": {
-        "availability": {"kind": "markov", "mean_online": 10, "mean_offline": 5},
-        "delivery": 0.9,
-    },
+CHURN = {"kind": "bernoulli", "online": 0.7}
+MARKOV = {"kind": "markov", "mean_online": 10, "mean_offline": 5}
+REGULAR = {"kind": "regular", "degree": 6}
+CONDITIONS = {  # name -> (network section, topology section)
+    "ideal": ({}, REGULAR),
+    "churn 30%": ({"availability": CHURN}, REGULAR),
+    "loss 10%": ({"delivery": 0.9}, REGULAR),
+    "churn 30% + loss 10%": ({"availability": CHURN, "delivery": 0.9}, REGULAR),
+    "markov + loss 10%": ({"availability": MARKOV, "delivery": 0.9}, REGULAR),
+    "resampled every round": ({}, {**REGULAR, "resample_every": 1}),
+    "epidemic s=6": ({}, {"kind": "epidemic", "fanout": 6}),
+    "one-peer exponential": ({}, {"kind": "one_peer_exponential"}),
 }
 
 
-def build(nodes: int, network: dict, hidden: int) -> Simulation:
+def build(nodes: int, network: dict, topology: dict, hidden: int) -> Simulation:
     config = load_config(
         {
             "nodes": nodes,
@@ -56,7 +61,7 @@ def build(nodes: int, network: dict, hidden: int) -> Simulation:
                 "synthetic": {"samples": max(4000, nodes * 20), "shape": [64], "classes": 10},
             },
             "model": {"name": "mlp", "hidden": [hidden]},
-            "topology": {"kind": "regular", "degree": 6},
+            "topology": topology,
             "network": network,
             "protocol": "dpsgd",
             "energy": {"enabled": False},
@@ -66,7 +71,7 @@ def build(nodes: int, network: dict, hidden: int) -> Simulation:
 
 
 def measure(nodes: int, seconds: float, hidden: int) -> list[dict]:
-    sims = {name: build(nodes, network, hidden) for name, network in CONDITIONS.items()}
+    sims = {name: build(nodes, *sections, hidden) for name, sections in CONDITIONS.items()}
     rounds = {name: itertools.count() for name in sims}
 
     def round_of(name):

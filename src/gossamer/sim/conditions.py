@@ -184,7 +184,10 @@ class _PlainData(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refers to the Python object {module}.{name}")
 
 
-def _read_fedscale_trace(path: Path, nodes: int) -> Trace:
+def read_fedscale(path: Path, nodes: int, key: str, fields: str) -> list[tuple[Any, Any]]:
+    """A FedScale trace (client id -> a dict of ``fields``), as JSON or FedScale's pickle
+    read as plain data only: the first ``nodes`` clients in sorted id order, one per
+    node. Errors name the config ``key``."""
     try:
         if path.suffix.lower() == ".json":
             clients = json.loads(path.read_text(encoding="utf-8"))
@@ -193,18 +196,23 @@ def _read_fedscale_trace(path: Path, nodes: int) -> Trace:
                 clients = _PlainData(handle).load()
     except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
         raise DataError(
-            f"network.availability.path '{path}': not a readable FedScale availability "
-            f"trace (plain data only): {error}"
+            f"{key} '{path}': not a readable FedScale trace (plain data only): {error}"
         ) from None
     if not isinstance(clients, dict) or len(clients) < nodes:
         count = len(clients) if isinstance(clients, dict) else type(clients).__name__
         raise DataError(
-            f"network.availability.path '{path}': expected a mapping of at least {nodes} "
-            f"clients (one per node) to {{active, inactive, finish_time}}; got {count}"
+            f"{key} '{path}': expected a mapping of at least {nodes} clients (one per node) "
+            f"to {{{fields}}}; got {count}"
         )
+    return [(name, clients[name]) for name in sorted(clients, key=_sort_key)[:nodes]]
+
+
+def _read_fedscale_trace(path: Path, nodes: int) -> Trace:
+    clients = read_fedscale(
+        path, nodes, "network.availability.path", "active, inactive, finish_time"
+    )
     node, start, end, period = [], [], [], []
-    for index, key in enumerate(sorted(clients, key=_sort_key)[:nodes]):
-        trace = clients[key]
+    for index, (key, trace) in enumerate(clients):
         try:
             active, inactive = list(trace["active"]), list(trace["inactive"])
             finish = float(trace["finish_time"])
@@ -278,27 +286,10 @@ class Clock:
 def read_capacity(path: Path, nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """FedScale's device-capacity trace (client id -> {computation, communication}) as
     JSON or its pickle (plain data only): (N,) ms per sample and (N,) kbit/s."""
-    try:
-        if path.suffix.lower() == ".json":
-            clients = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            with open(path, "rb") as handle:
-                clients = _PlainData(handle).load()
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
-        raise DataError(
-            f"network.capacity '{path}': not a readable FedScale device-capacity trace "
-            f"(plain data only): {error}"
-        ) from None
-    if not isinstance(clients, dict) or len(clients) < nodes:
-        count = len(clients) if isinstance(clients, dict) else type(clients).__name__
-        raise DataError(
-            f"network.capacity '{path}': expected a mapping of at least {nodes} clients to "
-            f"{{computation, communication}}; got {count}"
-        )
     rows = []
-    for key in sorted(clients, key=_sort_key)[:nodes]:
+    for key, client in read_fedscale(path, nodes, "network.capacity", "computation, communication"):
         try:
-            rows.append((float(clients[key]["computation"]), float(clients[key]["communication"])))
+            rows.append((float(client["computation"]), float(client["communication"])))
         except (TypeError, KeyError, ValueError):
             raise DataError(
                 f"network.capacity '{path}': client {key!r} lacks numbers computation and "

@@ -105,16 +105,17 @@ class Simulation:
         check_augmentation(config.data, input_shape)  # known only now for npz and folders
         if config.engine.precision == "bfloat16" and model.uses_autocast:
             model.autocast_dtype = torch.bfloat16
-        energy = None  # built before the data: its errors (device names) need no data
-        if config.energy.enabled:
-            energy = build_energy_model(
-                config.energy,
-                config.nodes,
-                model.num_params,
-                model.forward_flops_per_sample(),
-                config.data.batch_size * config.local_steps,
-                config.seed,
-            )
+        # The device profiles, built before the data (their errors need none): energy
+        # accounting (when enabled) and the clock of simulated time use them.
+        devices = build_energy_model(
+            config.energy,
+            config.nodes,
+            model.num_params,
+            model.forward_flops_per_sample(),
+            config.data.batch_size * config.local_steps,
+            config.seed,
+        )
+        energy = devices if config.energy.enabled else None
         topology = schedule = None
         if config.protocol.uses_topology and config.topology.kind not in DYNAMIC_KINDS:
             key = json.dumps([config.topology.model_dump(mode="json"), config.nodes, config.seed])
@@ -139,14 +140,6 @@ class Simulation:
         if config.engine.tune_allocator and device.type == "cpu":
             tune_allocator()
         ledger = Ledger(config.nodes, energy)
-        devices = energy or build_energy_model(  # the clock needs the device profiles
-            config.energy,
-            config.nodes,
-            model.num_params,
-            model.forward_flops_per_sample(),
-            config.data.batch_size * config.local_steps,
-            config.seed,
-        )
         clock = Clock(devices, config.network.capacity, config.nodes)
         stragglers = None
         if config.network.deadline is not None:  # too slow to train a round in time
