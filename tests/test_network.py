@@ -465,3 +465,24 @@ def test_time_to_accuracy_by_hand():
         assert table["seconds_to_target_accuracy"][index] == seconds_to_accuracy(
             result.metrics, target
         )
+
+
+def test_link_reliability_by_device_class():
+    """Messages touching a Poco X3 (every fourth node) arrive with probability 0.5, the
+    others always: a message's chance is delivery x sender's link x receiver's link."""
+    config = small_config(nodes=8, rounds=6, **{"network.link_delivery": "{Xiaomi Poco X3: 0.5}"})
+    result = gossamer.run(config)
+    poco = [i % 4 == 3 for i in range(8)]
+    expected_lost = [0] * 8
+    sim = Simulation.build(config)
+    neighbours = [sorted(sim.topology.graph.neighbors(i)) for i in range(8)]
+    for t in range(6):
+        for i in range(8):
+            for j in neighbours[i]:  # i -> j, the round's first exchange
+                p = 0.5 ** (poco[i] + poco[j])
+                if not arrives_by_hand(config.seed, t, 1, i, j, p):
+                    expected_lost[i] += 1
+    assert result.nodes["messages_lost"].tolist() == expected_lost
+    assert sum(expected_lost) > 0
+    with pytest.raises(ConfigError, match="network.link_delivery: unknown device 'Nokia'"):
+        Simulation.build(small_config(**{"network.link_delivery": "{Nokia: 0.5}"}))

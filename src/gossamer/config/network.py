@@ -61,6 +61,11 @@ class NetworkConfig(Section):
     delivery: float = Field(
         1.0, gt=0, le=1, description="probability that a message arrives (each independently)"
     )
+    link_delivery: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=dict,
+        description="device name -> reliability of its link; a message arrives with "
+        "probability delivery x sender's x receiver's",
+    )
     deadline: float | None = Field(
         None, gt=0, description="simulated seconds a node has to train in a round; none: no limit"
     )
@@ -71,4 +76,5 @@ class NetworkConfig(Section):
     @property
     def ideal(self) -> bool:
         """Every node always online and every message delivered."""
-        return self.availability.kind == "always" and self.delivery == 1.0
+        reliable = all(p == 1.0 for p in self.link_delivery.values())
+        return self.availability.kind == "always" and self.delivery == 1.0 and reliable

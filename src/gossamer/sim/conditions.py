@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gossamer.config import AvailabilityConfig, DataError
+from gossamer.config import AvailabilityConfig, ConfigError, DataError
 from gossamer.sim.energy import EnergyModel
 from gossamer.sim.rng import Purpose, uniform
 
@@ -103,13 +103,38 @@ class Availability:
 
 
 def delivered(
-    seed: int, round: int, exchange: int, senders: torch.Tensor, receivers: torch.Tensor, p: float
+    seed: int,
+    round: int,
+    exchange: int,
+    senders: torch.Tensor,
+    receivers: torch.Tensor,
+    p: float,
+    links: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Which messages arrive: (M,) bool for messages ``senders[k] -> receivers[k]``, the
-    ``exchange``-th of the round (the coordinator is node id N)."""
-    if p >= 1.0:
+    ``exchange``-th of the round (the coordinator is node id N). Each arrives with
+    probability ``p``, times the reliability ``links`` (N + 1,) of both ends' links."""
+    if links is not None:
+        p = p * links[senders] * links[receivers]  # (M,) float64
+    elif p >= 1.0:
         return torch.ones(len(senders), dtype=torch.bool)
     return uniform(seed, Purpose.DELIVERY, round, exchange, senders, receivers) < p
+
+
+def link_reliability(by_device: dict[str, float], devices: EnergyModel) -> torch.Tensor | None:
+    """(N + 1,) the reliability of each node's link from ``network.link_delivery``
+    (devices not named: 1), and the coordinator's (1); None when none is set."""
+    if not by_device:
+        return None
+    names = [d.name for d in devices.devices]
+    unknown = sorted(set(by_device) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"network.link_delivery: unknown device {unknown[0]!r}; expected one of "
+            f"{', '.join(repr(n) for n in names)}"
+        )
+    per_device = np.array([by_device.get(name, 1.0) for name in names], dtype=np.float64)
+    return torch.as_tensor(np.append(per_device[devices.node_device], 1.0))
 
 
 # ------------------------------------------------------------------ traces

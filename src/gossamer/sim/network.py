@@ -72,6 +72,7 @@ class Network:
         weights: str = "metropolis_hastings",
         schedule: TimeVarying | None = None,
         stragglers: torch.Tensor | None = None,
+        links: torch.Tensor | None = None,
     ):
         self.params = params  # (N, P) the population's models, changed in place
         self.ledger = ledger
@@ -93,6 +94,9 @@ class Network:
         self.schedule = schedule  # the graph of each round, for time-varying topologies
         # (N,) nodes too slow to train within the round's deadline (network.deadline)
         self.stragglers = stragglers
+        # (N + 1,) reliability of each node's link (network.link_delivery); the last
+        # entry is the coordinator's (1). None: every link as reliable as the network
+        self.links = links
         self.round_stats: dict[str, float] = {}  # this round's network statistics
         if topology is not None:
             self.degree = torch.as_tensor(topology.degree)  # (N,) neighbours per node
@@ -128,7 +132,9 @@ class Network:
         """(M,) bool: which of these messages (sender -> receiver, the coordinator being
         node N) arrive; each call is a new exchange of the round, with its own draws."""
         self._exchange += 1
-        return delivered(self.seed, self.round, self._exchange, senders, receivers, self.delivery)
+        return delivered(
+            self.seed, self.round, self._exchange, senders, receivers, self.delivery, self.links
+        )
 
     # ------------------------------------------------------------ node to node
     def gossip(self) -> torch.Tensor:

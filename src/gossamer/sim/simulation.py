@@ -22,7 +22,7 @@ import torch
 
 from gossamer.config import Config, ConfigError, check_augmentation
 from gossamer.sim.accounting import Ledger, model_message_bytes
-from gossamer.sim.conditions import Clock
+from gossamer.sim.conditions import Clock, link_reliability
 from gossamer.sim.data import (
     ConceptShift,
     Dataset,
@@ -116,6 +116,7 @@ class Simulation:
             config.seed,
         )
         energy = devices if config.energy.enabled else None
+        links = link_reliability(config.network.link_delivery, devices)
         topology = schedule = None
         if config.protocol.uses_topology and config.topology.kind not in DYNAMIC_KINDS:
             key = json.dumps([config.topology.model_dump(mode="json"), config.nodes, config.seed])
@@ -170,6 +171,7 @@ class Simulation:
             weights=config.topology.weights,
             schedule=schedule,
             stragglers=stragglers,
+            links=links,
         )
         context = Context(
             population=population,
