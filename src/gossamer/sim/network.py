@@ -100,7 +100,7 @@ class Network:
         self.round_stats: dict[str, float] = {}  # this round's network statistics
         if topology is not None:
             self.degree = torch.as_tensor(topology.degree)  # (N,) neighbours per node
-            self._static = undirected(topology.rows, topology.cols, False)
+            self._static = undirected(topology.rows, topology.cols, False, n)
             # (E,) directed edges j -> i as (receiver i, sender j), self loops excluded
             self._edges = (self._static.receiver, self._static.sender)
             diagonal = topology.rows == topology.cols
@@ -193,7 +193,7 @@ class Network:
         self.mixer.apply_(self.params.blocks)
         if self.schedule is not None and graph.changed:
             self.round_stats["spectral_gap"] = round_spectral_gap(
-                rows, cols, weights, self.num_nodes
+                rows, cols, weights, self.num_nodes, symmetric=graph.reverse is not None
             )
 
     def send_to_neighbours(self, senders: torch.Tensor) -> torch.Tensor:

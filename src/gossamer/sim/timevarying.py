@@ -32,7 +32,7 @@ import torch
 
 from gossamer.config import TopologyConfig
 from gossamer.sim.rng import Purpose, hash32
-from gossamer.sim.topology import build_graph, with_weights
+from gossamer.sim.topology import build_graph
 
 DYNAMIC_KINDS = ("epidemic", "one_peer_exponential")
 RESAMPLED_KINDS = ("regular", "erdos_renyi", "small_world")
@@ -70,10 +70,12 @@ class TimeVarying:
             return self._one_peer(round)
         epoch = round // self.config.resample_every
         changed = epoch != self._epoch
-        if changed:
+        if changed:  # only the edges: the network weights them on what is live
             graph = build_graph(self.config, self.nodes, self.seed, epoch)
-            topology = with_weights(graph, self.config.weights)
-            self._graph, self._epoch = undirected(topology.rows, topology.cols, True), epoch
+            edges = np.array(list(graph.edges()), dtype=np.int64).reshape(-1, 2)
+            rows = np.concatenate([edges[:, 0], edges[:, 1]])
+            cols = np.concatenate([edges[:, 1], edges[:, 0]])
+            self._graph, self._epoch = undirected(rows, cols, True, self.nodes), epoch
         return RoundGraph(self._graph.receiver, self._graph.sender, self._graph.reverse, changed)
 
     def _epidemic(self, round: int) -> RoundGraph:
@@ -96,11 +98,11 @@ class TimeVarying:
         return RoundGraph((sender + hop) % n, sender, None, True)
 
 
-def undirected(rows: np.ndarray, cols: np.ndarray, changed: bool) -> RoundGraph:
-    """The directed edges of an undirected topology's W (self loops dropped)."""
+def undirected(rows: np.ndarray, cols: np.ndarray, changed: bool, n: int) -> RoundGraph:
+    """The directed edges of an undirected graph on ``n`` nodes, given as the entries
+    (rows, cols) of its W with both directions of each edge (self loops dropped)."""
     edges = rows != cols
     receiver, sender = rows[edges], cols[edges]
-    n = int(max(rows.max(initial=0), cols.max(initial=0))) + 1
     key, back = receiver * n + sender, sender * n + receiver
     order = np.argsort(key, kind="stable")
     reverse = order[np.searchsorted(key[order], back)]
@@ -109,11 +111,14 @@ def undirected(rows: np.ndarray, cols: np.ndarray, changed: bool) -> RoundGraph:
     )
 
 
-def round_spectral_gap(rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n: int) -> float:
+def round_spectral_gap(
+    rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n: int, symmetric: bool
+) -> float:
     """1 - the second largest eigenvalue modulus of a round's W (dense; small N only)."""
     if n > SPECTRAL_GAP_MAX_NODES or n < 2:
         return math.nan
     w = np.zeros((n, n))
     np.add.at(w, (rows, cols), weights)
-    moduli = np.sort(np.abs(np.linalg.eigvals(w)))
+    values = np.linalg.eigvalsh(w) if symmetric else np.linalg.eigvals(w)
+    moduli = np.sort(np.abs(values))
     return max(0.0, float(1.0 - moduli[-2]))  # not below 0 by rounding
