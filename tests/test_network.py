@@ -486,3 +486,11 @@ def test_link_reliability_by_device_class():
     assert sum(expected_lost) > 0
     with pytest.raises(ConfigError, match="network.link_delivery: unknown device 'Nokia'"):
         Simulation.build(small_config(**{"network.link_delivery": "{Nokia: 0.5}"}))
+
+
+def test_bytes_add_up_per_round():
+    result = gossamer.run(small_config(nodes=10, rounds=6, **CHURN))
+    rounds, totals = result.rounds, result.totals
+    assert (rounds["bytes_sent"] == rounds["bytes_received"] + rounds["bytes_lost"]).all()
+    assert rounds["bytes_lost"].sum() == totals["bytes_lost"] > 0
+    assert rounds["bytes_received"].sum() == totals["bytes_received"]

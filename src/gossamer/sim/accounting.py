@@ -52,6 +52,8 @@ ROUND_FIELDS = (
     "messages_delivered",
     "messages_lost",
     "bytes_sent",
+    "bytes_received",
+    "bytes_lost",
     "local_steps",
     "samples_trained",
     "energy_joules",
