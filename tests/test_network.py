@@ -494,3 +494,71 @@ def test_bytes_add_up_per_round():
     assert (rounds["bytes_sent"] == rounds["bytes_received"] + rounds["bytes_lost"]).all()
     assert rounds["bytes_lost"].sum() == totals["bytes_lost"] > 0
     assert rounds["bytes_received"].sum() == totals["bytes_received"]
+
+
+def test_dynamic_averaging_asks_each_node_at_most_once_a_round():
+    config = small_config(
+        nodes=20,
+        rounds=12,
+        protocol="{name: dynamic, delta: 0.0, augmentation: one}",
+        **{"network.availability": "{kind: bernoulli, online: 0.5}"},
+    )
+    result = gossamer.run(config)
+    assert (result.rounds["requested"] <= 20).all()
+    assert result.rounds["full_syncs"].sum() > 0
+
+
+def test_skiptrain_counts_only_the_nodes_that_trained():
+    from gossamer.sim.energy import BUILTIN_DEVICES
+
+    slowest = max(d.inference_ms for d in BUILTIN_DEVICES)
+    base = small_config(nodes=8, rounds=2, eval_every=1, protocol="skiptrain")
+    params = gossamer.run(base).summary["model"]["parameters"]
+    deadline = slowest * 0.9 * params / 3_504_872 * 3 * 5 / 1000  # the Poco X3 is too slow
+    late = gossamer.run(
+        small_config(
+            nodes=8, rounds=2, eval_every=1, protocol="skiptrain", **{"network.deadline": deadline}
+        )
+    )
+    assert late.rounds["trained_nodes"].tolist() == [6, 0]  # nodes 3 and 7 straggle; round 2 syncs
+
+
+def test_bad_trace_and_capacity_files_are_named(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"0": {"active": ["x"], "inactive": [1], "finish_time": 2}}))
+    with pytest.raises(DataError, match="client '0' lacks numeric active"):
+        gossamer.run(
+            small_config(
+                nodes=1,
+                **{
+                    "topology.kind": "complete",
+                    "network.availability": f"{{kind: trace, path: {bad}}}",
+                },
+            )
+        )
+    short = tmp_path / "short.csv"
+    short.write_text("node,start,end\n0,1\n")
+    with pytest.raises(DataError, match="line 2: expected an integer node"):
+        gossamer.run(
+            small_config(
+                nodes=1,
+                **{
+                    "topology.kind": "complete",
+                    "network.availability": f"{{kind: trace, path: {short}}}",
+                },
+            )
+        )
+    nan = tmp_path / "nan.json"
+    nan.write_text('{"0": {"computation": NaN, "communication": 5}}')
+    with pytest.raises(DataError, match="speeds must be positive numbers"):
+        gossamer.run(
+            small_config(nodes=1, **{"topology.kind": "complete", "network.capacity": str(nan)})
+        )
+    with pytest.raises(ConfigError, match="network.capacity: expected an existing file"):
+        small_config(**{"network.capacity": str(tmp_path / "missing.json")})
+    junk = tmp_path / "junk.pkl"
+    junk.write_bytes(b"\x80\x04junk that is not a pickle")
+    with pytest.raises(DataError, match="not a readable FedScale trace"):
+        gossamer.run(
+            small_config(nodes=1, **{"topology.kind": "complete", "network.capacity": str(junk)})
+        )

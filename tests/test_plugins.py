@@ -186,3 +186,13 @@ def test_a_broken_plugin_is_named(tmp_path, monkeypatch):
 
 def test_protocol_file_text_is_a_valid_module():
     compile(textwrap.dedent(PROTOCOL_FILE), "my_protocols.py", "exec")
+
+
+def test_a_protocol_from_a_file_needs_a_fixed_graph_unless_it_opts_in(tmp_path, monkeypatch):
+    write_protocol(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    protocol = {"name": "custom", "import_path": "my_protocols.py:EveryK"}
+    with pytest.raises(ConfigError, match="'custom' needs a fixed graph"):
+        gossamer.load_config(
+            {**SMALL, "protocol": protocol, "topology": {"kind": "epidemic", "fanout": 2}}
+        )

@@ -126,6 +126,12 @@ def test_time_varying_settings_are_checked():
         small_config(**{"topology.kind": "epidemic", "topology.fanout": 6})
     with pytest.raises(ConfigError, match="'dynamic_gossip' needs a fixed graph"):
         small_config(protocol="dynamic_gossip", **{"topology.kind": "one_peer_exponential"})
+    with pytest.raises(ConfigError, match="'uniform' is not symmetric on a live or changing"):
+        small_config(
+            **{"topology.kind": "epidemic", "topology.fanout": 2, "topology.weights": "uniform"}
+        )
+    with pytest.raises(ConfigError, match="'uniform' is not symmetric on a live or changing"):
+        small_config(**{"network.delivery": 0.9, "topology.weights": "uniform"})
 
 
 def test_runs_on_time_varying_graphs_learn_and_resume(tmp_path):

@@ -42,9 +42,9 @@ class ProtocolConfig(Section):
     uses_topology: ClassVar[bool] = True
     #: Whether the protocol needs the energy model (budgets): ``energy.enabled`` must be on.
     needs_energy: ClassVar[bool] = False
-    #: Whether the protocol runs on a graph that changes between rounds (it gossips only
-    #: through ``network.gossip``).
-    time_varying: ClassVar[bool] = True
+    #: Whether the protocol can run on a graph that changes between rounds: it gossips
+    #: only through ``network.gossip`` (protocols opt in).
+    time_varying: ClassVar[bool] = False
 
 
 class ModelConfig(Section):
@@ -348,6 +348,15 @@ class Config(Section):
                 f"optimizer.schedule.warmup_rounds: expected fewer than rounds ({self.rounds}); "
                 f"got {warmup}"
             )
+        if topo.weights == "uniform" and (dynamic or not self.network.ideal):
+            raise ConfigError(
+                "topology.weights: 'uniform' is not symmetric on a live or changing graph, "
+                "so gossip would not keep the network mean; use metropolis_hastings or "
+                "max_degree with churn, loss or time-varying graphs; got 'uniform'"
+            )
+        capacity = self.network.capacity
+        if capacity is not None and not capacity.is_file():
+            raise ConfigError(f"network.capacity: expected an existing file; got '{capacity}'")
         trace = self.network.availability.path
         if self.network.availability.kind == "trace" and not trace.is_file():
             raise ConfigError(

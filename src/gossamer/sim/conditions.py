@@ -144,13 +144,13 @@ class Trace:
     """Online intervals per node: node i is online at time s iff some interval of i,
     taken modulo its period (inf: none), holds s."""
 
-    def __init__(self, node: np.ndarray, start: np.ndarray, end: np.ndarray, period, nodes):
+    def __init__(self, node, start, end, period, nodes: int, closed: bool = False):
         self.node = torch.as_tensor(node, dtype=torch.int64)  # (K,)
         self.start = torch.as_tensor(start, dtype=torch.float64)  # (K,)
         self.end = torch.as_tensor(end, dtype=torch.float64)  # (K,)
         self.period = torch.as_tensor(period, dtype=torch.float64)  # (K,) inf: no wrap
         self.nodes = nodes
-        self.closed = False  # FedScale: [active, inactive]; CSV: [start, end)
+        self.closed = closed  # FedScale: [active, inactive]; CSV: [start, end)
 
     def online(self, time: float) -> torch.Tensor:
         local = torch.where(torch.isinf(self.period), time, time % self.period)
@@ -186,12 +186,12 @@ def _read_csv_trace(path: Path, nodes: int) -> Trace:
         for line, row in enumerate(reader, start=2):
             try:
                 node, start, end = int(row["node"]), float(row["start"]), float(row["end"])
-            except ValueError:
+            except (TypeError, ValueError):  # a short row, or not numbers
                 raise DataError(
                     f"network.availability.path '{path}' line {line}: expected an integer "
                     f"node and numbers start, end; got {[row[c] for c in needed]}"
                 ) from None
-            if not 0 <= node < nodes or end < start:
+            if not 0 <= node < nodes or not start <= end:  # (NaN fails too)
                 raise DataError(
                     f"network.availability.path '{path}' line {line}: expected 0 <= node < "
                     f"{nodes} and start <= end; got node {node}, start {start}, end {end}"
@@ -219,9 +219,10 @@ def read_fedscale(path: Path, nodes: int, key: str, fields: str) -> list[tuple[A
         else:
             with open(path, "rb") as handle:
                 clients = _PlainData(handle).load()
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as error:
+    except Exception as error:  # a malformed or hostile file: named, never run
         raise DataError(
-            f"{key} '{path}': not a readable FedScale trace (plain data only): {error}"
+            f"{key} '{path}': not a readable FedScale trace (plain data only): "
+            f"{type(error).__name__}: {error}"
         ) from None
     if not isinstance(clients, dict) or len(clients) < nodes:
         count = len(clients) if isinstance(clients, dict) else type(clients).__name__
@@ -239,25 +240,26 @@ def _read_fedscale_trace(path: Path, nodes: int) -> Trace:
     node, start, end, period = [], [], [], []
     for index, (key, trace) in enumerate(clients):
         try:
-            active, inactive = list(trace["active"]), list(trace["inactive"])
+            active = [float(t) for t in trace["active"]]
+            inactive = [float(t) for t in trace["inactive"]]
             finish = float(trace["finish_time"])
         except (TypeError, KeyError, ValueError):
             raise DataError(
-                f"network.availability.path '{path}': client {key!r} lacks active, "
+                f"network.availability.path '{path}': client {key!r} lacks numeric active, "
                 "inactive and finish_time"
             ) from None
-        if len(active) != len(inactive) or finish <= 0:
+        ordered = all(a <= b for a, b in zip(active, inactive, strict=False))
+        if len(active) != len(inactive) or not finish > 0 or not ordered:
             raise DataError(
-                f"network.availability.path '{path}': client {key!r} has {len(active)} "
-                f"active and {len(inactive)} inactive times and finish_time {finish}"
+                f"network.availability.path '{path}': client {key!r} needs as many active as "
+                f"inactive times, each active <= its inactive, and finish_time > 0; got "
+                f"{len(active)} and {len(inactive)} times, finish_time {finish}"
             )
         node += [index] * len(active)
-        start += [float(a) for a in active]
-        end += [float(b) for b in inactive]
+        start += active
+        end += inactive
         period += [finish] * len(active)
-    parsed = Trace(np.array(node), np.array(start), np.array(end), np.array(period), nodes)
-    parsed.closed = True
-    return parsed
+    return Trace(np.array(node), np.array(start), np.array(end), np.array(period), nodes, True)
 
 
 def _sort_key(key: Any) -> tuple[int, Any]:
@@ -286,8 +288,7 @@ class Clock:
     """
 
     def __init__(self, energy: EnergyModel, capacity: Path | None, nodes: int):
-        power = np.array([d.max_power_w for d in energy.devices])[energy.node_device]
-        self.seconds_per_sample = energy.joules_per_sample / power  # (N,)
+        self.seconds_per_sample = energy.seconds_per_sample  # (N,)
         links = np.array([(d.upload_mbps, d.download_mbps, d.latency_ms) for d in energy.devices])[
             energy.node_device
         ]
@@ -321,6 +322,6 @@ def read_capacity(path: Path, nodes: int) -> tuple[np.ndarray, np.ndarray]:
                 "communication"
             ) from None
     values = np.array(rows)
-    if (values <= 0).any():
-        raise DataError(f"network.capacity '{path}': speeds must be positive")
+    if not (np.isfinite(values) & (values > 0)).all():
+        raise DataError(f"network.capacity '{path}': speeds must be positive numbers")
     return values[:, 0], values[:, 1]

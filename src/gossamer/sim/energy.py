@@ -98,6 +98,7 @@ class EnergyModel:
     joules_per_round: np.ndarray  # (N,) one training round: batch x local steps samples
     budget_rounds: np.ndarray  # (N,) int training rounds the battery share allows
     link: LinkProfile
+    seconds_per_sample: np.ndarray  # (N,) training time of one sample (simulated time)
 
     def training_joules(self, samples: np.ndarray) -> np.ndarray:
         """(N,) energy of training the given number of samples on each node."""
@@ -174,6 +175,10 @@ def read_profiles_csv(path: Path) -> list[DeviceProfile]:
                     f"energy.profiles_csv '{path}' line {line}: expected numbers in "
                     f"{', '.join(link)}; got {[row[c] for c in link]}"
                 ) from None
+            if any(values[c] <= 0 for c in ("upload_mbps", "download_mbps") if c in values):
+                raise ConfigError(
+                    f"energy.profiles_csv '{path}' line {line}: bandwidths must be positive"
+                )
             profiles.append(DeviceProfile(row["name"], **values))
     return profiles
 
@@ -221,6 +226,7 @@ def build_energy_model(
             config.joules_per_packet_received,
             config.packet_bytes,
         ),
+        seconds_per_sample[node_device],
     )
 
 

@@ -29,8 +29,7 @@ every protocol:
   symmetric and doubly stochastic, so the mean model of all nodes is preserved, and
   an offline node keeps its model (W_ii = 1). A one-way delivery is received (and
   charged) but not used: our choice over push-sum (Kempe et al. 2003), which needs
-  acknowledgements to survive loss and drifts without them (PERFORMANCE.md measured
-  1e-2 drift of the mean against 1e-17 for the live-subgraph weights);
+  acknowledgements to keep the mean when messages are lost;
 - with event-triggered gossip each node keeps the last model it received from each
   neighbour: a lost message leaves that copy stale (per-edge copies, allocated only
   under conditions).
@@ -49,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gossamer.config import NetworkConfig
+from gossamer.config import ConfigError, NetworkConfig
 from gossamer.sim.accounting import HEADER_BYTES, Ledger
 from gossamer.sim.conditions import Availability, delivered
 from gossamer.sim.stacked import StackedTensors
@@ -73,6 +72,7 @@ class Network:
         schedule: TimeVarying | None = None,
         stragglers: torch.Tensor | None = None,
         links: torch.Tensor | None = None,
+        availability: Availability | None = None,
     ):
         self.params = params  # (N, P) the population's models, changed in place
         self.ledger = ledger
@@ -84,12 +84,13 @@ class Network:
         conditions = conditions or NetworkConfig()
         self.ideal = conditions.ideal  # everyone online, every message delivered
         self.delivery = conditions.delivery
-        self.availability = Availability(conditions.availability, n, seed)
+        self.availability = availability or Availability(conditions.availability, n, seed)
         self.online = torch.ones(n, dtype=torch.bool)  # (N,) who takes part this round
         self.round, self._exchange = 0, 0  # the round, and its count of exchanges so far
         self._held = torch.zeros(n, dtype=torch.bool)  # (N,) models the coordinator holds
         self._start = params.rows(0, 1).clone()  # (1, P) the common start model
         self._copies: StackedTensors | None = None  # (E, P) last model received per edge
+        self._gather: torch.Tensor | None = None  # (N, E) W's entries over those copies
         self.weight_kind = weights  # recomputed on the live subgraph under conditions
         self.schedule = schedule  # the graph of each round, for time-varying topologies
         # (N,) nodes too slow to train within the round's deadline (network.deadline)
@@ -196,12 +197,20 @@ class Network:
                 rows, cols, weights, self.num_nodes, symmetric=graph.reverse is not None
             )
 
+    def _fixed_graph(self, what: str) -> None:
+        if self.schedule is not None:
+            raise ConfigError(
+                f"topology.kind: {what} keeps a copy of each neighbour's model and needs a "
+                "fixed graph; the protocol's config section must not say time_varying = True"
+            )
+
     def send_to_neighbours(self, senders: torch.Tensor) -> torch.Tensor:
         """The nodes where ``senders`` (N,) bool is set send their current model to each
         neighbour; each receiver keeps it as that neighbour's latest model.
 
         Returns (N,) the model messages each node received.
         """
+        self._fixed_graph("send_to_neighbours")
         senders = senders.cpu()
         receiver, sender = self._edges
         if self.ideal:
@@ -248,11 +257,9 @@ class Network:
                     mine.add_(sent, alpha=1.0 - consensus_step)
                 mine.add_(mixed, alpha=consensus_step)
             return
-        receiver, _ = self._edges
-        n, edges, device = self.num_nodes, len(receiver), self.params.device
-        gather = torch.sparse_coo_tensor(  # (N, E): row i sums W_ij copy_e over its edges
-            torch.stack([receiver, torch.arange(edges)]), self._edge_weight, (n, edges)
-        ).to(device=device, dtype=torch.float32)
+        self._fixed_graph("mix_last_sent")
+        gather = self._gather_matrix()
+        device = self.params.device
         self_weight = self._self_weight.to(device=device, dtype=torch.float32)[:, None]
         online = self.online.to(device)[:, None]
         copies = self._edge_copies()
@@ -261,6 +268,22 @@ class Network:
         ):
             step = torch.sparse.mm(gather, held).add_(self_weight * sent).sub_(sent)
             mine.add_(torch.where(online, step, 0.0), alpha=consensus_step)
+
+    def _gather_matrix(self) -> torch.Tensor:
+        """(N, E) sparse: row i sums W_ij x copy_e over the edges e = j -> i (built once)."""
+        if self._gather is None:
+            receiver, _ = self._edges
+            n, edges = self.num_nodes, len(receiver)
+            self._gather = (
+                torch.sparse_coo_tensor(
+                    torch.stack([receiver, torch.arange(edges)]), self._edge_weight, (n, edges)
+                )
+                .to(dtype=torch.float32)
+                .coalesce()
+                .to_sparse_csr()
+                .to(self.params.device)
+            )
+        return self._gather
 
     # ------------------------------------------------------------ nodes and a coordinator
     def upload(self, nodes: torch.Tensor) -> torch.Tensor:

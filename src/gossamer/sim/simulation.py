@@ -22,7 +22,7 @@ import torch
 
 from gossamer.config import Config, ConfigError, check_augmentation
 from gossamer.sim.accounting import Ledger, model_message_bytes
-from gossamer.sim.conditions import Clock, link_reliability
+from gossamer.sim.conditions import Availability, Clock, link_reliability
 from gossamer.sim.data import (
     ConceptShift,
     Dataset,
@@ -35,7 +35,7 @@ from gossamer.sim.data import (
     partition_indices,
     to_node_data,
 )
-from gossamer.sim.energy import build_energy_model
+from gossamer.sim.energy import EnergyModel, build_energy_model
 from gossamer.sim.engine import Population, tune_allocator
 from gossamer.sim.models import StackedModel, build_model
 from gossamer.sim.network import Network
@@ -105,18 +105,8 @@ class Simulation:
         check_augmentation(config.data, input_shape)  # known only now for npz and folders
         if config.engine.precision == "bfloat16" and model.uses_autocast:
             model.autocast_dtype = torch.bfloat16
-        # The device profiles, built before the data (their errors need none): energy
-        # accounting (when enabled) and the clock of simulated time use them.
-        devices = build_energy_model(
-            config.energy,
-            config.nodes,
-            model.num_params,
-            model.forward_flops_per_sample(),
-            config.data.batch_size * config.local_steps,
-            config.seed,
-        )
+        devices, clock, conditions = fleet(config, model)  # before the data: no data needed
         energy = devices if config.energy.enabled else None
-        links = link_reliability(config.network.link_delivery, devices)
         topology = schedule = None
         if config.protocol.uses_topology and config.topology.kind not in DYNAMIC_KINDS:
             key = json.dumps([config.topology.model_dump(mode="json"), config.nodes, config.seed])
@@ -141,11 +131,6 @@ class Simulation:
         if config.engine.tune_allocator and device.type == "cpu":
             tune_allocator()
         ledger = Ledger(config.nodes, energy)
-        clock = Clock(devices, config.network.capacity, config.nodes)
-        stragglers = None
-        if config.network.deadline is not None:  # too slow to train a round in time
-            samples = np.full(config.nodes, config.data.batch_size * config.local_steps)
-            stragglers = torch.as_tensor(clock.training_seconds(samples) > config.network.deadline)
         population = Population(
             model,
             dataset,
@@ -170,8 +155,7 @@ class Simulation:
             seed=config.seed,
             weights=config.topology.weights,
             schedule=schedule,
-            stragglers=stragglers,
-            links=links,
+            **conditions,
         )
         context = Context(
             population=population,
@@ -383,6 +367,31 @@ class Simulation:
             table["budget_rounds"] = self.ledger.energy.budget_rounds
         table.update(self.ledger.node)
         return table
+
+
+def fleet(config: Config, model: StackedModel) -> tuple[EnergyModel, Clock, dict[str, Any]]:
+    """The devices (energy model), the clock of simulated time, and the network's
+    conditions (link reliability, stragglers, availability), from the config alone:
+    their errors (device names, trace files) come before any data is read."""
+    devices = build_energy_model(
+        config.energy,
+        config.nodes,
+        model.num_params,
+        model.forward_flops_per_sample(),
+        config.data.batch_size * config.local_steps,
+        config.seed,
+    )
+    clock = Clock(devices, config.network.capacity, config.nodes)
+    stragglers = None
+    if config.network.deadline is not None:  # too slow to train a round in time
+        samples = np.full(config.nodes, config.data.batch_size * config.local_steps)
+        stragglers = torch.as_tensor(clock.training_seconds(samples) > config.network.deadline)
+    conditions = {
+        "links": link_reliability(config.network.link_delivery, devices),
+        "stragglers": stragglers,
+        "availability": Availability(config.network.availability, config.nodes, config.seed),
+    }
+    return devices, clock, conditions
 
 
 class SharedCache:

@@ -69,8 +69,8 @@ class TimeVarying:
         if kind == "one_peer_exponential":
             return self._one_peer(round)
         epoch = round // self.config.resample_every
-        changed = epoch != self._epoch
-        if changed:  # only the edges: the network weights them on what is live
+        changed = round % self.config.resample_every == 0  # a new graph starts this round
+        if epoch != self._epoch:  # only the edges: the network weights them on what is live
             graph = build_graph(self.config, self.nodes, self.seed, epoch)
             edges = np.array(list(graph.edges()), dtype=np.int64).reshape(-1, 2)
             rows = np.concatenate([edges[:, 0], edges[:, 1]])

@@ -13,6 +13,7 @@ from gossamer.sim.protocols.base import Protocol, register_protocol
 
 class DPSGDConfig(ProtocolConfig):
     name: Literal["dpsgd"] = "dpsgd"
+    time_varying = True
 
 
 @register_protocol(DPSGDConfig)

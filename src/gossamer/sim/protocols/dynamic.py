@@ -97,6 +97,7 @@ class DynamicAveraging(Protocol):
     def _balance(self, holding: torch.Tensor, round: int, stats: dict[str, float]) -> None:
         """Coordinator's resolution, starting from the models of ``holding`` (N,) bool."""
         network, n = self.network, self.population.num_nodes
+        asked = torch.zeros(n, dtype=torch.bool)  # requested this round (answered or not)
         for step in range(n):  # at most log-many steps (doubling), n with "one"
             stats["balancing_steps"] = step + 1
             if bool(holding.all()):
@@ -109,12 +110,15 @@ class DynamicAveraging(Protocol):
                 stats["partial_syncs"], stats["synced"] = 1, int(received.sum())
                 return
             size = int(holding.sum())
-            wanted = min(2 * size if self.config.augmentation == "double" else 1, n - size)
-            if size + wanted >= self.config.full_sync_fraction * n:
+            candidates = ~holding & ~asked  # an unanswered node is not asked again
+            more = 2 * size if self.config.augmentation == "double" else 1
+            wanted = min(more, int(candidates.sum()))
+            if wanted == 0 or size + wanted >= self.config.full_sync_fraction * n:
                 break
-            chosen = self._choose(~holding, wanted, round, step)
+            chosen = self._choose(candidates, wanted, round, step)
+            asked |= chosen
             holding = holding | self._request(chosen, stats)
-        held = holding | self._request(~holding, stats)  # full synchronization
+        held = holding | self._request(~holding & ~asked, stats)  # full synchronization
         if not bool(held.any()):
             return
         self.reference = network.coordinator_mean(held).clone()
@@ -149,7 +153,6 @@ class DynamicGossipConfig(ProtocolConfig):
     delta: float = Field(1.0, ge=0, description="send threshold: a squared distance")
     period: int = Field(1, ge=1, description="rounds between checks and gossip steps")
     consensus_step: float = Field(1.0, gt=0, le=1, description="gamma of the mixing step")
-    time_varying = False  # keeps a copy of each neighbour's model: needs a fixed graph
 
 
 @register_protocol(DynamicGossipConfig)

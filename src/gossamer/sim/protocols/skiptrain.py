@@ -28,6 +28,7 @@ def is_training_round(round: int, train_rounds: int, sync_rounds: int) -> bool:
 
 class SkipTrainConfig(ProtocolConfig):
     name: Literal["skiptrain"] = "skiptrain"
+    time_varying = True
     train_rounds: int = Field(1, ge=1, description="consecutive training rounds")
     sync_rounds: int = Field(1, ge=0, description="consecutive synchronization rounds")
 
@@ -47,7 +48,7 @@ class SkipTrain(Protocol):
     def communicate(self, round: int) -> dict[str, float]:
         self.network.gossip()
         training = is_training_round(round, self.config.train_rounds, self.config.sync_rounds)
-        return {"trained_nodes": int(self.network.online.sum()) if training else 0}
+        return {"trained_nodes": int(self.network.trainers.sum()) if training else 0}
 
 
 class BudgetedProtocol(Protocol):
@@ -124,6 +125,7 @@ class SkipTrainConstrained(BudgetedProtocol):
 
 class GreedyConfig(ProtocolConfig):
     name: Literal["greedy"] = "greedy"
+    time_varying = True
     needs_energy = True
 
 
