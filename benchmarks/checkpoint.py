@@ -71,7 +71,7 @@ def measure(nodes: int, hidden: int, features: int, seconds: float, rounds: int)
         checkpoint.save(path, {"simulation": sim.state_dict(), "elapsed": 0.0}, header)
 
     def load():
-        state, _ = checkpoint.load(path, other.config)
+        state, _ = checkpoint.load(path, other.config, other.row_ranges())
         other.load_state_dict(state["simulation"])
 
     def pickled():

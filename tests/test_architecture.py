@@ -18,7 +18,9 @@ SRC = Path(__file__).parents[1] / "src"
 LAYERS = ["_version", "config", "sim", "results", "report", "workflow", "cli"]
 SIM_ORDER = [
     "rng",
+    "cache",
     "stacked",
+    "shard",
     "optim",
     "data",
     "models",

@@ -32,6 +32,7 @@ from gossamer.sim.optim import (
     state_write,
 )
 from gossamer.sim.optim.base import State
+from gossamer.sim.shard import NodeRows, Shard
 from gossamer.sim.stacked import StackedTensors
 
 _EVAL_ACTIVATION_BUDGET = 64 * 2**20  # floats of activations per evaluation chunk
@@ -45,10 +46,10 @@ _TRAIN_ACTIVATION_BUDGET = 2**23  # floats
 class PopulationState:
     """Everything about the nodes that evolves during a run, as tensors."""
 
-    params: StackedTensors  # (N, P) float32
-    optimizer: State  # the optimizer's state: (N, P) moments, (N,) step counts, ...
-    cursor: torch.Tensor  # (N,) int64 samples each node has drawn
-    concept: torch.Tensor  # (N,) int64 concept each node's data follows (0: no drift yet)
+    params: StackedTensors  # (n, P) float32, this rank's n nodes (all N on one process)
+    optimizer: State  # the optimizer's state: (n, P) moments, (n,) step counts, ...
+    cursor: torch.Tensor  # (n,) int64 samples each node has drawn
+    concept: torch.Tensor  # (n,) int64 concept each node's data follows (0: no drift yet)
 
 
 class TrainStats(NamedTuple):
@@ -59,7 +60,12 @@ class TrainStats(NamedTuple):
 
 
 class Population:
-    """N nodes training one architecture on their own data, as stacked tensors."""
+    """N nodes training one architecture on their own data, as stacked tensors.
+
+    Sharded over ranks (``gossamer.sim.shard``), the population holds only its rank's
+    nodes; its methods take and return per-node vectors over all N nodes (masks in,
+    losses out), gathering what other ranks computed, so protocols never see shards.
+    """
 
     def __init__(
         self,
@@ -75,6 +81,7 @@ class Population:
         eval_batch: int = 1024,
         shift: ConceptShift | None = None,
         augmentation: AugmentConfig | None = None,
+        shard: Shard | None = None,
     ):
         self.model = model
         self.dataset = dataset
@@ -84,8 +91,9 @@ class Population:
         self.rounds = rounds  # the run's length, for the learning-rate schedule
         self.batch_size = batch_size
         self.seed = seed
-        n = node_data.num_nodes
-        self.num_nodes = n
+        self.num_nodes = node_data.num_nodes  # N, over all ranks
+        self.shard = shard or Shard.single(self.num_nodes)
+        n = self.local_nodes = self.shard.local_nodes
         device = node_data.index.device
         self.chunk = node_chunk or auto_chunk(model, n, batch_size, device)
         self.eval_batch = eval_batch
@@ -112,14 +120,21 @@ class Population:
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict:
         """The nodes' evolving state: parameters, optimizer state, cursors, concepts."""
-        state = self.state
+        state, rows = self.state, self.rows
         return {
-            "params": list(state.params.blocks),
-            "optimizer": state_dict(state.optimizer),
-            "cursor": state.cursor,
-            "concept": state.concept,
+            "params": [rows(block) for block in state.params.blocks],
+            "optimizer": {
+                name: [rows(b) for b in value] if isinstance(value, list) else rows(value)
+                for name, value in state_dict(state.optimizer).items()
+            },
+            "cursor": rows(state.cursor),
+            "concept": rows(state.concept),
             "newest_concept": self.newest_concept,
         }
+
+    def rows(self, tensor: torch.Tensor) -> NodeRows:
+        """A per-node tensor of this rank's nodes, marked as such for checkpoints."""
+        return NodeRows(tensor, self.shard.lo, self.num_nodes)
 
     def load_state_dict(self, saved: dict) -> None:
         state = self.state
@@ -139,13 +154,15 @@ class Population:
         measured before the step that trains on it (NaN for nodes that did not train).
         """
         lr = learning_rate(self.optimizer.config, round, self.rounds)
-        totals = torch.zeros(2, self.num_nodes, dtype=torch.float64, device=self.device)
+        n = self.local_nodes
+        local = None if mask is None else self.shard.local(mask)
+        totals = torch.zeros(n, 2, dtype=torch.float64, device=self.device)
         for _ in range(steps):
-            for lo in range(0, self.num_nodes, self.chunk):
-                hi = min(lo + self.chunk, self.num_nodes)
-                active = None if mask is None else mask[lo:hi]
+            for lo in range(0, n, self.chunk):
+                hi = min(lo + self.chunk, n)
+                active = None if local is None else local[lo:hi]
                 self._train_chunk(lo, hi, active, totals, lr)
-        totals /= steps
+        totals = self.shard.gather(totals / steps).T.contiguous()  # (2, N)
         if mask is not None:
             totals = torch.where(mask, totals, torch.nan)
         trained = torch.full((self.num_nodes,), steps) if mask is None else mask.cpu() * steps
@@ -154,7 +171,7 @@ class Population:
 
     def drift(self, nodes: torch.Tensor, concept: int) -> None:
         """Switch the given nodes (N,) bool to a new concept."""
-        self.state.concept[nodes] = concept
+        self.state.concept[self.shard.local(nodes)] = concept
         self.newest_concept = max(self.newest_concept, concept)
 
     def _train_chunk(
@@ -173,13 +190,14 @@ class Population:
             params = state.params.index_select(nodes)  # copies, written back below
             optimizer_state = state_select(state.optimizer, nodes)
             gathered = True
-        batch = self.sampler(nodes, state.cursor[nodes])  # (n, B) dataset indices
+        ids = nodes + self.shard.lo  # global node ids: what the random draws are keyed by
+        batch = self.sampler(ids, state.cursor[nodes])  # (n, B) dataset indices
         inputs = self.dataset.x_train[batch]  # (n, B, *input_shape), as stored
         if self.augmentation is not None:
             position = state.cursor[nodes][:, None] + torch.arange(
                 batch.shape[1], device=self.device
             )
-            inputs = augment(inputs, self.augmentation, self.seed, nodes, position)
+            inputs = augment(inputs, self.augmentation, self.seed, ids, position)
         inputs = self.dataset.prepare(inputs)  # normalized float32
         targets = self.dataset.y_train[batch]  # (n, B)
         if self.shift is not None:
@@ -191,8 +209,8 @@ class Population:
             state.params.index_copy_(nodes, params)
             state_write(state.optimizer, nodes, optimizer_state)
         state.cursor[nodes] += self.batch_size
-        totals[0].index_add_(0, nodes, stats.loss.to(totals.dtype))
-        totals[1].index_add_(0, nodes, stats.error.to(totals.dtype))
+        totals[:, 0].index_add_(0, nodes, stats.loss.to(totals.dtype))
+        totals[:, 1].index_add_(0, nodes, stats.error.to(totals.dtype))
 
     # ------------------------------------------------------------ measuring
     @torch.no_grad()
@@ -201,12 +219,14 @@ class Population:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Test loss (N,) and accuracy (N,) of every node, each under its own concept.
 
-        Given ``params`` (other models, e.g. the average), they are evaluated under
-        ``concept`` (one per row), by default the newest concept.
+        Given ``params`` (other models, the same on every rank, e.g. the average), they
+        are evaluated under ``concept`` (one per row), by default the newest concept.
         """
         if params is None:
-            params, concept = self.state.params, self.state.concept
-        elif concept is None:
+            loss, accuracy = self.evaluate(self.state.params, self.state.concept)
+            both = self.shard.gather(torch.stack([loss, accuracy], 1))
+            return both[:, 0].contiguous(), both[:, 1].contiguous()
+        if concept is None:
             concept = torch.full((params.num_nodes,), self.newest_concept, device=self.device)
         loss = torch.empty(params.num_nodes, dtype=torch.float64, device=self.device)
         accuracy = torch.empty_like(loss)
@@ -235,9 +255,18 @@ class Population:
 
     @torch.no_grad()
     def consensus_distance(self) -> float:
-        """Mean over nodes of ||x_i - x_bar||^2 (x_bar computed in float64)."""
-        params = self.state.params
-        return float(params.squared_distance(params.mean(torch.float64)).mean())
+        """Mean over nodes of ||x_i - x_bar||^2 (x_bar: :meth:`mean`; distances in float64)."""
+        return float(self.squared_distance(self.mean()).mean())
+
+    def mean(self, nodes: torch.Tensor | None = None) -> StackedTensors:
+        """(1, P): the average model of all nodes, or of the nodes (N,) bool, over ranks
+        (a float64 sum rounded once; see ``gossamer.sim.shard``)."""
+        return self.shard.mean(self.state.params, nodes)
+
+    def squared_distance(self, other: StackedTensors) -> torch.Tensor:
+        """(N,) float64: ||x_i - y||^2 for one model y (1, P), or ||x_i - y_i||^2 for
+        per-node models y of this rank's nodes (n, P)."""
+        return self.shard.gather(self.state.params.squared_distance(other))
 
 
 def auto_chunk(model: StackedModel, nodes: int, batch_size: int, device: torch.device) -> int:

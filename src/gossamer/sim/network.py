@@ -37,6 +37,11 @@ every protocol:
 With the defaults (everyone online, every message delivered) the ideal-network code
 path runs, and results are bit for bit those of a network without conditions.
 
+**Sharded over ranks** (``gossamer.sim.shard``), ``params`` holds this rank's nodes and
+everything else here is replicated: masks, draws and the ledger are computed over all
+N nodes on every rank from the same inputs, and only model rows move between ranks
+(the mixer's halo, the coordinator's float64 sums).
+
 Message sizes (``gossamer.sim.accounting``): a model message carries the parameters
 plus a 32-byte header; a request is the header alone.
 """
@@ -51,6 +56,7 @@ import torch
 from gossamer.config import ConfigError, NetworkConfig
 from gossamer.sim.accounting import HEADER_BYTES, Ledger
 from gossamer.sim.conditions import Availability, delivered
+from gossamer.sim.shard import NodeRows, Shard
 from gossamer.sim.stacked import StackedTensors
 from gossamer.sim.timevarying import RoundGraph, TimeVarying, round_spectral_gap, undirected
 from gossamer.sim.topology import Mixer, Topology, edge_weights
@@ -73,13 +79,15 @@ class Network:
         stragglers: torch.Tensor | None = None,
         links: torch.Tensor | None = None,
         availability: Availability | None = None,
+        shard: Shard | None = None,
     ):
-        self.params = params  # (N, P) the population's models, changed in place
+        self.params = params  # (n, P) the population's (this rank's) models, changed in place
         self.ledger = ledger
         self.message_bytes = message_bytes  # one model message, header included
         self.topology = topology  # None for protocols that talk only to a coordinator
         self.mixer = mixer
-        n = params.num_nodes
+        self.shard = shard or Shard.single(params.num_nodes)
+        n = self.shard.num_nodes
         self.num_nodes, self.seed = n, seed
         conditions = conditions or NetworkConfig()
         self.ideal = conditions.ideal  # everyone online, every message delivered
@@ -89,8 +97,8 @@ class Network:
         self.round, self._exchange = 0, 0  # the round, and its count of exchanges so far
         self._held = torch.zeros(n, dtype=torch.bool)  # (N,) models the coordinator holds
         self._start = params.rows(0, 1).clone()  # (1, P) the common start model
-        self._copies: StackedTensors | None = None  # (E, P) last model received per edge
-        self._gather: torch.Tensor | None = None  # (N, E) W's entries over those copies
+        self._copies: StackedTensors | None = None  # (e, P) last model received per edge
+        self._gather: torch.Tensor | None = None  # (n, e) W's entries over those copies
         self.weight_kind = weights  # recomputed on the live subgraph under conditions
         self.schedule = schedule  # the graph of each round, for time-varying topologies
         # (N,) nodes too slow to train within the round's deadline (network.deadline)
@@ -107,7 +115,14 @@ class Network:
             diagonal = topology.rows == topology.cols
             self._self_weight = torch.zeros(n, dtype=torch.float64)  # (N,) static W_ii
             self._self_weight[topology.rows[diagonal]] = torch.as_tensor(topology.weights[diagonal])
-            self._edge_weight = torch.as_tensor(topology.weights[~diagonal])  # (E,) W_ij
+            # (E,) W_ij of those edges (the topology's entries, ordered as the edges)
+            self._edge_weight = _edge_weights(topology, self._static)
+            # this rank's edges (receiver among its nodes): a contiguous range
+            receivers = self._static.receiver.numpy()
+            self.edge_range = (
+                int(np.searchsorted(receivers, self.shard.lo)),
+                int(np.searchsorted(receivers, self.shard.hi)),
+            )
 
     def begin_round(self, round: int) -> None:
         """Round ``round`` (0-based) starts: who is online; the coordinator holds nothing."""
@@ -220,17 +235,22 @@ class Network:
             return received
         arrived = self._send(senders[sender] & self.online[sender])
         copies = self._edge_copies()
-        index = arrived.nonzero().squeeze(1).to(self.params.device)
-        if len(index):  # what arrived replaces the receiver's copy; the rest stays stale
-            sent = self._edges[1].to(self.params.device)[index]
-            copies.index_copy_(index, self.params.index_select(sent))
+        if bool(arrived.any()):  # what arrived replaces the receiver's copy; the rest stays stale
+            first, last = self.edge_range  # this rank's edges: their receivers are its nodes
+            index = arrived[first:last].nonzero().squeeze(1)
+            rows = self.mixer.halo.position[sender[first:last][index].numpy()]
+            rows = torch.as_tensor(rows, device=self.params.device)
+            index = index.to(self.params.device)
+            for block, held in zip(self.params.blocks, copies.blocks, strict=True):
+                sent = self.mixer.halo.exchange(block)  # on every rank: a collective
+                held.index_copy_(0, index, sent.index_select(0, rows))
         return torch.bincount(receiver[arrived], minlength=self.num_nodes)
 
     def _edge_copies(self) -> StackedTensors:
-        """(E, P) the model each receiver holds of each neighbour; at first the common
-        start model, which every node knows."""
+        """(e, P) the model each of this rank's nodes holds of each neighbour (its
+        edges, by receiver); at first the common start model, which every node knows."""
         if self._copies is None:
-            edges = len(self._edges[0])
+            edges = self.edge_range[1] - self.edge_range[0]
             self._copies = StackedTensors.zeros(
                 self.params.shapes, edges, self.params.device, self.params.blocks[0].dtype
             )
@@ -260,8 +280,9 @@ class Network:
         self._fixed_graph("mix_last_sent")
         gather = self._gather_matrix()
         device = self.params.device
-        self_weight = self._self_weight.to(device=device, dtype=torch.float32)[:, None]
-        online = self.online.to(device)[:, None]
+        self_weight = self.shard.local(self._self_weight).to(device=device, dtype=torch.float32)
+        self_weight = self_weight[:, None]
+        online = self.shard.local(self.online).to(device)[:, None]
         copies = self._edge_copies()
         for mine, sent, held in zip(
             self.params.blocks, last_sent.blocks, copies.blocks, strict=True
@@ -270,13 +291,16 @@ class Network:
             mine.add_(torch.where(online, step, 0.0), alpha=consensus_step)
 
     def _gather_matrix(self) -> torch.Tensor:
-        """(N, E) sparse: row i sums W_ij x copy_e over the edges e = j -> i (built once)."""
+        """(n, e) sparse: row i sums W_ij x copy_e over this rank's edges e = j -> i
+        (built once)."""
         if self._gather is None:
-            receiver, _ = self._edges
-            n, edges = self.num_nodes, len(receiver)
+            first, last = self.edge_range
+            receiver = self._edges[0][first:last] - self.shard.lo
+            n, edges = self.shard.local_nodes, last - first
+            weight = self._edge_weight[first:last]
             self._gather = (
                 torch.sparse_coo_tensor(
-                    torch.stack([receiver, torch.arange(edges)]), self._edge_weight, (n, edges)
+                    torch.stack([receiver, torch.arange(edges)]), weight, (n, edges)
                 )
                 .to(dtype=torch.float32)
                 .coalesce()
@@ -314,9 +338,7 @@ class Network:
         if bool((nodes & ~self._held).any()):
             missing = (nodes & ~self._held).nonzero().squeeze(1).tolist()
             raise RuntimeError(f"the coordinator averages models it does not hold: {missing}")
-        if bool(nodes.all()):
-            return self.params.mean()
-        return self.params.mean(nodes=nodes.to(self.params.device))
+        return self.shard.mean(self.params, None if bool(nodes.all()) else nodes)
 
     def download(self, nodes: torch.Tensor | None, model: StackedTensors) -> torch.Tensor:
         """The coordinator sends ``model`` (1, P) to ``nodes`` (N,) bool (None: all); those
@@ -327,7 +349,7 @@ class Network:
         if everyone and bool(received.all()):
             self.params.fill_rows_(model)
         else:
-            self.params.fill_rows_(model, received.to(self.params.device))
+            self.params.fill_rows_(model, self.shard.local(received).to(self.params.device))
         return received
 
     def _to_nodes(self, nodes: torch.Tensor, message_bytes: int) -> torch.Tensor:
@@ -345,7 +367,10 @@ class Network:
         and, under loss, the models each node holds of its neighbours."""
         state: dict[str, Any] = {"availability": self.availability.state_dict()}
         if self._copies is not None:
-            state["copies"] = list(self._copies.blocks)
+            first, edges = self.edge_range[0], len(self._edges[0])
+            state["copies"] = [
+                NodeRows(block, first, edges, "edges") for block in self._copies.blocks
+            ]
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -353,3 +378,13 @@ class Network:
         if "copies" in state:
             for block, saved in zip(self._edge_copies().blocks, state["copies"], strict=True):
                 block.copy_(saved)
+
+
+def _edge_weights(topology: Topology, graph: RoundGraph) -> torch.Tensor:
+    """(E,) float64: W's entry W_ij of each directed edge j -> i of ``graph``."""
+    n = topology.num_nodes
+    off = topology.rows != topology.cols
+    keys = topology.rows[off] * n + topology.cols[off]
+    order = np.argsort(keys)
+    wanted = graph.receiver.numpy() * n + graph.sender.numpy()
+    return torch.as_tensor(topology.weights[off][order][np.searchsorted(keys[order], wanted)])

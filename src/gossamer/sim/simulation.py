@@ -10,10 +10,8 @@ dict and a resumed run computes exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
-import collections
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +20,7 @@ import torch
 
 from gossamer.config import Config, ConfigError, check_augmentation
 from gossamer.sim.accounting import Ledger, model_message_bytes
+from gossamer.sim.cache import SHARED_DATASETS, SHARED_TOPOLOGIES
 from gossamer.sim.conditions import Availability, Clock, link_reliability
 from gossamer.sim.data import (
     ConceptShift,
@@ -41,6 +40,7 @@ from gossamer.sim.models import StackedModel, build_model
 from gossamer.sim.network import Network
 from gossamer.sim.optim import build_optimizer
 from gossamer.sim.protocols import Context, Protocol, build_protocol
+from gossamer.sim.shard import Shard
 from gossamer.sim.timevarying import DYNAMIC_KINDS, TimeVarying, time_varying
 from gossamer.sim.topology import Mixer, Topology, build_topology
 
@@ -131,6 +131,7 @@ class Simulation:
         if config.engine.tune_allocator and device.type == "cpu":
             tune_allocator()
         ledger = Ledger(config.nodes, energy)
+        shard = Shard.current(config.nodes)  # this rank's nodes (all of them on one process)
         population = Population(
             model,
             dataset,
@@ -144,17 +145,21 @@ class Simulation:
             config.engine.eval_batch,
             shift,
             config.data.augment,
+            shard,
         )
         network = Network(
             population.params,
             ledger,
             model_message_bytes(model.num_params),
             topology,
-            Mixer(topology, device, config.nodes) if config.protocol.uses_topology else None,
+            Mixer(topology, device, config.nodes, shard, all_rows=schedule is not None)
+            if config.protocol.uses_topology
+            else None,
             conditions=config.network,
             seed=config.seed,
             weights=config.topology.weights,
             schedule=schedule,
+            shard=shard,
             **conditions,
         )
         context = Context(
@@ -235,7 +240,7 @@ class Simulation:
         metrics row (see METRIC_COLUMNS and STREAM_COLUMNS)."""
         loss, accuracy = self.population.evaluate()
         self.node_loss, self.node_accuracy = loss, accuracy
-        avg_loss, avg_accuracy = self.population.evaluate(self.population.params.mean())
+        avg_loss, avg_accuracy = self.population.evaluate(self.population.mean())
         totals = self.ledger.totals()
         row = {
             "round": self.next_round,
@@ -278,8 +283,18 @@ class Simulation:
             "history": list(self.history),
         }
 
+    def row_ranges(self) -> dict[str, tuple[int, int]]:
+        """The rows of per-node state this rank holds: its nodes and (event-triggered
+        gossip under conditions) its edges' copies; what a checkpoint load reads."""
+        shard = self.population.shard
+        ranges = {"nodes": (shard.lo, shard.hi)}
+        if self.topology is not None:
+            ranges["edges"] = self.network.edge_range
+        return ranges
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (tensors may be on the CPU)."""
+        """Restore what :meth:`state_dict` returned (tensors may be on the CPU), with
+        per-node tensors holding this rank's rows (:meth:`row_ranges`)."""
         self.next_round = int(state["next_round"])
         self.population.load_state_dict(state["population"])
         device = self.population.device
@@ -361,7 +376,8 @@ class Simulation:
             "test_loss": self.node_loss.cpu().numpy(),
         }
         if self.drift_events:
-            table["concept"] = self.population.state.concept.cpu().numpy()
+            table["concept"] = self.population.shard.gather(self.population.state.concept)
+            table["concept"] = table["concept"].cpu().numpy()
         if self.ledger.energy is not None:
             table["device"] = np.array(self.ledger.energy.device_names())
             table["budget_rounds"] = self.ledger.energy.budget_rounds
@@ -392,39 +408,6 @@ def fleet(config: Config, model: StackedModel) -> tuple[EnergyModel, Clock, dict
         "availability": Availability(config.network.availability, config.nodes, config.seed),
     }
     return devices, clock, conditions
-
-
-class SharedCache:
-    """The last few values built, by key: runs of one process that use the same data
-    or graph (the variants of a comparison, the points of a sweep) build them once.
-
-    Small on purpose (a dataset can be hundreds of MB); sweeps run seed by seed so
-    that consecutive runs share their keys.
-    """
-
-    def __init__(self, size: int):
-        self.size, self.hits, self.misses = size, 0, 0
-        self.values: collections.OrderedDict[str, Any] = collections.OrderedDict()
-
-    def get(self, key: str, build: Callable[[], Any]) -> Any:
-        if key in self.values:
-            self.hits += 1
-            self.values.move_to_end(key)
-            return self.values[key]
-        self.misses += 1
-        value = build()
-        self.values[key] = value
-        if len(self.values) > self.size:
-            self.values.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        self.values.clear()
-        self.hits = self.misses = 0
-
-
-SHARED_DATASETS = SharedCache(2)
-SHARED_TOPOLOGIES = SharedCache(4)
 
 
 def resolve_device(name: str) -> torch.device:

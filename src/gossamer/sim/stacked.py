@@ -120,6 +120,21 @@ class StackedTensors:
         weights = nodes.to(self.blocks[0].dtype) / nodes.sum()  # (N,): one GEMV per block
         return StackedTensors(self.shapes, [(weights @ b).unsqueeze(0) for b in self.blocks])
 
+    def sum64(self, nodes: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Per block, the float64 sum (P_l,) over all rows or the rows where ``nodes``
+        (n,) bool is set; taken in row chunks that bound the float64 temporary."""
+        index = None if nodes is None else nodes.nonzero().squeeze(1)
+        count = self.num_nodes if index is None else len(index)
+        sums = []
+        for block in self.blocks:
+            total = torch.zeros(block.shape[1], dtype=torch.float64, device=self.device)
+            step = max(1, _CHUNK_VALUES // block.shape[1])
+            for lo in range(0, count, step):
+                rows = block[lo : lo + step] if index is None else block[index[lo : lo + step]]
+                total += rows.double().sum(0)
+            sums.append(total)
+        return sums
+
     def fill_rows_(self, row: StackedTensors, nodes: torch.Tensor | None = None) -> None:
         """Set every node, or the nodes where ``nodes`` (N,) is set, to one row (1, P)."""
         index = None if nodes is None else nodes.nonzero().squeeze(1)

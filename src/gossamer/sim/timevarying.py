@@ -100,12 +100,14 @@ class TimeVarying:
 
 def undirected(rows: np.ndarray, cols: np.ndarray, changed: bool, n: int) -> RoundGraph:
     """The directed edges of an undirected graph on ``n`` nodes, given as the entries
-    (rows, cols) of its W with both directions of each edge (self loops dropped)."""
+    (rows, cols) of its W with both directions of each edge (self loops dropped),
+    ordered by (receiver, sender)."""
     edges = rows != cols
     receiver, sender = rows[edges], cols[edges]
-    key, back = receiver * n + sender, sender * n + receiver
-    order = np.argsort(key, kind="stable")
-    reverse = order[np.searchsorted(key[order], back)]
+    order = np.lexsort((sender, receiver))  # by receiver: a rank's edges are contiguous
+    receiver, sender = receiver[order], sender[order]
+    key, back = receiver * n + sender, sender * n + receiver  # key is sorted
+    reverse = np.searchsorted(key, back)
     return RoundGraph(
         torch.as_tensor(receiver), torch.as_tensor(sender), torch.as_tensor(reverse), changed
     )

@@ -30,6 +30,8 @@ import torch
 
 from gossamer.config import Config, ConfigError, TopologyConfig, near_square_rows
 from gossamer.sim.rng import Purpose, numpy_generator
+from gossamer.sim.shard import Halo, Shard
+from gossamer.sim.stacked import StackedTensors
 
 _DENSE_EIG_MAX_NODES = 4096
 _BLOCK_BYTES = 4 * 2**20  # column block of X kept cache-resident during gossip
@@ -228,15 +230,32 @@ class Mixer:
     and written once from memory (a full-width sparse product would re-read neighbour
     rows from memory for every node). A W that is exactly the uniform average (the
     complete graph with Metropolis–Hastings weights) is applied as a mean.
+
+    Sharded over ranks, X holds this rank's rows; each gossip step first fetches the
+    rows of other ranks that its rows of W read (:class:`gossamer.sim.shard.Halo`,
+    planned once from the graph, or every row when the graph changes round by round:
+    ``all_rows``), then multiplies its rows of W by them in global column order.
     """
 
-    def __init__(self, topology: Topology | None, device: torch.device, nodes: int = 0):
+    def __init__(
+        self,
+        topology: Topology | None,
+        device: torch.device,
+        nodes: int = 0,
+        shard: Shard | None = None,
+        all_rows: bool = False,
+    ):
         n = topology.num_nodes if topology is not None else nodes
         self.device = device
-        self.block = max(64, _BLOCK_BYTES // (4 * n))
+        self.shard = shard or Shard.single(n)
         self._buffer: torch.Tensor | None = None
+        identity = np.arange(n)
+        if topology is None or all_rows:
+            self.halo = Halo(self.shard, identity, identity, dense_share=-1.0)
+        else:
+            self.halo = Halo(self.shard, topology.rows, topology.cols)
+        self.block = max(64, _BLOCK_BYTES // (4 * self.halo.size))
         if topology is None:  # weights come round by round (time-varying topologies)
-            identity = np.arange(n)
             self.set_weights(identity, identity, np.ones(n), n)
             return
         self.set_weights(topology.rows, topology.cols, topology.weights, n)
@@ -246,7 +265,8 @@ class Mixer:
 
     def set_weights(self, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, n: int) -> None:
         """Use W with entries ``W[rows[k], cols[k]] = weights[k]`` (e.g. this round's
-        weights on the live subgraph)."""
+        weights on the live subgraph), given over all N nodes."""
+        rows, cols, weights = self.halo.local_matrix(rows, cols, weights)
         order = np.lexsort((cols, rows))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
@@ -254,7 +274,7 @@ class Mixer:
                 torch.sparse_coo_tensor(
                     np.stack([rows[order], cols[order]]),
                     weights[order],
-                    (n, n),
+                    (self.shard.local_nodes, self.halo.size),
                     dtype=torch.float32,
                 )
                 .coalesce()
@@ -272,21 +292,23 @@ class Mixer:
             self._apply_block(params)
 
     def _apply_block(self, params: torch.Tensor) -> None:
-        if self.is_average:
-            params.copy_(params.mean(0, keepdim=True).expand_as(params))
+        if self.is_average:  # every node takes the mean of all (over ranks)
+            mean = self.shard.mean(StackedTensors([(params.shape[1],)], [params]))
+            params.copy_(mean.blocks[0].expand_as(params))
             return
+        source = self.halo.exchange(params)  # (halo, P_l); params itself on one process
         if params.device.type != "cpu":
-            params.copy_(torch.sparse.mm(self.matrix, params))
+            params.copy_(torch.sparse.mm(self.matrix, source))
             return
         n, p = params.shape
         width = min(self.block, p)
         if self._buffer is None or self._buffer.shape[1] < width:
             self._buffer = torch.zeros(n, width, dtype=params.dtype)
         for lo in range(0, p, width):
-            columns = params[:, lo : lo + width]
+            columns = source[:, lo : lo + width]
             out = self._buffer[:, : columns.shape[1]]
             torch.addmm(out, self.matrix, columns, beta=0.0, out=out)
-            columns.copy_(out)
+            params[:, lo : lo + width].copy_(out)
 
 
 def describe_topology(config: Config) -> dict[str, float | int | bool | str]:

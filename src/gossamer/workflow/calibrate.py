@@ -41,7 +41,7 @@ def suggest_delta(
         for _ in range(period):
             sim.population.train(config.local_steps, round=round_)
             round_ += 1
-        drifts.append(sim.population.params.squared_distance(start))
+        drifts.append(sim.population.squared_distance(start))
     values = torch.cat(drifts).float()
     q = torch.quantile(values, torch.tensor([0.1, 0.5, 0.9])).tolist()
     return {

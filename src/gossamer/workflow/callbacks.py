@@ -96,7 +96,7 @@ class Checkpointer(Callback):
     def on_save(self, sim: Simulation, elapsed: float) -> None:
         state = {"simulation": sim.state_dict(), "elapsed": elapsed}
         header = {"config_hash": config_hash(sim.config), "next_round": sim.next_round}
-        checkpoint.save(self.path, state, header)
+        checkpoint.save(self.path, state, header, sim.population.shard)
 
 
 class Progress(Callback):

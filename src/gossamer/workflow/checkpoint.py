@@ -14,6 +14,15 @@ header naming each tensor's dtype, shape and byte range, then the raw bytes), ho
 - in the header's ``__metadata__`` (string values, as the format allows), a small JSON
   document: the format version, a hash of the resolved config and the next round.
 
+**Per-node state** (``NodeRows`` in the state: parameters, optimizer state, cursors,
+per-edge copies) is stored by global row, with its row space (``nodes`` or
+``edges``) marked in the JSON. On one process it is in the file itself. On R ranks
+each rank writes its rows to ``checkpoint.round<t>.rank<r>-of-<R>.safetensors``;
+when all are on disk, rank 0 writes ``checkpoint.safetensors`` with the rest of the
+state and the list of those files and the rows each holds (the commit point), then
+removes older shard files. A loading rank reads just its rows from whichever files
+hold them (memory-mapped slices), so a run saved on R ranks resumes on any number.
+
 Loading parses JSON and copies bytes, so it never executes code (unlike pickle).
 The codec is written here (:func:`write_safetensors`, :func:`read_safetensors`)
 rather than taken from the ``safetensors`` package: the format is small, and the
@@ -36,13 +45,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from gossamer.config import CheckpointError, Config, config_hash
 from gossamer.results import CHECKPOINT, atomic_open, json_default
+from gossamer.sim.shard import NodeRows, Shard
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 _STATE = "state.json"  # the tensor holding the state's non-tensor values
 _TENSOR = "__tensor__"  # marks a tensor's place in that JSON
+_ROWS = "__rows__"  # marks a per-node (per-edge) tensor's place: stored by global row
 
 _DTYPES = {
     torch.float64: "F64",
@@ -112,41 +124,74 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     return tensors, metadata
 
 
-def save(path: Path, state: dict[str, Any], header: dict[str, Any]) -> None:
+def save(
+    path: Path, state: dict[str, Any], header: dict[str, Any], shard: Shard | None = None
+) -> None:
     """Write a nested state dict to ``path`` atomically; ``header`` (small JSON values)
-    goes in the file's metadata, readable without the body (see :func:`check`)."""
+    goes in the file's metadata, readable without the body (see :func:`check`).
+
+    On several ranks (``shard``) every rank calls this with its own state: each writes
+    its rows, then rank 0 the file that commits them."""
     tensors: dict[str, torch.Tensor] = {}
-    skeleton = _flatten(state, "", tensors)
+    rows: dict[str, torch.Tensor] = {}
+    ranges: dict[str, list[int]] = {}
+    skeleton = _flatten(state, "", tensors, rows, ranges)
+    if shard is not None and shard.distributed:
+        name = f"{path.stem}.round{header.get('next_round', 0)}.rank{shard.rank}-of-{shard.world}"
+        name += path.suffix
+        with atomic_open(path.parent / name, binary=True) as handle:
+            write_safetensors(handle, rows)
+        everyone = shard.all_objects({"file": name, "ranges": ranges})  # after every write
+        if shard.rank == 0:
+            _write_main(path, skeleton, tensors, header, everyone)
+            keep = {part["file"] for part in everyone}
+            for old in path.parent.glob(f"{path.stem}.round*.rank*{path.suffix}"):
+                if old.name not in keep:
+                    old.unlink(missing_ok=True)
+        shard.all_objects(None)  # nobody goes on before the checkpoint is committed
+        return
+    tensors.update(rows)
+    _write_main(path, skeleton, tensors, header, [{"file": None, "ranges": ranges}])
+
+
+def _write_main(path, skeleton, tensors, header, shards) -> None:
     tensors[_STATE] = torch.frombuffer(
         bytearray(json.dumps(skeleton, default=json_default).encode()), dtype=torch.uint8
     )
-    meta = {"format": FORMAT_VERSION, **header}
+    meta = {"format": FORMAT_VERSION, **header, "shards": shards}
     with atomic_open(path, binary=True) as handle:
         write_safetensors(handle, tensors, {"gossamer": json.dumps(meta, default=json_default)})
 
 
-def _flatten(value: Any, name: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """The value with each tensor moved to ``tensors[path]`` and replaced by a marker."""
+def _flatten(value: Any, name: str, tensors, rows, ranges) -> Any:
+    """The value with each tensor moved to ``tensors[path]`` (or ``rows[path]``, for
+    per-node rows, whose range goes in ``ranges``) and replaced by a marker."""
+    if isinstance(value, NodeRows):
+        rows[name] = value.tensor
+        ranges[value.space] = [value.lo, value.lo + len(value.tensor)]
+        return {_ROWS: name, "space": value.space, "total": value.total}
     if isinstance(value, torch.Tensor):
         tensors[name] = value
         return {_TENSOR: name}
     if isinstance(value, dict):
         return {
-            str(k): _flatten(v, f"{name}.{k}" if name else str(k), tensors)
+            str(k): _flatten(v, f"{name}.{k}" if name else str(k), tensors, rows, ranges)
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple)):
-        return [_flatten(v, f"{name}.{i}", tensors) for i, v in enumerate(value)]
+        return [_flatten(v, f"{name}.{i}", tensors, rows, ranges) for i, v in enumerate(value)]
     return value
 
 
-def _unflatten(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+def _unflatten(value: Any, tensors: dict[str, torch.Tensor], read_rows) -> Any:
     if isinstance(value, dict):
         if set(value) == {_TENSOR}:
             return tensors[value[_TENSOR]]
-        return {k: _unflatten(v, tensors) for k, v in value.items()}
+        if _ROWS in value:
+            return read_rows(value[_ROWS], value["space"], int(value["total"]))
+        return {k: _unflatten(v, tensors, read_rows) for k, v in value.items()}
     if isinstance(value, list):
-        return [_unflatten(v, tensors) for v in value]
+        return [_unflatten(v, tensors, read_rows) for v in value]
     return value
 
 
@@ -183,16 +228,39 @@ def check(path: Path, config: Config) -> dict[str, Any]:
     return meta
 
 
-def load(path: Path, config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
+def load(
+    path: Path, config: Config, ranges: dict[str, tuple[int, int]] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The nested state dict saved at ``path`` (tensors on the CPU) and its metadata,
-    after :func:`check`. A file that lacks a tensor or holds a malformed state raises
-    CheckpointError naming what is missing."""
+    after :func:`check`. Per-node tensors hold the rows ``ranges[space]`` (this rank's
+    nodes and edges; all rows when None), read from whichever files hold them. A file
+    that lacks a tensor or holds a malformed state raises CheckpointError naming what
+    is missing."""
     meta = check(path, config)
     try:
         tensors, _ = read_safetensors(path)
         skeleton = json.loads(tensors.pop(_STATE).numpy().tobytes().decode())
-        return _unflatten(skeleton, tensors), meta
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        shards = meta["shards"]
+
+        def read_rows(name: str, space: str, total: int) -> torch.Tensor:
+            lo, hi = (ranges or {}).get(space, (0, total))
+            parts = []
+            for part in shards:
+                a, b = part["ranges"][space]
+                if b <= lo or a >= hi:
+                    continue
+                if part["file"] is None:  # in the main file
+                    parts.append(tensors[name][max(lo, a) - a : min(hi, b) - a])
+                    continue
+                with safe_open(path.parent / part["file"], framework="pt") as handle:
+                    parts.append(handle.get_slice(name)[max(lo, a) - a : min(hi, b) - a])
+            rows = torch.cat(parts) if parts else torch.empty(0)
+            if len(rows) != hi - lo:
+                raise KeyError(f"rows {lo}..{hi - 1} of '{name}' ({len(rows)} found)")
+            return rows
+
+        return _unflatten(skeleton, tensors, read_rows), meta
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(
             f"resume: '{path}' is not a readable checkpoint: {type(error).__name__}: {error}"
         ) from None

@@ -88,7 +88,7 @@ def resume(
     writer = RunWriter(run_dir, resume=True)
     checkpoint.check(run_dir / CHECKPOINT, config)  # before any work
     sim = Simulation.build(config)
-    state, _ = checkpoint.load(run_dir / CHECKPOINT, config)
+    state, _ = checkpoint.load(run_dir / CHECKPOINT, config, sim.row_ranges())
     try:
         sim.load_state_dict(state["simulation"])
         elapsed = float(state["elapsed"])

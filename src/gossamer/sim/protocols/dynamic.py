@@ -87,7 +87,7 @@ class DynamicAveraging(Protocol):
             self.stale &= ~self.network.download(self.stale & online, self.reference)
         if (round + 1) % self.config.period:
             return stats
-        divergence = self.population.params.squared_distance(self.reference)  # (N,)
+        divergence = self.population.squared_distance(self.reference)  # (N,)
         violators = (divergence > self.config.delta) & online.to(divergence.device)
         stats["violations"] = int(violators.sum())
         if stats["violations"]:
@@ -186,23 +186,23 @@ class DynamicGossip(Protocol):
 
     def __init__(self, config: DynamicGossipConfig, context: Context):
         super().__init__(config, context)
-        self.last_sent = self.population.params.clone()  # (N, P)
+        self.last_sent = self.population.params.clone()  # (n, P) of this rank's nodes
 
     def communicate(self, round: int) -> dict[str, float]:
         if (round + 1) % self.config.period:
             return {"senders": 0}
-        params = self.population.params
-        moved = params.squared_distance(self.last_sent) > self.config.delta  # (N,)
+        population = self.population
+        moved = population.squared_distance(self.last_sent) > self.config.delta  # (N,)
         senders = moved & self.network.online.to(moved.device)
-        index = senders.nonzero().squeeze(1)
+        index = population.shard.local(senders).nonzero().squeeze(1)  # this rank's senders
         if len(index):
-            self.last_sent.index_copy_(index, params.index_select(index))
+            self.last_sent.index_copy_(index, population.params.index_select(index))
         self.network.send_to_neighbours(senders)
         self.network.mix_last_sent(self.last_sent, self.config.consensus_step)
         return {"senders": int(senders.sum())}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"last_sent": self.last_sent.matrix()}
+        return {"last_sent": self.population.rows(self.last_sent.matrix())}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.last_sent.copy_from_matrix(state["last_sent"])
