@@ -1,6 +1,7 @@
 """gossamer: fast, honest simulation of frugal decentralized deep learning.
 
-All N nodes live in one process as stacked tensors; see ``gossamer.run``. The package
+All N nodes live in one process as stacked tensors, or sharded over ranks
+(``gossamer.run(..., ranks=R)`` or torchrun); see ``gossamer.run``. The package
 is layered (``docs/architecture.md``): ``config`` -> ``sim`` -> ``results`` ->
 ``report`` -> ``workflow`` -> ``cli``; this module re-exports the Python API.
 """
@@ -25,6 +26,7 @@ from gossamer.sim.models import StackedModel, register_model
 from gossamer.sim.optim import Optimizer, register_optimizer
 from gossamer.sim.protocols import Protocol, register_protocol
 from gossamer.workflow import RunInterrupted, compare, resume, run, suggest_delta, sweep
+from gossamer.workflow.distributed import RankFailedError
 
 __all__ = [
     "CheckpointError",
@@ -38,6 +40,7 @@ __all__ = [
     "OptimizerConfig",
     "Protocol",
     "ProtocolConfig",
+    "RankFailedError",
     "Result",
     "RunDirectoryError",
     "RunInterrupted",

@@ -22,6 +22,14 @@ ReportOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+RanksOpt = Annotated[
+    int,
+    typer.Option(
+        "--ranks",
+        help="Shard the nodes over this many processes on this machine (torch.distributed); "
+        "the numbers are those of one process. Several machines: torchrun (docs/distributed.md).",
+    ),
+]
 
 
 def out_option(what: str) -> type:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ from gossamer.cli.options import (
     ConfigArg,
     JsonOpt,
     QuietOpt,
+    RanksOpt,
     ReportOpt,
     SetOpt,
     force_option,
@@ -31,6 +33,7 @@ def run(
     report: ReportOpt = True,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
+    ranks: RanksOpt = 1,
 ) -> None:
     """Run one experiment and write its run directory (and report.html).
 
@@ -43,14 +46,15 @@ def run(
     with errors_as_messages():
         resolved = load_config(config, set_ or ())
     out = out or default_out(resolved.protocol.name)
-    output = Output(quiet, as_json)
+    output = Output(quiet or not_rank_zero(), as_json and not not_rank_zero())
     result = follow(
         lambda progress: run_experiment(
-            resolved, out=out, force=force, progress=progress, report=report
+            resolved, out=out, force=force, progress=progress, report=report, ranks=ranks
         ),
         resolved.rounds,
         out,
         output,
+        ranks,
     )
     show_run(result, out, output)
 
@@ -60,8 +64,9 @@ def resume(
     report: ReportOpt = True,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
+    ranks: RanksOpt = 1,
 ) -> None:
-    """Continue an interrupted run from its last checkpoint.
+    """Continue an interrupted run from its last checkpoint, on any number of ranks.
 
     The finished metrics equal those of an uninterrupted run with the same config.
 
@@ -72,12 +77,13 @@ def resume(
 
     with errors_as_messages():
         rounds = resume_config(run_dir).rounds
-    output = Output(quiet, as_json)
+    output = Output(quiet or not_rank_zero(), as_json and not not_rank_zero())
     result = follow(
-        lambda progress: resume_run(run_dir, progress=progress, report=report),
+        lambda progress: resume_run(run_dir, progress=progress, report=report, ranks=ranks),
         rounds,
         run_dir,
         output,
+        ranks,
     )
     show_run(result, run_dir, output)
 
@@ -86,11 +92,21 @@ def default_out(what: str) -> Path:
     return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{what}"
 
 
-def follow(start: Callable[[Any], Result], rounds: int, out: Path, output: Output) -> Result:
-    """Run ``start(progress)`` with a progress bar on a terminal; errors as one message."""
+def not_rank_zero() -> bool:
+    """Under torchrun every rank runs the command; only rank 0 prints."""
+    return int(os.environ.get("RANK", "0")) != 0
+
+
+def follow(
+    start: Callable[[Any], Result], rounds: int, out: Path, output: Output, ranks: int = 1
+) -> Result:
+    """Run ``start(progress)`` with a progress bar on a terminal; errors as one message.
+    With ``ranks`` > 1 the workers run elsewhere: a line says so, and no bar."""
     from gossamer.workflow import RunInterrupted
 
-    bar = output.progress(rounds)
+    bar = output.progress(rounds) if ranks == 1 else None
+    if ranks != 1:
+        output.line(f"running on {ranks} ranks (torch.distributed) into {out}")
     try:
         with errors_as_messages():
             if bar is None:

@@ -15,7 +15,7 @@ so a run gives the same numbers on any number of ranks:
 - per-node values are computed where the nodes live and gathered (exact copies);
 - gossip exchanges only the rows a rank's nodes need from other ranks (a halo, one
   ``all_to_all_single`` per parameter block, with a plan built once from the graph),
-  or all rows (``all_gather_into_tensor``) when the halo is most of them, and each
+  or all rows (``all_gather_single``) when the halo is most of them, and each
   rank multiplies its rows of W by them in global column order: the same sums in
   the same order as on one process (checked in the tests);
 - means over nodes (the coordinator's average, the average model) are float64 sums,
@@ -41,12 +41,18 @@ import torch.distributed as dist
 from gossamer.sim.stacked import StackedTensors
 
 
-def block_bounds(num_nodes: int, world: int) -> list[tuple[int, int]]:
-    """Each rank's node range [lo, hi): contiguous, the first ``N mod R`` one longer."""
-    base, extra = divmod(num_nodes, world)
+def block_bounds(num_nodes: int, world: int, granule: int = 1) -> list[tuple[int, int]]:
+    """Each rank's node range [lo, hi): contiguous, made of whole ``granule``-node
+    units (the engine's node chunks, so that every chunk a rank computes is one a
+    single process computes), the first ``units mod R`` ranks one unit longer. With
+    fewer units than ranks, single nodes are the units."""
+    units = -(-num_nodes // granule)
+    if units < world:
+        granule, units = 1, num_nodes
+    base, extra = divmod(units, world)
     bounds, lo = [], 0
     for rank in range(world):
-        hi = lo + base + (rank < extra)
+        hi = min(num_nodes, lo + (base + (rank < extra)) * granule)
         bounds.append((lo, hi))
         lo = hi
     return bounds
@@ -59,12 +65,13 @@ class Shard:
     num_nodes: int
     rank: int = 0
     world: int = 1
+    granule: int = 1  # nodes per unit of the split (the engine's node chunk)
     bounds: list[tuple[int, int]] = field(default_factory=list)
     moved_bytes: int = 0  # bytes torch.distributed delivered to this rank
 
     def __post_init__(self) -> None:
         if not self.bounds:
-            self.bounds = block_bounds(self.num_nodes, self.world)
+            self.bounds = block_bounds(self.num_nodes, self.world, self.granule)
         if self.world > 1 and min(hi - lo for lo, hi in self.bounds) == 0:
             raise ValueError(
                 f"ranks: {self.world} ranks for {self.num_nodes} nodes leave a rank without "
@@ -76,10 +83,10 @@ class Shard:
         return cls(num_nodes)
 
     @classmethod
-    def current(cls, num_nodes: int) -> Shard:
+    def current(cls, num_nodes: int, granule: int = 1) -> Shard:
         """This process's shard: of the initialized process group, else the single one."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            return cls(num_nodes, dist.get_rank(), dist.get_world_size())
+            return cls(num_nodes, dist.get_rank(), dist.get_world_size(), granule)
         return cls.single(num_nodes)
 
     @property
@@ -123,7 +130,7 @@ class Shard:
         device_out = out
         if out.dtype == torch.bool:  # collectives move numbers
             device_out, padded = out.view(torch.uint8), padded.view(torch.uint8)
-        dist.all_gather_into_tensor(device_out, padded.contiguous())
+        dist.all_gather_single(device_out, padded.contiguous())
         self.moved_bytes += (out.numel() - padded.numel()) * out.element_size()
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -184,7 +191,7 @@ class Halo:
     compute what every other needs, with no communication): ``columns`` are the global
     node ids this rank's rows of W read, in increasing order. ``exchange(block)``
     returns those rows of X, (len(columns), P_l), in that order: by one
-    ``all_to_all_single`` of just the needed rows, or by ``all_gather_into_tensor`` of
+    ``all_to_all_single`` of just the needed rows, or by ``all_gather_single`` of
     all rows when more than ``dense_share`` of the remote rows are needed (dense or
     expander graphs over few ranks), where sending each rank the full block is simpler
     and no slower.

@@ -35,7 +35,7 @@ from gossamer.sim.data import (
     to_node_data,
 )
 from gossamer.sim.energy import EnergyModel, build_energy_model
-from gossamer.sim.engine import Population, tune_allocator
+from gossamer.sim.engine import Population, auto_chunk, tune_allocator
 from gossamer.sim.models import StackedModel, build_model
 from gossamer.sim.network import Network
 from gossamer.sim.optim import build_optimizer
@@ -131,7 +131,11 @@ class Simulation:
         if config.engine.tune_allocator and device.type == "cpu":
             tune_allocator()
         ledger = Ledger(config.nodes, energy)
-        shard = Shard.current(config.nodes)  # this rank's nodes (all of them on one process)
+        # this rank's nodes (all of them on one process), in whole node chunks
+        chunk = config.engine.node_chunk or auto_chunk(
+            model, config.nodes, config.data.batch_size, device
+        )
+        shard = Shard.current(config.nodes, chunk)
         population = Population(
             model,
             dataset,
@@ -141,7 +145,7 @@ class Simulation:
             config.data.batch_size,
             config.seed,
             config.rounds,
-            config.engine.node_chunk,
+            chunk,
             config.engine.eval_batch,
             shift,
             config.data.augment,
@@ -324,6 +328,12 @@ class Simulation:
             "final": {k: last[k] for k in final_keys},
             "totals": {**self.ledger.totals(), "simulated_seconds": self.simulated_seconds},
             "device": str(self.population.device),
+            "ranks": self.population.shard.world,
+            # what torch.distributed moved between ranks (0 on one process): simulation
+            # overhead, apart from the simulated messages of the totals
+            "distributed_bytes": int(
+                self.population.shard.total(self.population.shard.moved_bytes)
+            ),
             "wall_seconds": wall_seconds,
         }
         energy = self.ledger.energy

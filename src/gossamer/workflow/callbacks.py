@@ -66,7 +66,7 @@ class RunFiles(Callback):
 
     def on_finish(self, sim: Simulation, result: Result) -> None:
         self.writer.finish(result)
-        (self.writer.path / CHECKPOINT).unlink(missing_ok=True)  # finished: not needed
+        checkpoint.discard(self.writer.path / CHECKPOINT)  # finished: not needed
 
 
 class TensorBoard(Callback):

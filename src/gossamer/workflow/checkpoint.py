@@ -144,14 +144,25 @@ def save(
         everyone = shard.all_objects({"file": name, "ranges": ranges})  # after every write
         if shard.rank == 0:
             _write_main(path, skeleton, tensors, header, everyone)
-            keep = {part["file"] for part in everyone}
-            for old in path.parent.glob(f"{path.stem}.round*.rank*{path.suffix}"):
-                if old.name not in keep:
-                    old.unlink(missing_ok=True)
+            remove_shards(path, keep={part["file"] for part in everyone})
         shard.all_objects(None)  # nobody goes on before the checkpoint is committed
         return
     tensors.update(rows)
     _write_main(path, skeleton, tensors, header, [{"file": None, "ranges": ranges}])
+    remove_shards(path)  # of a checkpoint taken on several ranks before
+
+
+def remove_shards(path: Path, keep: set[str] = frozenset()) -> None:
+    """Remove the per-rank files of checkpoints other than ``keep``."""
+    for old in path.parent.glob(f"{path.stem}.round*.rank*{path.suffix}"):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
+
+
+def discard(path: Path) -> None:
+    """A finished run needs no checkpoint: remove it and its per-rank files."""
+    path.unlink(missing_ok=True)
+    remove_shards(path)
 
 
 def _write_main(path, skeleton, tensors, header, shards) -> None:

@@ -22,7 +22,7 @@ from gossamer._version import __version__
 from gossamer.config import CheckpointError, Config, RunDirectoryError, load_config
 from gossamer.results import CHECKPOINT, Result, RunWriter, rows_to_columns
 from gossamer.sim import Simulation
-from gossamer.workflow import checkpoint
+from gossamer.workflow import checkpoint, distributed
 from gossamer.workflow.callbacks import (
     Callback,
     Checkpointer,
@@ -51,6 +51,7 @@ def run(
     force: bool = False,
     progress: ProgressCallback | None = None,
     report: bool = False,
+    ranks: int = 1,
 ) -> Result:
     """Run one experiment and return its metrics.
 
@@ -62,6 +63,9 @@ def run(
         force: overwrite a finished run directory.
         progress: called as ``progress(rounds_done, metrics_row_or_None)`` each round.
         report: also write the HTML/Markdown report into ``out``.
+        ranks: shard the nodes over this many worker processes started here
+            (``gossamer.workflow.distributed``); the numbers are those of one process.
+            Under ``torchrun`` each rank calls ``run`` and this stays 1.
 
     A first Ctrl-C (SIGINT) stops after the current round with a checkpoint and raises
     :class:`RunInterrupted`; ``resume(out)`` continues. A second Ctrl-C stops at once.
@@ -69,16 +73,42 @@ def run(
     config = load_config(config, overrides)
     writer = RunWriter(Path(out), force=force) if out is not None else None  # before work
     check_tracking(config, writer.path if writer is not None else None)
-    sim = Simulation.build(config)
-    if writer is not None:
-        writer.begin(config, sim.node_data.label_counts, sim.topology)
-    return execute(sim, writer, progress, report)
+    if ranks != 1:
+        distributed.check_ranks(ranks, config.nodes)
+        resolved = config.model_dump(mode="json")  # validated again by each worker
+        return distributed.launch(ranks, _run_rank, resolved, out, force, report)
+    with distributed.process_group(config):
+        sim = Simulation.build(config)
+        shard = sim.population.shard
+        distributed.check_same_config(shard, config)
+        if shard.rank != 0:  # rank 0 writes the directory; the others only checkpoints
+            writer = None
+            progress = None
+        elif writer is not None:
+            writer.begin(config, sim.node_data.label_counts, sim.topology)
+        return execute(sim, writer, progress, report, run_dir=Path(out) if out else None)
+
+
+def _run_rank(config: dict, out, force: bool, report: bool) -> Result | None:
+    """One worker of ``run(..., ranks=R)``: rank 0 returns the result."""
+    result = run(config, out=out, force=force, report=report)
+    return result if distributed.rank() == 0 else None
+
+
+def _resume_rank(run_dir: Path, report: bool) -> Result | None:
+    result = resume(run_dir, report=report)
+    return result if distributed.rank() == 0 else None
 
 
 def resume(
-    run_dir: str | Path, *, progress: ProgressCallback | None = None, report: bool = False
+    run_dir: str | Path,
+    *,
+    progress: ProgressCallback | None = None,
+    report: bool = False,
+    ranks: int = 1,
 ) -> Result:
-    """Continue an interrupted run from its last checkpoint, in the same directory.
+    """Continue an interrupted run from its last checkpoint, in the same directory,
+    on any number of ranks (``ranks``, or torchrun's).
 
     The finished run's metrics equal those of an uninterrupted run: every random draw
     is a hash of the seed and counters, and the checkpoint holds the whole run state.
@@ -87,17 +117,24 @@ def resume(
     config = resume_config(run_dir)
     writer = RunWriter(run_dir, resume=True)
     checkpoint.check(run_dir / CHECKPOINT, config)  # before any work
-    sim = Simulation.build(config)
-    state, _ = checkpoint.load(run_dir / CHECKPOINT, config, sim.row_ranges())
-    try:
-        sim.load_state_dict(state["simulation"])
-        elapsed = float(state["elapsed"])
-    except (KeyError, ValueError, TypeError, RuntimeError) as error:  # saved by other code
-        raise CheckpointError(
-            f"resume: '{run_dir / CHECKPOINT}' does not hold this run's state: "
-            f"{type(error).__name__}: {error}"
-        ) from None
-    return execute(sim, writer, progress, report, elapsed=elapsed)
+    if ranks != 1:
+        distributed.check_ranks(ranks, config.nodes)
+        return distributed.launch(ranks, _resume_rank, run_dir, report)
+    with distributed.process_group(config):
+        sim = Simulation.build(config)
+        distributed.check_same_config(sim.population.shard, config)
+        state, _ = checkpoint.load(run_dir / CHECKPOINT, config, sim.row_ranges())
+        try:
+            sim.load_state_dict(state["simulation"])
+            elapsed = float(state["elapsed"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as error:  # saved by other code
+            raise CheckpointError(
+                f"resume: '{run_dir / CHECKPOINT}' does not hold this run's state: "
+                f"{type(error).__name__}: {error}"
+            ) from None
+        if sim.population.shard.rank != 0:
+            writer, progress = None, None
+        return execute(sim, writer, progress, report, elapsed=elapsed, run_dir=run_dir)
 
 
 def resume_config(run_dir: str | Path) -> Config:
@@ -116,17 +153,26 @@ def checkpoint_interval(config: Config) -> int:
 
 
 def callbacks_for(
-    sim: Simulation, writer: RunWriter | None, progress: ProgressCallback | None, report: bool
+    sim: Simulation,
+    writer: RunWriter | None,
+    progress: ProgressCallback | None,
+    report: bool,
+    run_dir: Path | None = None,
 ) -> list[Callback]:
-    """The callbacks of a run: its files, TensorBoard, checkpoints, progress and report."""
+    """The callbacks of a run: its files, TensorBoard, checkpoints, progress and report.
+
+    On several ranks only rank 0 has a ``writer``; every rank checkpoints its rows
+    into ``run_dir``."""
     callbacks: list[Callback] = []
     if writer is not None:
         callbacks.append(RunFiles(writer))
-    logger = open_logger(sim.config, writer.path if writer else None, sim.next_round)
+    logger = None
+    if writer is not None or run_dir is None:  # not on the other ranks
+        logger = open_logger(sim.config, writer.path if writer else None, sim.next_round)
     if logger is not None:
         callbacks.append(TensorBoard(logger))
-    if writer is not None:
-        callbacks.append(Checkpointer(writer.path))  # after the files it must agree with
+    if run_dir is not None:
+        callbacks.append(Checkpointer(run_dir))  # after the files it must agree with
     if progress is not None:
         callbacks.append(Progress(progress))
     if writer is not None:
@@ -140,12 +186,20 @@ def execute(
     progress: ProgressCallback | None = None,
     report: bool = False,
     elapsed: float = 0.0,
+    run_dir: Path | None = None,
 ) -> Result:
-    """The round loop, from wherever ``sim`` stands (``elapsed``: seconds spent before)."""
+    """The round loop, from wherever ``sim`` stands (``elapsed``: seconds spent before).
+
+    ``run_dir``: where checkpoints go (default: the writer's directory; on several
+    ranks every rank passes it, and only rank 0 a writer)."""
     config = sim.config
     start = time.perf_counter() - elapsed
-    every = checkpoint_interval(config) if writer is not None else 0
-    callbacks = callbacks_for(sim, writer, progress, report)
+    run_dir = run_dir or (writer.path if writer is not None else None)
+    every = checkpoint_interval(config) if run_dir is not None else 0
+    shard = sim.population.shard
+    callbacks = distributed.agree(
+        shard, lambda: callbacks_for(sim, writer, progress, report, run_dir)
+    )
 
     def tell(event: str, *args) -> None:
         for callback in callbacks:
@@ -161,11 +215,12 @@ def execute(
                 due = sim.due_for_evaluation()
                 tell("on_round", sim.evaluate(time.perf_counter() - start) if due else None)
                 last = t + 1 == config.rounds
-                if not last and (interrupt.stop or (every and (t + 1) % every == 0)):
+                stop = distributed.any_rank(shard, interrupt.stop)  # all ranks stop together
+                if not last and (stop or (every and (t + 1) % every == 0)):
                     tell("on_save", time.perf_counter() - start)
-                if interrupt.stop and not last:
+                if stop and not last:
                     tell("on_stop")
-                    raise RunInterrupted(writer.path if writer is not None else None, t + 1)
+                    raise RunInterrupted(run_dir, t + 1)
         wall = time.perf_counter() - start
         result = Result(
             config=config,
