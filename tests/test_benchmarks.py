@@ -43,3 +43,12 @@ def test_network_benchmark_smoke_run(tmp_path):
     rows = smoke_run("network.py", tmp_path)["network"]
     assert {row["condition"] for row in rows} >= {"ideal", "churn 30%", "loss 10%"}
     assert all(row["round_ms"] > 0 and row["gossip_ms"] > 0 for row in rows)
+
+
+def test_distributed_benchmark_smoke_run(tmp_path):
+    measured = smoke_run("distributed.py", tmp_path)
+    (ring,) = measured["mixing"]
+    # a ring of 16 nodes on 2 ranks: each rank needs 2 rows of the other (of 8)
+    assert ring["bytes_ratio"] == 2 / 8 and ring["halo_ms"] > 0
+    assert [row["ranks"] for row in measured["rounds"]] == [1, 2]
+    assert measured["largest"]["MB_per_node"] > 0

@@ -131,6 +131,8 @@ class RunWriter:
                 (self.path / name).unlink(missing_ok=True)
             for name in RUN_FOLDERS:
                 shutil.rmtree(self.path / name, ignore_errors=True)
+            for shard in self.path.glob("checkpoint.round*.rank*.safetensors"):
+                shard.unlink(missing_ok=True)  # a checkpoint's per-rank files
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path / "config.yaml", dump_config(config))
         if topology is not None:

@@ -40,6 +40,11 @@ import torch.distributed as dist
 
 from gossamer.sim.stacked import StackedTensors
 
+# all_gather_into_tensor was renamed all_gather_single in torch 2.13
+_all_gather = getattr(dist, "all_gather_single", None) or getattr(
+    dist, "all_gather_into_tensor", None
+)
+
 
 def block_bounds(num_nodes: int, world: int, granule: int = 1) -> list[tuple[int, int]]:
     """Each rank's node range [lo, hi): contiguous, made of whole ``granule``-node
@@ -66,6 +71,7 @@ class Shard:
     rank: int = 0
     world: int = 1
     granule: int = 1  # nodes per unit of the split (the engine's node chunk)
+    device: torch.device = torch.device("cpu")  # of small collectives (CUDA for nccl)
     bounds: list[tuple[int, int]] = field(default_factory=list)
     moved_bytes: int = 0  # bytes torch.distributed delivered to this rank
 
@@ -83,10 +89,11 @@ class Shard:
         return cls(num_nodes)
 
     @classmethod
-    def current(cls, num_nodes: int, granule: int = 1) -> Shard:
+    def current(cls, num_nodes: int, granule: int = 1, device: torch.device | None = None) -> Shard:
         """This process's shard: of the initialized process group, else the single one."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            return cls(num_nodes, dist.get_rank(), dist.get_world_size(), granule)
+            device = device or torch.device("cpu")
+            return cls(num_nodes, dist.get_rank(), dist.get_world_size(), granule, device)
         return cls.single(num_nodes)
 
     @property
@@ -118,20 +125,30 @@ class Shard:
         """Every rank's rows (n_r, ...) concatenated into (N, ...), on every rank."""
         if not self.distributed:
             return local
-        width = max(hi - lo for lo, hi in self.bounds)
-        padded = local.new_zeros((width, *local.shape[1:]))
-        padded[: len(local)] = local
-        out = local.new_empty((width * self.world, *local.shape[1:]))
-        self._gather_into(out, padded)
+        out, width = self.gather_padded(local)
         parts = [out[r * width : r * width + hi - lo] for r, (lo, hi) in enumerate(self.bounds)]
         return torch.cat(parts)
 
-    def _gather_into(self, out: torch.Tensor, padded: torch.Tensor) -> None:
-        device_out = out
+    @property
+    def width(self) -> int:
+        """The most nodes a rank holds: each rank's slot in a padded gather."""
+        return max(hi - lo for lo, hi in self.bounds)
+
+    def gather_padded(self, local: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Every rank's rows in slots of ``width`` rows (rank r's at r * width, padding
+        after): (R * width, ...), without the copy that removing the padding takes."""
+        width = self.width
+        padded = local
+        if len(local) != width or not local.is_contiguous():
+            padded = local.new_zeros((width, *local.shape[1:]))
+            padded[: len(local)] = local
+        out = local.new_empty((width * self.world, *local.shape[1:]))
+        send, receive = padded, out
         if out.dtype == torch.bool:  # collectives move numbers
-            device_out, padded = out.view(torch.uint8), padded.view(torch.uint8)
-        dist.all_gather_single(device_out, padded.contiguous())
+            send, receive = padded.view(torch.uint8), out.view(torch.uint8)
+        _all_gather(receive, send)
         self.moved_bytes += (out.numel() - padded.numel()) * out.element_size()
+        return out, width
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum ``tensor`` over ranks, in place (every rank gets the sum)."""
@@ -144,7 +161,7 @@ class Shard:
         """A float64 number summed over ranks."""
         if not self.distributed:
             return value
-        return float(self.sum_(torch.tensor([value], dtype=torch.float64))[0])
+        return float(self.sum_(torch.tensor([value], dtype=torch.float64, device=self.device))[0])
 
     def mean(self, params: StackedTensors, nodes: torch.Tensor | None = None) -> StackedTensors:
         """(1, P) float32: the mean of this rank's rows ``params`` and every other rank's,
@@ -214,24 +231,28 @@ class Halo:
             mine[:] = True
         self.columns = np.flatnonzero(mine)  # global ids, increasing
         self.position = np.full(n, -1, dtype=np.int64)  # global id -> row of the halo
-        self.position[self.columns] = np.arange(len(self.columns))
+        if self.dense:  # the padded gather's layout: rank r's rows from r * width
+            first = np.array([lo for lo, _ in shard.bounds])
+            self.position[:] = rank_of * shard.width + np.arange(n) - first[rank_of]
+            self.size = shard.width * world
+        else:
+            self.position[self.columns] = np.arange(len(self.columns))
+            self.size = len(self.columns)  # rows of the halo
         # what this rank sends each rank (local row ids), and receives from each
         self.send = [torch.as_tensor(np.flatnonzero(needed[r, lo:hi])) for r in range(world)]
         self.recv_counts = [int(needed[me, a:b].sum()) for a, b in shard.bounds]
         self.own = (int(self.position[lo]), int(self.position[lo]) + hi - lo)
 
-    @property
-    def size(self) -> int:
-        return len(self.columns)
-
     def exchange(self, block: torch.Tensor) -> torch.Tensor:
-        """The halo rows (len(columns), P_l) of X, given this rank's rows ``block``."""
+        """The halo rows (size, w) of X, given this rank's rows ``block`` (n, w) (a
+        column range of a parameter block); row ``position[j]`` is node j's."""
         shard = self.shard
         if not shard.distributed:
             return block
         if self.dense:
-            return shard.gather(block)
+            return shard.gather_padded(block)[0]
         send = torch.cat([block.index_select(0, index.to(block.device)) for index in self.send])
+        send = send.contiguous()
         received = block.new_empty((sum(self.recv_counts), block.shape[1]))
         dist.all_to_all_single(
             received,

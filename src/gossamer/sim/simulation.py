@@ -135,7 +135,7 @@ class Simulation:
         chunk = config.engine.node_chunk or auto_chunk(
             model, config.nodes, config.data.batch_size, device
         )
-        shard = Shard.current(config.nodes, chunk)
+        shard = Shard.current(config.nodes, chunk, device)
         population = Population(
             model,
             dataset,

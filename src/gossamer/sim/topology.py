@@ -35,6 +35,7 @@ from gossamer.sim.stacked import StackedTensors
 
 _DENSE_EIG_MAX_NODES = 4096
 _BLOCK_BYTES = 4 * 2**20  # column block of X kept cache-resident during gossip
+_EXCHANGE_BYTES = 64 * 2**20  # halo rows fetched from other ranks at a time
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ class Mixer:
         nodes: int = 0,
         shard: Shard | None = None,
         all_rows: bool = False,
+        dense_share: float = 0.5,
     ):
         n = topology.num_nodes if topology is not None else nodes
         self.device = device
@@ -253,7 +255,7 @@ class Mixer:
         if topology is None or all_rows:
             self.halo = Halo(self.shard, identity, identity, dense_share=-1.0)
         else:
-            self.halo = Halo(self.shard, topology.rows, topology.cols)
+            self.halo = Halo(self.shard, topology.rows, topology.cols, dense_share)
         self.block = max(64, _BLOCK_BYTES // (4 * self.halo.size))
         if topology is None:  # weights come round by round (time-varying topologies)
             self.set_weights(identity, identity, np.ones(n), n)
@@ -296,19 +298,24 @@ class Mixer:
             mean = self.shard.mean(StackedTensors([(params.shape[1],)], [params]))
             params.copy_(mean.blocks[0].expand_as(params))
             return
-        source = self.halo.exchange(params)  # (halo, P_l); params itself on one process
-        if params.device.type != "cpu":
-            params.copy_(torch.sparse.mm(self.matrix, source))
-            return
         n, p = params.shape
-        width = min(self.block, p)
-        if self._buffer is None or self._buffer.shape[1] < width:
-            self._buffer = torch.zeros(n, width, dtype=params.dtype)
-        for lo in range(0, p, width):
-            columns = source[:, lo : lo + width]
-            out = self._buffer[:, : columns.shape[1]]
-            torch.addmm(out, self.matrix, columns, beta=0.0, out=out)
-            params[:, lo : lo + width].copy_(out)
+        width = min(self.block, p)  # columns multiplied at a time (cache-sized on CPU)
+        span = p  # columns fetched from other ranks at a time (bounds the halo's memory);
+        if self.shard.distributed:  # the same on every rank: each span is a collective
+            span = max(1, _EXCHANGE_BYTES // (4 * self.shard.num_nodes))
+        for first in range(0, p, span):
+            # (halo, s) rows of X this rank's rows of W read; params itself on one process
+            source = self.halo.exchange(params[:, first : first + span])
+            if params.device.type != "cpu":
+                params[:, first : first + span].copy_(torch.sparse.mm(self.matrix, source))
+                continue
+            if self._buffer is None or self._buffer.shape[1] < width:
+                self._buffer = torch.zeros(n, width, dtype=params.dtype)
+            for lo in range(0, source.shape[1], width):
+                columns = source[:, lo : lo + width]
+                out = self._buffer[:, : columns.shape[1]]
+                torch.addmm(out, self.matrix, columns, beta=0.0, out=out)
+                params[:, first + lo : first + lo + out.shape[1]].copy_(out)
 
 
 def describe_topology(config: Config) -> dict[str, float | int | bool | str]:

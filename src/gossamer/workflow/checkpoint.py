@@ -139,13 +139,23 @@ def save(
     if shard is not None and shard.distributed:
         name = f"{path.stem}.round{header.get('next_round', 0)}.rank{shard.rank}-of-{shard.world}"
         name += path.suffix
-        with atomic_open(path.parent / name, binary=True) as handle:
-            write_safetensors(handle, rows)
-        everyone = shard.all_objects({"file": name, "ranges": ranges})  # after every write
-        if shard.rank == 0:
-            _write_main(path, skeleton, tensors, header, everyone)
-            remove_shards(path, keep={part["file"] for part in everyone})
-        shard.all_objects(None)  # nobody goes on before the checkpoint is committed
+        error = None
+        try:
+            with atomic_open(path.parent / name, binary=True) as handle:
+                write_safetensors(handle, rows)
+        except OSError as raised:
+            error = f"rank {shard.rank}: {raised}"
+        everyone = shard.all_objects({"file": name, "ranges": ranges, "error": error})
+        failed = [part["error"] for part in everyone if part["error"]]
+        if shard.rank == 0 and not failed:  # every part on disk: commit
+            try:
+                _write_main(path, skeleton, tensors, header, everyone)
+                remove_shards(path, keep={part["file"] for part in everyone})
+            except OSError as raised:
+                failed.append(f"rank 0: {raised}")
+        failed = shard.all_objects(failed if shard.rank == 0 else None)[0]  # rank 0's word
+        if failed:  # on every rank: the previous checkpoint stays the committed one
+            raise CheckpointError(f"checkpoint: could not be written ({failed[0]})")
         return
     tensors.update(rows)
     _write_main(path, skeleton, tensors, header, [{"file": None, "ranges": ranges}])
@@ -194,7 +204,25 @@ def _flatten(value: Any, name: str, tensors, rows, ranges) -> Any:
     return value
 
 
-def _unflatten(value: Any, tensors: dict[str, torch.Tensor], read_rows) -> Any:
+class _Tensors:
+    """The tensors of an open safetensors file, by name, read when asked for."""
+
+    def __init__(self, handle):
+        self.handle, self.names = handle, set(handle.keys())
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.handle.get_tensor(self.check(name))
+
+    def slice(self, name: str):
+        return self.handle.get_slice(self.check(name))
+
+    def check(self, name: str) -> str:
+        if name not in self.names:
+            raise KeyError(name)
+        return name
+
+
+def _unflatten(value: Any, tensors: _Tensors, read_rows) -> Any:
     if isinstance(value, dict):
         if set(value) == {_TENSOR}:
             return tensors[value[_TENSOR]]
@@ -249,28 +277,30 @@ def load(
     is missing."""
     meta = check(path, config)
     try:
-        tensors, _ = read_safetensors(path)
-        skeleton = json.loads(tensors.pop(_STATE).numpy().tobytes().decode())
-        shards = meta["shards"]
+        with safe_open(path, framework="pt") as handle:  # memory-mapped: reads what is asked
+            main = _Tensors(handle)
+            skeleton = json.loads(main[_STATE].numpy().tobytes().decode())
+            shards = meta["shards"]
 
-        def read_rows(name: str, space: str, total: int) -> torch.Tensor:
-            lo, hi = (ranges or {}).get(space, (0, total))
-            parts = []
-            for part in shards:
-                a, b = part["ranges"][space]
-                if b <= lo or a >= hi:
-                    continue
-                if part["file"] is None:  # in the main file
-                    parts.append(tensors[name][max(lo, a) - a : min(hi, b) - a])
-                    continue
-                with safe_open(path.parent / part["file"], framework="pt") as handle:
-                    parts.append(handle.get_slice(name)[max(lo, a) - a : min(hi, b) - a])
-            rows = torch.cat(parts) if parts else torch.empty(0)
-            if len(rows) != hi - lo:
-                raise KeyError(f"rows {lo}..{hi - 1} of '{name}' ({len(rows)} found)")
-            return rows
+            def read_rows(name: str, space: str, total: int) -> torch.Tensor:
+                lo, hi = (ranges or {}).get(space, (0, total))
+                parts = []
+                for part in shards:
+                    a, b = part["ranges"][space]
+                    if b <= lo or a >= hi:
+                        continue
+                    rows = slice(max(lo, a) - a, min(hi, b) - a)
+                    if part["file"] is None:  # in the main file
+                        parts.append(main.slice(name)[rows])
+                        continue
+                    with safe_open(path.parent / part["file"], framework="pt") as other:
+                        parts.append(_Tensors(other).slice(name)[rows])
+                found = torch.cat(parts) if parts else torch.empty(0)
+                if len(found) != hi - lo:
+                    raise KeyError(f"rows {lo}..{hi - 1} of '{name}' ({len(found)} found)")
+                return found
 
-        return _unflatten(skeleton, tensors, read_rows), meta
+            return _unflatten(skeleton, main, read_rows), meta
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(
             f"resume: '{path}' is not a readable checkpoint: {type(error).__name__}: {error}"

@@ -84,22 +84,31 @@ def process_group(config: Config) -> Iterator[None]:
         dist.destroy_process_group()
 
 
+def world(config: Config) -> Shard:
+    """The ranks of this run, for agreeing before the simulation is built."""
+    return Shard.current(config.nodes)
+
+
 def agree(shard: Shard, work: Callable[[], Any]) -> Any:
-    """Run ``work`` on every rank; if it raised on any, raise on all (the lowest
-    failing rank's error), so no rank waits on others that gave up."""
-    error: BaseException | None = None
+    """Run ``work`` on every rank; if it raised on any, raise on all (the failing rank
+    its own error, the others one naming the lowest failing rank), so no rank waits in
+    a collective for ranks that gave up."""
+    error: Exception | None = None
     value = None
     try:
         value = work()
-    except GossamerError as raised:
+    except Exception as raised:  # noqa: BLE001 - told to every rank, then raised again
+        if not shard.distributed:
+            raise
         error = raised
-    failures = shard.all_objects(None if error is None else (type(error).__name__, str(error)))
+    said = None if error is None else f"{type(error).__name__}: {error}"
+    failures = shard.all_objects(said)
     first = next(((r, f) for r, f in enumerate(failures) if f is not None), None)
     if first is None:
         return value
     if error is not None:
         raise error
-    raise RankFailedError(f"rank {first[0]}: {first[1][1]}")
+    raise RankFailedError(f"rank {first[0]} failed ({first[1]}); this rank stopped too")
 
 
 def check_same_config(shard: Shard, config: Config) -> None:
@@ -114,7 +123,7 @@ def any_rank(shard: Shard, flag: bool) -> bool:
     """Whether ``flag`` is set on any rank (a Ctrl-C seen by one stops all together)."""
     if not shard.distributed:
         return flag
-    return bool(shard.sum_(torch.tensor([float(flag)]))[0] > 0)
+    return shard.total(float(flag)) > 0
 
 
 def check_ranks(ranks: Any, nodes: int) -> None:
@@ -126,15 +135,34 @@ def check_ranks(ranks: Any, nodes: int) -> None:
             f"ranks: {ranks} ranks for {nodes} nodes would leave a rank without nodes; "
             f"use at most {nodes}"
         )
+    if ranks > 1 and world_size() > 1:
+        raise ConfigError(
+            f"ranks: {ranks} asked for inside a run torchrun started ({world_size()} ranks); "
+            "torchrun starts the ranks: leave ranks at 1"
+        )
+
+
+def check_devices(ranks: int, config: Config) -> None:
+    """On CUDA each rank takes one device: no more ranks than devices."""
+    cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    if cuda and ranks > torch.cuda.device_count():
+        raise ConfigError(
+            f"ranks: {ranks} ranks on CUDA need one device each; this machine has "
+            f"{torch.cuda.device_count()} (set device: cpu, or fewer ranks)"
+        )
 
 
 def launch(ranks: int, entry: Callable[..., Any], *args: Any) -> Any:
     """Run ``entry(*args)`` on ``ranks`` worker processes of this machine (gloo or
     nccl over 127.0.0.1) and return rank 0's value; RankFailedError names a failed rank."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     _quiet_launcher()
+    # as torchrun does, but sized to the machine: the ranks share its cores
+    threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = threads or str(max(1, (os.cpu_count() or 1) // ranks))
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -150,6 +178,11 @@ def launch(ranks: int, entry: Callable[..., Any], *args: Any) -> Any:
         values = elastic_launch(config, _recorded)(entry, *args)
     except ChildFailedError as failed:
         raise RankFailedError(failure_message(failed)) from None
+    except SignalException as signalled:  # Ctrl-C or a kill: the workers are stopped
+        raise KeyboardInterrupt(str(signalled)) from None
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
     return values[0]
 
 

@@ -75,17 +75,22 @@ def run(
     check_tracking(config, writer.path if writer is not None else None)
     if ranks != 1:
         distributed.check_ranks(ranks, config.nodes)
+        distributed.check_devices(ranks, config)
         resolved = config.model_dump(mode="json")  # validated again by each worker
         return distributed.launch(ranks, _run_rank, resolved, out, force, report)
     with distributed.process_group(config):
-        sim = Simulation.build(config)
-        shard = sim.population.shard
-        distributed.check_same_config(shard, config)
-        if shard.rank != 0:  # rank 0 writes the directory; the others only checkpoints
-            writer = None
-            progress = None
-        elif writer is not None:
-            writer.begin(config, sim.node_data.label_counts, sim.topology)
+        world = distributed.world(config)
+        distributed.check_same_config(world, config)
+        sim = distributed.agree(world, lambda: Simulation.build(config))
+        if world.rank != 0:  # rank 0 writes the directory; the others only checkpoints
+            writer, progress = None, None
+        if writer is not None:
+            begin = writer.begin
+            distributed.agree(
+                world, lambda: begin(config, sim.node_data.label_counts, sim.topology)
+            )
+        else:
+            distributed.agree(world, lambda: None)  # rank 0's begin, agreed
         return execute(sim, writer, progress, report, run_dir=Path(out) if out else None)
 
 
@@ -119,22 +124,29 @@ def resume(
     checkpoint.check(run_dir / CHECKPOINT, config)  # before any work
     if ranks != 1:
         distributed.check_ranks(ranks, config.nodes)
+        distributed.check_devices(ranks, config)
         return distributed.launch(ranks, _resume_rank, run_dir, report)
     with distributed.process_group(config):
-        sim = Simulation.build(config)
-        distributed.check_same_config(sim.population.shard, config)
-        state, _ = checkpoint.load(run_dir / CHECKPOINT, config, sim.row_ranges())
-        try:
-            sim.load_state_dict(state["simulation"])
-            elapsed = float(state["elapsed"])
-        except (KeyError, ValueError, TypeError, RuntimeError) as error:  # saved by other code
-            raise CheckpointError(
-                f"resume: '{run_dir / CHECKPOINT}' does not hold this run's state: "
-                f"{type(error).__name__}: {error}"
-            ) from None
-        if sim.population.shard.rank != 0:
+        world = distributed.world(config)
+        distributed.check_same_config(world, config)
+        sim = distributed.agree(world, lambda: Simulation.build(config))
+        elapsed = distributed.agree(world, lambda: _restore(sim, run_dir))
+        if world.rank != 0:
             writer, progress = None, None
         return execute(sim, writer, progress, report, elapsed=elapsed, run_dir=run_dir)
+
+
+def _restore(sim: Simulation, run_dir: Path) -> float:
+    """Load this rank's part of the checkpoint into ``sim``; the seconds it had run."""
+    state, _ = checkpoint.load(run_dir / CHECKPOINT, sim.config, sim.row_ranges())
+    try:
+        sim.load_state_dict(state["simulation"])
+        return float(state["elapsed"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:  # saved by other code
+        raise CheckpointError(
+            f"resume: '{run_dir / CHECKPOINT}' does not hold this run's state: "
+            f"{type(error).__name__}: {error}"
+        ) from None
 
 
 def resume_config(run_dir: str | Path) -> Config:
@@ -205,6 +217,7 @@ def execute(
         for callback in callbacks:
             getattr(callback, event)(sim, *args)
 
+    stop = False
     try:
         with _graceful_interrupt() as interrupt:
             tell("on_start")
@@ -230,7 +243,7 @@ def execute(
             nodes=sim.node_table(),
             run_dir=writer.path if writer is not None else None,
             label_counts=sim.node_data.label_counts,
-            stop_requested=interrupt.stop,
+            stop_requested=stop,
         )
         tell("on_finish", result)
         return result
