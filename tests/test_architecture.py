@@ -23,6 +23,7 @@ SIM_ORDER = [
     "shard",
     "optim",
     "data",
+    "evaluation",
     "models",
     "topology",
     "timevarying",

@@ -265,6 +265,17 @@ class LoggingConfig(Section):
     tensorboard: bool = Field(False, description="TensorBoard scalars in <run>/tensorboard")
 
 
+class EvalConfig(Section):
+    """What an evaluation measures (every ``eval_every`` rounds). The final evaluation
+    always measures every node on the whole test set."""
+
+    test_samples: int = Field(
+        0, ge=0, description="a seeded, class-stratified subset of the test set (0: all of it)"
+    )
+    nodes: int = Field(0, ge=0, description="a seeded sample of nodes, new each time (0: all)")
+    initial: bool = Field(True, description="evaluate the initial models, before round 1")
+
+
 class EngineConfig(Section):
     """How the stacked engine computes; never changes results beyond float rounding."""
 
@@ -285,6 +296,7 @@ class Config(Section):
     nodes: int = Field(32, ge=1)
     rounds: int = Field(200, ge=1)
     eval_every: int = Field(10, ge=1)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     local_steps: int = Field(1, ge=1, description="local optimizer steps per training round")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
@@ -327,6 +339,10 @@ class Config(Section):
             raise ConfigError(
                 f"topology.kind: protocol {self.protocol.name!r} needs a fixed graph; got a "
                 f"time-varying one (kind {topo.kind!r}, resample_every {topo.resample_every})"
+            )
+        if self.eval.nodes > self.nodes:
+            raise ConfigError(
+                f"eval.nodes: expected at most nodes ({self.nodes}); got {self.eval.nodes}"
             )
         if self.eval_every > self.rounds:
             raise ConfigError(

@@ -5,6 +5,6 @@ protocols with the config layer's registries.
 """
 
 from gossamer.sim import data, models, optim, protocols  # noqa: F401 - registers built-ins
-from gossamer.sim.simulation import METRIC_COLUMNS, STREAM_COLUMNS, Simulation
+from gossamer.sim.simulation import EVAL_COLUMNS, METRIC_COLUMNS, STREAM_COLUMNS, Simulation
 
-__all__ = ["METRIC_COLUMNS", "STREAM_COLUMNS", "Simulation"]
+__all__ = ["EVAL_COLUMNS", "METRIC_COLUMNS", "STREAM_COLUMNS", "Simulation"]

@@ -44,8 +44,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gossamer.config import AvailabilityConfig, ConfigError, DataError
-from gossamer.sim.energy import EnergyModel
+from gossamer.config import AvailabilityConfig, Config, ConfigError, DataError
+from gossamer.sim.energy import EnergyModel, build_energy_model
+from gossamer.sim.models import StackedModel
 from gossamer.sim.rng import Purpose, uniform
 
 
@@ -325,3 +326,28 @@ def read_capacity(path: Path, nodes: int) -> tuple[np.ndarray, np.ndarray]:
     if not (np.isfinite(values) & (values > 0)).all():
         raise DataError(f"network.capacity '{path}': speeds must be positive numbers")
     return values[:, 0], values[:, 1]
+
+
+def fleet(config: Config, model: StackedModel) -> tuple[EnergyModel, Clock, dict[str, Any]]:
+    """The devices (energy model), the clock of simulated time, and the network's
+    conditions (link reliability, stragglers, availability), from the config alone:
+    their errors (device names, trace files) come before any data is read."""
+    devices = build_energy_model(
+        config.energy,
+        config.nodes,
+        model.num_params,
+        model.forward_flops_per_sample(),
+        config.data.batch_size * config.local_steps,
+        config.seed,
+    )
+    clock = Clock(devices, config.network.capacity, config.nodes)
+    stragglers = None
+    if config.network.deadline is not None:  # too slow to train a round in time
+        samples = np.full(config.nodes, config.data.batch_size * config.local_steps)
+        stragglers = torch.as_tensor(clock.training_seconds(samples) > config.network.deadline)
+    conditions = {
+        "links": link_reliability(config.network.link_delivery, devices),
+        "stragglers": stragglers,
+        "availability": Availability(config.network.availability, config.nodes, config.seed),
+    }
+    return devices, clock, conditions

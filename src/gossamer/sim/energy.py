@@ -120,6 +120,21 @@ class EnergyModel:
     def device_names(self) -> list[str]:
         return [self.devices[i].name for i in self.node_device]
 
+    def per_device(self, counters: dict[str, np.ndarray], columns) -> dict[str, dict]:
+        """The summary's energy per device class: its nodes, the sums of the per-node
+        ``counters`` named in ``columns``, a training round's Joules and the budget."""
+        out = {}
+        for index, device in enumerate(self.devices):
+            nodes = self.node_device == index
+            if nodes.any():
+                out[device.name] = {
+                    "nodes": int(nodes.sum()),
+                    **{k: float(counters[k][nodes].sum()) for k in columns},
+                    "joules_per_training_round": float(self.joules_per_round[nodes][0]),
+                    "budget_rounds": int(self.budget_rounds[nodes][0]),
+                }
+        return out
+
 
 def device_profiles(config: EnergyConfig) -> tuple[DeviceProfile, ...]:
     """Built-in profiles, then the config's own and those of its CSV file (by name)."""

@@ -215,15 +215,32 @@ class Population:
     # ------------------------------------------------------------ measuring
     @torch.no_grad()
     def evaluate(
-        self, params: StackedTensors | None = None, concept: torch.Tensor | None = None
+        self,
+        params: StackedTensors | None = None,
+        concept: torch.Tensor | None = None,
+        *,
+        nodes: torch.Tensor | None = None,
+        test: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Test loss (N,) and accuracy (N,) of every node, each under its own concept.
+        """Test loss (N,) and accuracy (N,) of every node, each under its own concept;
+        with ``nodes`` (N,) bool only those (the others NaN).
 
         Given ``params`` (other models, the same on every rank, e.g. the average), they
         are evaluated under ``concept`` (one per row), by default the newest concept.
+        ``test``: the test inputs and labels to use (default: the whole test set).
         """
         if params is None:
-            loss, accuracy = self.evaluate(self.state.params, self.state.concept)
+            local = None if nodes is None else self.shard.local(nodes).to(self.device)
+            if local is None or bool(local.all()):
+                loss, accuracy = self.evaluate(self.state.params, self.state.concept, test=test)
+            else:  # no collective inside: ranks may hold different numbers of them
+                loss = torch.full((self.local_nodes,), torch.nan, dtype=torch.float64)
+                loss, accuracy = loss.to(self.device), loss.clone().to(self.device)
+                index = local.nonzero().squeeze(1)
+                if len(index):
+                    chosen = self.state.params.index_select(index)
+                    measured = self.evaluate(chosen, self.state.concept[index], test=test)
+                    loss[index], accuracy[index] = measured
             both = self.shard.gather(torch.stack([loss, accuracy], 1))
             return both[:, 0].contiguous(), both[:, 1].contiguous()
         if concept is None:
@@ -233,13 +250,13 @@ class Population:
         for c in concept.unique().tolist():  # one group per concept (a few), not per node
             rows = (concept == c).nonzero().squeeze(1)
             group = params if len(rows) == params.num_nodes else params.index_select(rows)
-            loss[rows], accuracy[rows] = self._evaluate_group(group, int(c))
+            loss[rows], accuracy[rows] = self._evaluate_group(group, int(c), test)
         return loss, accuracy
 
     def _evaluate_group(
-        self, params: StackedTensors, concept: int
+        self, params: StackedTensors, concept: int, test=None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.dataset.x_test, self.dataset.y_test
+        x, y = test if test is not None else (self.dataset.x_test, self.dataset.y_test)
         if self.shift is not None:
             x, y = self.shift.apply_shared(x, y, concept)
         losses, accuracies = [], []

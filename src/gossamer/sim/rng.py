@@ -33,6 +33,7 @@ class Purpose(IntEnum):
     AUGMENT = 10
     AVAILABILITY = 11
     DELIVERY = 12
+    EVALUATION = 13
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from gossamer.config import Config, ConfigError, check_augmentation
 from gossamer.sim.accounting import Ledger, model_message_bytes
 from gossamer.sim.cache import SHARED_DATASETS, SHARED_TOPOLOGIES
-from gossamer.sim.conditions import Availability, Clock, link_reliability
+from gossamer.sim.conditions import Clock, fleet
 from gossamer.sim.data import (
     ConceptShift,
     Dataset,
@@ -34,8 +34,8 @@ from gossamer.sim.data import (
     partition_indices,
     to_node_data,
 )
-from gossamer.sim.energy import EnergyModel, build_energy_model
 from gossamer.sim.engine import Population, auto_chunk, tune_allocator
+from gossamer.sim.evaluation import mean_accuracy_ci95, node_sample, stratified_subset
 from gossamer.sim.models import StackedModel, build_model
 from gossamer.sim.network import Network
 from gossamer.sim.optim import build_optimizer
@@ -66,6 +66,9 @@ _TIMED = ("samples_trained", "bytes_sent", "bytes_received", "messages_sent", "m
 ENERGY_COLUMNS = ("energy_joules", "training_joules", "communication_joules")
 # Added to metrics.csv and rounds.csv when data.stream is on.
 STREAM_COLUMNS = ("cumulative_prequential_loss", "cumulative_prequential_error")
+# Added to metrics.csv when eval.nodes or eval.test_samples samples the evaluations:
+# what was measured, and the half-width of a 95% interval on test_accuracy_mean.
+EVAL_COLUMNS = ("evaluated_nodes", "evaluated_test_samples", "test_accuracy_mean_ci95")
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Simulation:
     prequential: list[float] = field(default_factory=lambda: [0.0, 0.0], init=False)
     simulated_seconds: float = field(default=0.0, init=False)  # simulated time so far
     _drifts_by_round: dict[int, list[DriftEvent]] = field(default_factory=dict, init=False)
+    _test_subset: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         for event in self.drift_events:  # looked up by round, not scanned every round
@@ -122,6 +126,11 @@ class Simulation:
         parts = partition_indices(labels, config.nodes, config.data, config.seed, dataset.writers)
         node_data = to_node_data(parts, labels, classes, device)
         dataset = dataset.to(device)
+        if config.eval.test_samples > len(dataset.y_test):
+            raise ConfigError(
+                f"eval.test_samples: expected at most the {len(dataset.y_test):,} samples of "
+                f"the test set; got {config.eval.test_samples:,}"
+            )
         events = drift_schedule(config.data.drift, config.nodes, config.rounds, config.seed)
         shift = None
         if events:
@@ -239,12 +248,36 @@ class Simulation:
         done = self.next_round
         return done % self.config.eval_every == 0 or done == self.config.rounds
 
+    def evaluation_sample(self) -> tuple[torch.Tensor | None, tuple | None]:
+        """What the evaluation after the rounds run so far measures (``eval:``): the
+        nodes (N,) bool, None for all; the test inputs and labels, None for all. The
+        final evaluation measures everything."""
+        ev, done = self.config.eval, self.next_round
+        if done == self.config.rounds:
+            return None, None
+        nodes = None
+        if ev.nodes:
+            nodes = node_sample(self.config.nodes, ev.nodes, self.config.seed, done)
+        test = None
+        if ev.test_samples:
+            if self._test_subset is None:
+                index = stratified_subset(self.dataset.y_test, ev.test_samples, self.config.seed)
+                index = index.to(self.dataset.y_test.device)
+                self._test_subset = (self.dataset.x_test[index], self.dataset.y_test[index])
+            test = self._test_subset
+        return nodes, test
+
     def evaluate(self, wall_seconds: float) -> dict[str, Any]:
-        """Measure every node after the rounds run so far; records and returns one
-        metrics row (see METRIC_COLUMNS and STREAM_COLUMNS)."""
-        loss, accuracy = self.population.evaluate()
-        self.node_loss, self.node_accuracy = loss, accuracy
-        avg_loss, avg_accuracy = self.population.evaluate(self.population.mean())
+        """Measure the nodes after the rounds run so far (every node, or the sample
+        ``eval:`` asks for); records and returns one metrics row (see METRIC_COLUMNS,
+        STREAM_COLUMNS and EVAL_COLUMNS)."""
+        nodes, test = self.evaluation_sample()
+        loss, accuracy = self.population.evaluate(nodes=nodes, test=test)
+        if nodes is not None:
+            loss, accuracy = loss[nodes.to(loss.device)], accuracy[nodes.to(loss.device)]
+        if nodes is None and test is None:
+            self.node_loss, self.node_accuracy = loss, accuracy
+        avg_loss, avg_accuracy = self.population.evaluate(self.population.mean(), test=test)
         totals = self.ledger.totals()
         row = {
             "round": self.next_round,
@@ -266,6 +299,12 @@ class Simulation:
         }
         if self.config.data.stream:
             row.update(zip(STREAM_COLUMNS, self.prequential, strict=True))
+        if self.config.eval.nodes or self.config.eval.test_samples:
+            measured = len(test[1]) if test is not None else len(self.dataset.y_test)
+            ci = mean_accuracy_ci95(
+                accuracy.cpu().numpy(), self.config.nodes, measured, len(self.dataset.y_test)
+            )
+            row.update(zip(EVAL_COLUMNS, (len(accuracy), measured, ci), strict=True))
         self.history.append(row)
         return row
 
@@ -327,6 +366,14 @@ class Simulation:
             "topology": self._topology_summary(),
             "final": {k: last[k] for k in final_keys},
             "totals": {**self.ledger.totals(), "simulated_seconds": self.simulated_seconds},
+            "evaluation": {
+                "every": config.eval_every,
+                "initial": config.eval.initial,
+                "nodes": config.eval.nodes or config.nodes,
+                "test_samples": config.eval.test_samples or len(self.dataset.y_test),
+                "precision": "bfloat16" if self.model.autocast_dtype else "float32",
+                "final": "every node on the whole test set",
+            },
             "device": str(self.population.device),
             "ranks": self.population.shard.world,
             # what torch.distributed moved between ranks (0 on one process): simulation
@@ -338,20 +385,10 @@ class Simulation:
         }
         energy = self.ledger.energy
         if energy is not None:
-            per_device = {}
-            for index, device in enumerate(energy.devices):
-                nodes = energy.node_device == index
-                if nodes.any():
-                    per_device[device.name] = {
-                        "nodes": int(nodes.sum()),
-                        **{k: float(self.ledger.node[k][nodes].sum()) for k in ENERGY_COLUMNS},
-                        "joules_per_training_round": float(energy.joules_per_round[nodes][0]),
-                        "budget_rounds": int(energy.budget_rounds[nodes][0]),
-                    }
             summary["energy"] = {
                 "scaling": config.energy.scaling,
                 "link": energy.link.name,
-                "per_device": per_device,
+                "per_device": energy.per_device(self.ledger.node, ENERGY_COLUMNS),
             }
         if self.drift_events:
             summary["drift"] = [
@@ -393,31 +430,6 @@ class Simulation:
             table["budget_rounds"] = self.ledger.energy.budget_rounds
         table.update(self.ledger.node)
         return table
-
-
-def fleet(config: Config, model: StackedModel) -> tuple[EnergyModel, Clock, dict[str, Any]]:
-    """The devices (energy model), the clock of simulated time, and the network's
-    conditions (link reliability, stragglers, availability), from the config alone:
-    their errors (device names, trace files) come before any data is read."""
-    devices = build_energy_model(
-        config.energy,
-        config.nodes,
-        model.num_params,
-        model.forward_flops_per_sample(),
-        config.data.batch_size * config.local_steps,
-        config.seed,
-    )
-    clock = Clock(devices, config.network.capacity, config.nodes)
-    stragglers = None
-    if config.network.deadline is not None:  # too slow to train a round in time
-        samples = np.full(config.nodes, config.data.batch_size * config.local_steps)
-        stragglers = torch.as_tensor(clock.training_seconds(samples) > config.network.deadline)
-    conditions = {
-        "links": link_reliability(config.network.link_delivery, devices),
-        "stragglers": stragglers,
-        "availability": Availability(config.network.availability, config.nodes, config.seed),
-    }
-    return devices, clock, conditions
 
 
 def resolve_device(name: str) -> torch.device:

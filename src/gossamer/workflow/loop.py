@@ -221,7 +221,7 @@ def execute(
     try:
         with _graceful_interrupt() as interrupt:
             tell("on_start")
-            if not sim.history:  # the initial models
+            if not sim.history and config.eval.initial:  # the initial models
                 tell("on_round", sim.evaluate(time.perf_counter() - start))
             for t in range(sim.next_round, config.rounds):
                 sim.step(t)
