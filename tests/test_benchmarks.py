@@ -52,3 +52,12 @@ def test_distributed_benchmark_smoke_run(tmp_path):
     assert ring["bytes_ratio"] == 2 / 8 and ring["halo_ms"] > 0
     assert [row["ranks"] for row in measured["rounds"]] == [1, 2]
     assert measured["largest"]["MB_per_node"] > 0
+
+
+def test_evaluation_benchmark_smoke_run(tmp_path):
+    measured = smoke_run("evaluation.py", tmp_path)
+    assert {row["model"] for row in measured["rate"]} == {"lenet", "mlp"}
+    assert all(row["gflops"] > 0 for row in measured["rate"])
+    full, sampled = measured["skiptrain_cifar10"]
+    assert 0 < sampled["share"] < full["share"] < 1
+    assert all(0 <= row["covered"] <= 1 for row in measured["sampling"])
