@@ -62,6 +62,16 @@ def spawn(worker, world: int, *args):
     return pickle.loads(out.read_bytes())
 
 
+def peak_rss() -> int:
+    """This process's peak RSS in bytes: VmHWM on Linux (ru_maxrss carries over the
+    high-water mark of the parent that forked the process)."""
+    try:
+        with open("/proc/self/status") as handle:
+            return int(handle.read().split("VmHWM:")[1].split()[0]) * 1024
+    except (OSError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def join(rank: int, world: int, store: str) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     dist.init_process_group("gloo", store=dist.FileStore(store, world), rank=rank, world_size=world)
@@ -164,8 +174,7 @@ def _round_worker(rank, world, store, out, config, rounds):
         sim.step(t)
     dist.barrier()
     seconds = (time.perf_counter() - start) / rounds
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    finish(rank, out, {"round_s": seconds, "peak_rss_GB": peak / 1e9})
+    finish(rank, out, {"round_s": seconds, "peak_rss_GB": peak_rss() / 1e9})
 
 
 def _round_single(rank, world, store, out, config, rounds):
@@ -177,8 +186,7 @@ def _round_single(rank, world, store, out, config, rounds):
     for t in range(1, rounds + 1):
         sim.step(t)
     seconds = (time.perf_counter() - start) / rounds
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    Path(out).write_bytes(pickle.dumps([{"round_s": seconds, "peak_rss_GB": peak / 1e9}]))
+    Path(out).write_bytes(pickle.dumps([{"round_s": seconds, "peak_rss_GB": peak_rss() / 1e9}]))
 
 
 def rounds_per_rank(model: str, nodes: int, rounds: int) -> list[dict]:

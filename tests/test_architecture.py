@@ -32,6 +32,7 @@ SIM_ORDER = [
     "conditions",
     "network",
     "engine",
+    "memory",
     "protocols",
     "simulation",
 ]

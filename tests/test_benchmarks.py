@@ -61,3 +61,9 @@ def test_evaluation_benchmark_smoke_run(tmp_path):
     full, sampled = measured["skiptrain_cifar10"]
     assert 0 < sampled["share"] < full["share"] < 1
     assert all(0 <= row["covered"] <= 1 for row in measured["sampling"])
+
+
+def test_delta_calibration_benchmark_smoke_run(tmp_path):
+    rows = smoke_run("delta_calibration.py", tmp_path)["calibration"]
+    assert len(rows) == 2 and all(row["delta"] > 0 for row in rows)
+    assert all(0 <= row["realized"] <= 1 for row in rows)

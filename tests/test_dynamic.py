@@ -8,6 +8,7 @@ import torch
 
 import gossamer
 from conftest import assert_same_learning, small_config
+from gossamer.config import ConfigError
 from gossamer.sim import Simulation
 from gossamer.sim.accounting import HEADER_BYTES
 from gossamer.sim.rng import Purpose, hash32
@@ -242,18 +243,37 @@ def test_dynamic_gossip_preserves_the_network_mean():
         assert torch.allclose(sim.population.params.matrix().double().mean(0), mean, atol=1e-6)
 
 
-def test_suggest_delta_measures_one_period_of_drift():
+def test_suggest_delta_measures_the_distance_to_the_reference_by_check():
+    """The calibration's divergence curve, by hand: training without communication,
+    every model set to the mean every K = 1 / rate checks (a full sync), the largest
+    squared distance to the last sync's mean recorded at each check."""
     from gossamer.workflow import suggest_delta
 
-    config = small_config(protocol="{name: dynamic, period: 3}")
-    suggestion = suggest_delta(config, periods=2)
-    assert suggestion["period"] == 3 and suggestion["periods_measured"] == 2
-    # reference: the same runs by hand (nosync, drift over 3 rounds, twice, every node)
-    sim = Simulation.build(small_config(protocol="nosync"))
-    drifts = []
-    for k in range(2):
-        start = sim.population.params.matrix()
-        for j in range(3):
-            sim.population.train(1, round=3 * k + j)
-        drifts += ((sim.population.params.matrix() - start).double() ** 2).sum(1).tolist()
-    assert suggestion["suggested_delta"] == pytest.approx(float(np.median(drifts)), rel=1e-5)
+    config = small_config(protocol="{name: dynamic, period: 2}", rounds=40)
+    suggestion = suggest_delta(config, periods=2, violation_rate=1 / 3)
+    assert suggestion["checks_between_syncs"] == 3 and suggestion["period"] == 2
+    sim = Simulation.build(small_config(protocol="nosync", rounds=40))
+    curve, t = [], 0
+    reference = sim.population.params.matrix()[:1].double()
+    for _cycle in range(2):
+        row = []
+        for _check in range(3):
+            for _ in range(2):
+                sim.population.train(1, round=t)
+                t += 1
+            x = sim.population.params.matrix().double()
+            row.append(float(((x - reference) ** 2).sum(1).max()))
+        curve.append(row)
+        mean = sim.population.params.matrix().double().mean(0, keepdim=True)
+        sim.population.params.copy_from_matrix(mean.float())
+        reference = mean.float().double()
+    expected = np.sort(np.array(curve), axis=0)[0]  # the lower median of two cycles
+    assert suggestion["divergence_median_by_check"] == pytest.approx(expected.tolist(), rel=1e-4)
+    geometric = min(np.sqrt(c[1] * c[2]) for c in curve)
+    assert suggestion["delta_from_divergence"] == pytest.approx(geometric, rel=1e-4)
+    # then tuned on the protocol itself: its calibration runs hit the target within 2x
+    assert 0.5 <= suggestion["calibration_violation_rate"] / (1 / 3) <= 2
+    with pytest.raises(ConfigError, match="violation_rate, budget: give one target"):
+        suggest_delta(config, violation_rate=0.1, budget=0.1)
+    with pytest.raises(ConfigError, match=r"budget: expected a share in \(0, 1\]; got 2"):
+        suggest_delta(config, budget=2)

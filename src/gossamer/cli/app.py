@@ -42,6 +42,7 @@ app.command()(inspect.topology)
 app.command()(compare.compare)
 app.command()(compare.sweep)
 app.command()(inspect.delta)
+app.command()(inspect.plan)
 app.command()(inspect.devices)
 app.command("list")(inspect.list_components)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gossamer.cli.options import ConfigArg, JsonOpt, SetOpt
+from gossamer.cli.options import ConfigArg, JsonOpt, RanksOpt, SetOpt
 from gossamer.cli.output import Output, errors_as_messages
 from gossamer.config import comparison_base, dump_config, load_config
 
@@ -66,26 +66,85 @@ def devices(config: ConfigArg = None, set_: SetOpt = None, as_json: JsonOpt = Fa
 def delta(
     config: ConfigArg = None,
     set_: SetOpt = None,
-    periods: Annotated[int, typer.Option(min=1, help="Periods to measure.")] = 5,
+    periods: Annotated[int, typer.Option(min=1, help="Sync cycles to measure.")] = 5,
+    violation_rate: Annotated[
+        float | None,
+        typer.Option(help="Target share of checks that communicate (default 0.1)."),
+    ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(help="Target bytes relative to periodic averaging (instead)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Suggest a starting delta for dynamic averaging from a short calibration run.
+    """Calibrate delta for dynamic averaging: aimed at a violation rate or a budget.
 
-    Measures the squared drift of every model over one period without communication
+    Runs the experiment without communication, synchronized by hand every K = 1 / rate
+    checks, and measures the largest squared distance to the reference at each check
     (on the base config of a comparison file).
 
-    Example: gossamer delta examples/dynamic_averaging.yaml --set protocol=dynamic
+    Example: gossamer delta examples/dynamic_averaging.yaml --set protocol=dynamic --budget 0.2
     """
     from gossamer.workflow import suggest_delta
 
     with errors_as_messages():
-        suggestion = suggest_delta(config, periods=periods, overrides=set_ or ())
+        suggestion = suggest_delta(
+            config,
+            periods=periods,
+            overrides=set_ or (),
+            violation_rate=violation_rate,
+            budget=budget,
+        )
     output = Output(as_json=as_json)
     if as_json:
         output.json(suggestion)
         return
     named = {key.replace("_", " "): value for key, value in suggestion.items()}
-    output.pairs(named, title="squared drift of a model over one period, without sync")
+    named["divergence median by check"] = ", ".join(
+        Output.number(v) for v in suggestion["divergence_median_by_check"]
+    )
+    output.pairs(named, title="largest squared distance to the reference, by check since sync")
+
+
+def plan(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    ranks: RanksOpt = 1,
+    probe: Annotated[
+        bool, typer.Option("--probe/--no-probe", help="Time two rounds and an evaluation.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """What a run will take: its memory per rank (by part) against what this machine
+    has, and, from a probe of two rounds and an evaluation, its time.
+
+    Example: gossamer plan examples/scaling_256.yaml --set nodes=4096
+    """
+    from gossamer.sim.memory import gigabytes
+    from gossamer.workflow.planning import plan_run
+
+    with errors_as_messages():
+        planned = plan_run(config, overrides=set_ or (), ranks=ranks, probe=probe)
+    output = Output(as_json=as_json)
+    if as_json:
+        output.json(planned)
+        return
+    rows = {f"memory: {name}": gigabytes(size) for name, size in planned["memory_per_rank"].items()}
+    per_rank = " per rank" if ranks > 1 else ""
+    rows[f"memory: total{per_rank}"] = gigabytes(planned["memory_total"])
+    available = planned["memory_available"]
+    rows["memory available"] = gigabytes(available) if available is not None else "unknown"
+    rows["fits"] = (
+        "yes" if planned["fits"] else f"no: {planned['largest']}; use {planned['advice']}"
+    )
+    if "round_seconds" in planned:
+        rows["seconds a round"] = planned["round_seconds"]
+        rows["seconds an evaluation"] = planned["evaluation_seconds"]
+        rows["seconds the final evaluation"] = planned["final_evaluation_seconds"]
+        rows["evaluations"] = planned["evaluations"]
+        rows["estimated run (h)"] = planned["run_seconds"] / 3600
+        rows["share evaluating"] = planned["evaluating_share"]
+    output.pairs(rows, title=f"gossamer plan: {planned['nodes']} nodes on {ranks} rank(s)")
 
 
 def list_components(as_json: JsonOpt = False) -> None:

@@ -287,6 +287,9 @@ class EngineConfig(Section):
     tune_allocator: bool = Field(
         True, description="glibc: keep freed memory mapped (see PERFORMANCE.md)"
     )
+    check_memory: bool = Field(
+        True, description="refuse a run whose estimated memory exceeds what is available"
+    )
 
 
 class Config(Section):

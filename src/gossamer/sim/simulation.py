@@ -36,6 +36,7 @@ from gossamer.sim.data import (
 )
 from gossamer.sim.engine import Population, auto_chunk, tune_allocator
 from gossamer.sim.evaluation import mean_accuracy_ci95, node_sample, stratified_subset
+from gossamer.sim.memory import check_fits, plan_memory
 from gossamer.sim.models import StackedModel, build_model
 from gossamer.sim.network import Network
 from gossamer.sim.optim import build_optimizer
@@ -145,6 +146,8 @@ class Simulation:
             model, config.nodes, config.data.batch_size, device
         )
         shard = Shard.current(config.nodes, chunk, device)
+        if config.engine.check_memory and device.type == "cpu":  # before the population
+            check_fits(plan_memory(config, model, dataset, node_data, device, shard.world))
         population = Population(
             model,
             dataset,

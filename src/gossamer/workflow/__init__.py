@@ -11,6 +11,7 @@ from gossamer.workflow.loop import (
     resume_config,
     run,
 )
+from gossamer.workflow.planning import plan_run
 from gossamer.workflow.sweep import parse_grid, plan, sweep
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "load_variants",
     "parse_grid",
     "plan",
+    "plan_run",
     "protocol_overrides",
     "resume",
     "resume_config",

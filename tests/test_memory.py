@@ -1,0 +1,175 @@
+"""Memory planning: the estimate by part, against hand counts and measured peak RSS;
+a run that will not fit is refused before the population is allocated; gossamer plan."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import gossamer
+from conftest import ROOT, small_config
+from gossamer.cli.app import app
+from gossamer.config import ConfigError, load_config
+from gossamer.sim import memory
+from gossamer.sim.memory import MemoryPlan, check_fits, estimate_memory
+from gossamer.sim.models import build_model
+
+MLP = {
+    "nodes": 100,
+    "device": "cpu",
+    "data": {"dataset": "synthetic", "synthetic": {"samples": 1000, "shape": [784]}},
+    "model": {"name": "mlp", "hidden": [200]},
+}
+
+
+def plan_of(overrides: list[str], ranks: int = 1) -> MemoryPlan:
+    config = load_config(MLP, overrides)
+    model = build_model(config.model, (784,), 10)
+    assert model.num_params == 159_010  # 784 x 200 + 200 + 200 x 10 + 10
+    return estimate_memory(config, model, 0, 10, torch.device("cpu"), ranks, 200)
+
+
+def test_the_state_terms_count_parameters_by_hand():
+    sgd = plan_of([])
+    assert sgd.terms["parameters"] == 100 * 159_010 * 4
+    assert sgd.terms["optimizer state"] == 0
+    assert plan_of(["optimizer.momentum=0.9"]).terms["optimizer state"] == 100 * 159_010 * 4
+    adam = plan_of(["optimizer=adam"]).terms["optimizer state"]
+    assert adam == 2 * 100 * 159_010 * 4 + 100 * 8  # two moments and a step count a node
+    amsgrad = plan_of(["optimizer=adam", "optimizer.amsgrad=true"]).terms["optimizer state"]
+    assert amsgrad == 3 * 100 * 159_010 * 4 + 100 * 8
+    gossip = plan_of(["protocol={name: dynamic_gossip}"]).terms["protocol"]
+    assert gossip == 100 * 159_010 * 4  # the last-sent models
+    lossy = plan_of(["protocol={name: dynamic_gossip}", "network.delivery=0.9"])
+    assert lossy.terms["protocol"] == (100 + 100 * 4) * 159_010 * 4  # and a copy per edge
+    assert plan_of([], ranks=4).terms["parameters"] == 25 * 159_010 * 4  # a rank's share
+
+
+# The peak RSS of this process alone: VmHWM (ru_maxrss would carry over the
+# high-water mark of the parent that forked it, here the test runner's).
+PROBE = """
+import json, sys
+from gossamer.config import load_config
+from gossamer.sim import Simulation
+from gossamer.sim.memory import plan_memory
+config = load_config(json.loads(sys.argv[1]))
+sim = Simulation.build(config)
+plan = plan_memory(config, sim.model, sim.dataset, sim.node_data, sim.population.device)
+for t in range(2):
+    sim.step(t)
+sim.evaluate(0.0)
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()
+peak = int(status[0]) * 1024
+print(json.dumps({"peak": peak, "plan": plan.total}))
+"""
+CASES = {
+    "mlp momentum, 1,536 nodes": {
+        **MLP,
+        "nodes": 1536,
+        "data": {
+            "dataset": "synthetic",
+            "partition": "iid",
+            "batch_size": 32,
+            "synthetic": {"samples": 16000, "shape": [784], "classes": 10},
+        },
+        "optimizer": {"lr": 0.01, "momentum": 0.9},
+        "topology": {"kind": "regular", "degree": 6},
+    },
+    "cnn, 48 nodes": {
+        "nodes": 48,
+        "device": "cpu",
+        "data": {
+            "dataset": "synthetic",
+            "partition": "iid",
+            "batch_size": 32,
+            "synthetic": {"samples": 6000, "shape": [1, 28, 28], "classes": 10},
+        },
+        "model": {"name": "cnn"},
+        "topology": {"kind": "regular", "degree": 4},
+    },
+    "event-triggered gossip under loss, ring of 300": {
+        "nodes": 300,
+        "device": "cpu",
+        "data": {"dataset": "digits", "partition": "iid", "batch_size": 16},
+        "model": {"name": "mlp", "hidden": [64]},
+        "protocol": {"name": "dynamic_gossip", "delta": 0.1},
+        "network": {"delivery": 0.9},
+        "topology": {"kind": "ring"},
+    },
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_estimate_is_within_a_quarter_of_the_measured_peak(case):
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(CASES[case])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=True,
+    )
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    ratio = measured["plan"] / measured["peak"]
+    assert 0.75 <= ratio <= 1.25, (case, measured)
+
+
+def test_a_run_that_does_not_fit_is_refused_before_the_population(monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**6)  # 1 MB left
+    built = []
+    monkeypatch.setattr(gossamer.sim.engine.Population, "__init__", lambda *a, **k: built.append(1))
+    with pytest.raises(ConfigError) as refused:
+        gossamer.run(
+            MLP,
+            overrides=[
+                "nodes=2000",
+                "data.synthetic.samples=20000",
+                "data.partition=iid",
+                "data.batch_size=32",
+            ],
+        )
+    message = str(refused.value)
+    assert message.startswith("memory: this run needs about ")
+    assert "0.00 GB available" in message
+    assert "the largest part is parameters (1.27 GB)" in message  # 2,000 x 159,010 x 4
+    assert "Use fewer nodes, a smaller model, or more ranks" in message
+    assert "engine.check_memory: false skips this check" in message
+    assert not built
+    monkeypatch.undo()
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**6)
+    gossamer.run(small_config(**{"engine.check_memory": "false"}))  # asked not to check
+
+
+def test_check_fits_names_the_largest_part_and_what_to_change():
+    plan = MemoryPlan(
+        {"parameters": 30 * 10**9, "optimizer state": 0, "data": 10**8, "process": 4 * 10**8},
+        ranks=2,
+    )
+    with pytest.raises(
+        ConfigError,
+        match="30.50 GB per rank .* the largest part is parameters "
+        r"\(30.00 GB\). Use fewer nodes, a smaller model, or more ranks",
+    ):
+        check_fits(plan, available=20 * 10**9)
+    check_fits(plan, available=31 * 10**9)  # fits: no error
+
+
+def test_plan_from_the_api_and_the_command_line():
+    planned = gossamer.workflow.plan_run(small_config(rounds=6, eval_every=3))
+    assert planned["fits"] and planned["memory_total"] > planned["memory_per_rank"]["parameters"]
+    assert planned["round_seconds"] > 0 and planned["evaluations"] == 3  # initial, 3, 6
+    assert planned["run_seconds"] >= 6 * planned["round_seconds"]
+    result = CliRunner().invoke(app, ["plan", "--set", "rounds=20", "--no-probe", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["memory_per_rank"]["process"] == memory.PROCESS_BYTES
+    assert "round_seconds" not in shown
+    table = CliRunner().invoke(app, ["plan", "--set", "rounds=20"])
+    assert "memory: total" in table.stdout and "seconds a round" in table.stdout
