@@ -67,3 +67,9 @@ def test_delta_calibration_benchmark_smoke_run(tmp_path):
     rows = smoke_run("delta_calibration.py", tmp_path)["calibration"]
     assert len(rows) == 2 and all(row["delta"] > 0 for row in rows)
     assert all(0 <= row["realized"] <= 1 for row in rows)
+
+
+def test_round_benchmark_smoke_run(tmp_path):
+    (row,) = smoke_run("round.py", tmp_path)["rounds"]
+    assert row["nodes"] == 16 and row["round_s"] > 0 and row["gossip_s"] > 0
+    assert 0 < row["round_over_training"]

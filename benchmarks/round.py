@@ -1,0 +1,85 @@
+"""Where a round's time goes: whole D-PSGD rounds against their parts.
+
+For the MLP 784-200-10 (batch 32, one local step, random 6-regular graph) at several
+population sizes, prints the wall time of a whole round (``Simulation.step``:
+training, gossip, the ledger and the round's bookkeeping), of training alone and of
+the gossip step alone, each the mean over a few rounds measured in this run, and the
+round's rate against training alone.
+
+Usage:
+    python benchmarks/round.py                 # N = 256, 1,000 and 10,000 (about 2 minutes)
+    python benchmarks/round.py --nodes 512     # other sizes
+    python benchmarks/round.py --smoke         # tiny sizes: checks the script runs
+    python benchmarks/round.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from gossamer.config import load_config
+from gossamer.sim import Simulation
+from gossamer.sim.engine import tune_allocator
+
+
+def measure(nodes: int, hidden: int, features: int, rounds: int) -> dict:
+    config = load_config(
+        {
+            "nodes": nodes,
+            "rounds": 1000,
+            "device": "cpu",
+            "data": {
+                "dataset": "synthetic",
+                "partition": "iid",
+                "batch_size": 32,
+                "synthetic": {"samples": max(nodes * 64, 20_000), "shape": [features]},
+            },
+            "model": {"name": "mlp", "hidden": [hidden]},
+            "optimizer": {"lr": 0.01},
+            "topology": {"kind": "regular", "degree": 6},
+        }
+    )
+    sim = Simulation.build(config)
+    sim.step(0)  # warm up
+    parts = {"round": 0.0, "training": 0.0, "gossip": 0.0}
+    for t in range(1, rounds + 1):
+        start = time.perf_counter()
+        sim.step(t)
+        parts["round"] += time.perf_counter() - start
+    for t in range(rounds):
+        start = time.perf_counter()
+        sim.population.train(1, round=t)
+        parts["training"] += time.perf_counter() - start
+        start = time.perf_counter()
+        sim.network.gossip()
+        parts["gossip"] += time.perf_counter() - start
+    row = {"nodes": nodes, **{f"{k}_s": v / rounds for k, v in parts.items()}}
+    row["round_node_steps_per_s"] = nodes / row["round_s"]
+    row["training_node_steps_per_s"] = nodes / row["training_s"]
+    row["round_over_training"] = row["training_s"] / row["round_s"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", type=int, nargs="*", default=[256, 1000, 10_000])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the script runs")
+    parser.add_argument("--json", type=Path, help="also write the numbers to this file")
+    args = parser.parse_args()
+    tune_allocator()
+    rows = []
+    sizes = [16] if args.smoke else args.nodes
+    for nodes in sizes:
+        hidden, features = (8, 16) if args.smoke else (200, 784)
+        row = measure(nodes, hidden, features, 2 if args.smoke else 5)
+        rows.append(row)
+        print("  " + ", ".join(f"{k} {v:,.4g}" for k, v in row.items()))
+    if args.json:
+        args.json.write_text(json.dumps({"rounds": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
