@@ -72,4 +72,4 @@ def test_delta_calibration_benchmark_smoke_run(tmp_path):
 def test_round_benchmark_smoke_run(tmp_path):
     (row,) = smoke_run("round.py", tmp_path)["rounds"]
     assert row["nodes"] == 16 and row["round_s"] > 0 and row["gossip_s"] > 0
-    assert 0 < row["round_over_training"]
+    assert row["round_over_training"] > 0
