@@ -13,7 +13,7 @@ import torch
 
 import gossamer
 from fixtures import cifar10, image_folder, leaf, mnist_like, write_idx
-from gossamer.config import AugmentConfig, ConfigError, DataConfig, DataError
+from gossamer.config import AugmentConfig, ConfigError, DataConfig, DataError, load_config
 from gossamer.sim.data import files, load_dataset, partition_indices
 from gossamer.sim.data.augment import augment
 from gossamer.sim.data.files import RemoteFile, md5
@@ -312,3 +312,27 @@ def test_mnist1d_runs_end_to_end_offline():
         }
     )
     assert result.final["test_accuracy_mean"] > 0.2  # above chance (0.1) after 30 rounds
+
+
+class _WritesAMarker:
+    """Unpickled by a plain pickle.load, this would create a file (it runs code)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_crafted_cifar10_batch_cannot_run_code(tmp_path):
+    import pickle
+
+    cifar10(tmp_path)
+    marker = tmp_path / "marker"
+    folder = tmp_path / "cifar-10-batches-py"
+    with open(folder / "data_batch_3", "wb") as handle:
+        pickle.dump({b"data": _WritesAMarker(marker), b"labels": []}, handle)
+    config = load_config({"data": {"dataset": "cifar10", "root": str(tmp_path)}, "nodes": 8})
+    with pytest.raises(DataError, match="refers to the Python object io.open, which a CIFAR"):
+        load_dataset(config.data, 0)
+    assert not marker.exists()

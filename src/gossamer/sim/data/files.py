@@ -158,11 +158,30 @@ def load_cifar10(root: Path):
     return x_train, y_train, parts[5][0], parts[5][1]
 
 
+class _BatchData(pickle.Unpickler):
+    """Unpickles what CIFAR-10's python batches hold (dicts, lists, bytes, strings,
+    numbers and numpy arrays, rebuilt by numpy's own reconstructors) and refuses every
+    other class, so a crafted file cannot run code when it is loaded."""
+
+    ALLOWED = frozenset(
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    ) | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refers to the Python object {module}.{name}, which a CIFAR-10 batch does not hold"
+        )
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")  # noqa: S301 - the standard format
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError) as error:
+            batch = _BatchData(handle, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError) as error:
         raise DataError(f"'{path}': not a readable CIFAR-10 batch: {error}") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"'{path}': expected a pickled dict with b'data' and b'labels'")
