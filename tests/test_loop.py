@@ -101,3 +101,28 @@ def test_progress_callback_sees_every_round():
     seen = []
     gossamer.run(small_config(), progress=lambda r, row: seen.append((r, row is not None)))
     assert seen == [(0, True), (1, False), (2, True), (3, False), (4, True)]
+
+
+def test_non_finite_numbers_in_a_config_are_refused():
+    from gossamer.config import ConfigError, load_config
+
+    for key in ("optimizer.lr", "optimizer.weight_decay", "data.synthetic.separation"):
+        for value in ("inf", "nan", "-inf"):
+            with pytest.raises(ConfigError, match=f"{key}: input should be a finite number"):
+                load_config(None, [f"{key}={value}"])
+
+
+def test_a_diverging_run_stops_naming_the_round_and_nodes_and_keeps_its_checkpoint(tmp_path):
+    import gossamer
+    from gossamer.config import DivergedError
+    from gossamer.workflow import checkpoint
+
+    out = tmp_path / "run"
+    config = small_config(rounds=12, eval_every=3, checkpoint_every=2)
+    gossamer.run(config, out=tmp_path / "ok")  # converges at the configured lr
+    diverging = small_config(rounds=12, eval_every=3, checkpoint_every=2, **{"optimizer.lr": 1e3})
+    with pytest.raises(DivergedError, match=r"round 9: training diverged on 6 node\(s\) \(0, "):
+        gossamer.run(diverging, out=out)
+    saved = json.loads(checkpoint.read_safetensors(out / checkpoint.CHECKPOINT)[1]["gossamer"])
+    assert saved["next_round"] == 8  # the last checkpoint, from before the divergence, is intact
+    assert not (out / "summary.json").exists()

@@ -96,6 +96,10 @@ class CheckpointError(ConfigError):
     """A checkpoint cannot be resumed: missing, torn, of another version or another config."""
 
 
+class DivergedError(GossamerError):
+    """Training diverged: some node's loss is no longer a finite number."""
+
+
 def format_validation_error(
     error: ValidationError, model: type[BaseModel], prefix: str = ""
 ) -> str:

@@ -53,9 +53,10 @@ class DatasetTraits(Protocol):
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignment is validated."""
+    """Base of every config section: unknown keys are errors, assignment is validated,
+    and no number may be infinite or NaN (a run would finish with NaN results)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Registry:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gossamer.config import Config, ConfigError, check_augmentation
+from gossamer.config import Config, ConfigError, DivergedError, check_augmentation
 from gossamer.sim.accounting import Ledger, model_message_bytes
 from gossamer.sim.cache import SHARED_DATASETS, SHARED_TOPOLOGIES
 from gossamer.sim.conditions import Clock, fleet
@@ -43,7 +43,7 @@ from gossamer.sim.optim import build_optimizer
 from gossamer.sim.protocols import Context, Protocol, build_protocol
 from gossamer.sim.shard import Shard
 from gossamer.sim.timevarying import DYNAMIC_KINDS, TimeVarying, time_varying
-from gossamer.sim.topology import Mixer, Topology, build_topology
+from gossamer.sim.topology import Mixer, Topology, build_topology, topology_summary
 
 METRIC_COLUMNS = (
     "round",
@@ -216,6 +216,7 @@ class Simulation:
                 drifted += int(event.nodes.sum())
             stats["drift_nodes"] = drifted
         train, protocol_stats = self.protocol.step(t)
+        self._check_finite(t, train.loss, before["samples_trained"])
         trained = ~torch.isnan(train.loss)
         self.train_loss = float(train.loss[trained].mean()) if trained.any() else math.nan
         stats["train_loss"] = self.train_loss
@@ -233,6 +234,21 @@ class Simulation:
         self.simulated_seconds += stats["round_seconds"]
         self.ledger.end_round(t + 1, stats)
         self.next_round = t + 1
+
+    def _check_finite(self, t: int, loss: torch.Tensor, samples_before: np.ndarray) -> None:
+        """DivergedError, naming the round and the nodes, when a node that trained this
+        round has a non-finite loss (its parameters overflowed): the run stops before
+        the round is recorded or checkpointed, so the last checkpoint stays intact."""
+        trained = torch.as_tensor(self.ledger.node["samples_trained"] > samples_before)
+        bad = trained & ~torch.isfinite(loss.cpu())
+        if bool(bad.any()):
+            nodes = bad.nonzero().squeeze(1).tolist()
+            shown = ", ".join(map(str, nodes[:10])) + (", ..." if len(nodes) > 10 else "")
+            raise DivergedError(
+                f"round {t + 1}: training diverged on {len(nodes)} node(s) ({shown}): their "
+                f"loss is not finite; lower optimizer.lr (got {self.config.optimizer.lr}) "
+                "or add optimizer.weight_decay"
+            )
 
     def _round_seconds(self, before: dict[str, np.ndarray]) -> float:
         """The round's simulated duration: its slowest online node's training and traffic."""
@@ -366,7 +382,9 @@ class Simulation:
             "nodes": config.nodes,
             "model": {"name": config.model.name, "parameters": self.model.num_params},
             "message_bytes": self.network.message_bytes,
-            "topology": self._topology_summary(),
+            "topology": topology_summary(
+                self.config, self.topology, self.network.schedule is not None
+            ),
             "final": {k: last[k] for k in final_keys},
             "totals": {**self.ledger.totals(), "simulated_seconds": self.simulated_seconds},
             "evaluation": {
@@ -399,19 +417,6 @@ class Simulation:
                 for e in self.drift_events
             ]
         return summary
-
-    def _topology_summary(self) -> dict[str, Any] | None:
-        """The static graph's summary; a time-varying one's first graph and its schedule."""
-        topo = self.config.topology
-        summary = self.topology.summary() if self.topology is not None else None
-        if self.network.schedule is None:
-            return summary
-        schedule = {"kind": topo.kind, "time_varying": True}
-        if topo.kind == "epidemic":
-            schedule["fanout"] = topo.fanout
-        elif topo.resample_every:
-            schedule["resample_every"] = topo.resample_every
-        return {**(summary or {"nodes": self.config.nodes}), **schedule}
 
     def node_table(self) -> dict[str, np.ndarray]:
         """nodes.csv: per node samples, degree, final accuracy and loss, the ledger's counters."""

@@ -332,3 +332,20 @@ def describe_topology(config: Config) -> dict[str, float | int | bool | str]:
     if config.topology.resample_every:
         described.update(time_varying=True, resample_every=config.topology.resample_every)
     return described
+
+
+def topology_summary(
+    config: Config, topology: Topology | None, changing: bool
+) -> dict[str, float | int | bool | str] | None:
+    """summary.json's topology: the static graph's summary; of a time-varying one
+    (``changing``), its first graph and its schedule."""
+    topo = config.topology
+    summary = topology.summary() if topology is not None else None
+    if not changing:
+        return summary
+    schedule: dict[str, float | int | bool | str] = {"kind": topo.kind, "time_varying": True}
+    if topo.kind == "epidemic":
+        schedule["fanout"] = topo.fanout
+    elif topo.resample_every:
+        schedule["resample_every"] = topo.resample_every
+    return {**(summary or {"nodes": config.nodes}), **schedule}
