@@ -126,3 +126,15 @@ def test_a_diverging_run_stops_naming_the_round_and_nodes_and_keeps_its_checkpoi
     saved = json.loads(checkpoint.read_safetensors(out / checkpoint.CHECKPOINT)[1]["gossamer"])
     assert saved["next_round"] == 8  # the last checkpoint, from before the divergence, is intact
     assert not (out / "summary.json").exists()
+
+
+def test_output_files_respect_the_umask(tmp_path):
+    import os
+
+    previous = os.umask(0o027)
+    try:
+        gossamer.run(small_config(), out=tmp_path / "run")
+    finally:
+        os.umask(previous)
+    for name in ("config.yaml", "metrics.csv", "summary.json", "nodes.csv"):
+        assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o640, name

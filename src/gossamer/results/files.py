@@ -33,11 +33,20 @@ def atomic_open(path: Path, binary: bool = False) -> Iterator[IO]:
         with os.fdopen(fd, **mode) as handle:
             yield handle
             handle.flush()
+            if hasattr(os, "fchmod"):  # as open() would: the umask's mode, not 0600
+                os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: Path, text: str) -> None:
