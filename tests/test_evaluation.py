@@ -141,3 +141,17 @@ def test_a_resumed_sampled_run_equals_an_uninterrupted_one(tmp_path):
     resumed = gossamer.resume(tmp_path / "run")
     for key in ("test_accuracy_mean", "test_accuracy_mean_ci95", "avg_model_loss"):
         assert np.array_equal(whole.metrics[key], resumed.metrics[key]), key
+
+
+def test_under_drift_the_final_evaluation_is_still_exact():
+    drift = {**SAMPLED, "data.drift": "{kind: label_permutation, at_rounds: [3]}"}
+    full = gossamer.run(small_config(**drift))
+    sampled = gossamer.run(small_config(**drift, **{"eval.nodes": 4, "eval.test_samples": 30}))
+    for key in ("test_accuracy_mean", "test_loss_mean", "avg_model_accuracy"):
+        assert full.metrics[key][-1] == sampled.metrics[key][-1], key
+    assert np.array_equal(full.nodes["test_accuracy"], sampled.nodes["test_accuracy"])
+
+
+def test_one_sampled_node_is_refused():
+    with pytest.raises(ConfigError, match="eval.nodes: expected 0 \\(every node\\) or at least 2"):
+        small_config(**SAMPLED, **{"eval.nodes": 1})

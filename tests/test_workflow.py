@@ -109,6 +109,7 @@ def test_safetensors_round_trip_of_every_dtype(tmp_path):
 
 def test_the_safetensors_package_reads_our_checkpoints(tmp_path):
     import safetensors.torch as safetensors_torch  # a dependency: never skipped
+
     out = tmp_path / "run"
     with pytest.raises(RunInterrupted):
         gossamer.run(small_config(**RICH, protocol="dynamic"), out=out, progress=_stop_at(10))

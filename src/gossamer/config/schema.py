@@ -343,6 +343,11 @@ class Config(Section):
                 f"topology.kind: protocol {self.protocol.name!r} needs a fixed graph; got a "
                 f"time-varying one (kind {topo.kind!r}, resample_every {topo.resample_every})"
             )
+        if self.eval.nodes == 1:
+            raise ConfigError(
+                "eval.nodes: expected 0 (every node) or at least 2 (the interval on the "
+                "mean needs two); got 1"
+            )
         if self.eval.nodes > self.nodes:
             raise ConfigError(
                 f"eval.nodes: expected at most nodes ({self.nodes}); got {self.eval.nodes}"

@@ -263,7 +263,9 @@ class Population:
         per_sample = max(1, self.model.activations_per_sample())
         for lo in range(0, params.num_nodes, self.chunk):
             rows = params.rows(lo, lo + self.chunk)
-            budget = _EVAL_ACTIVATION_BUDGET // (per_sample * rows.num_nodes)
+            # from the chunk, not this group's size: a node's test batches are the same
+            # whichever nodes are evaluated with it, and on whichever rank
+            budget = _EVAL_ACTIVATION_BUDGET // (per_sample * self.chunk)
             batch = max(1, min(len(y), self.eval_batch, budget))
             loss_sum, correct = self.model.evaluate(rows.tensors(), x, y, batch)
             losses.append(loss_sum / len(y))
@@ -274,6 +276,13 @@ class Population:
     def consensus_distance(self) -> float:
         """Mean over nodes of ||x_i - x_bar||^2 (x_bar: :meth:`mean`; distances in float64)."""
         return float(self.squared_distance(self.mean()).mean())
+
+    def non_finite(self) -> torch.Tensor:
+        """(N,) bool: the nodes with an infinite or NaN parameter (a pass over them)."""
+        bad = torch.zeros(self.local_nodes, dtype=torch.bool, device=self.device)
+        for block in self.state.params.blocks:
+            bad |= ~torch.isfinite(block).all(1)
+        return self.shard.gather(bad).cpu()
 
     def mean(self, nodes: torch.Tensor | None = None) -> StackedTensors:
         """(1, P): the average model of all nodes, or of the nodes (N,) bool, over ranks

@@ -26,6 +26,7 @@ measured peak RSS of real runs (within 25%).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -43,6 +44,7 @@ from gossamer.sim.data import (
 )
 from gossamer.sim.engine import _EVAL_ACTIVATION_BUDGET, auto_chunk
 from gossamer.sim.models import StackedModel, build_model
+from gossamer.sim.shard import Shard, block_bounds
 
 PROCESS_BYTES = int(0.40e9)  # RSS of a process with torch and gossamer, kernels loaded
 _HALO_SPAN_BYTES = 64 * 2**20  # see gossamer.sim.topology._EXCHANGE_BYTES
@@ -89,15 +91,18 @@ def estimate_memory(
     device: torch.device,
     ranks: int = 1,
     test_samples: int = 10_000,
+    local_nodes: int | None = None,
 ) -> MemoryPlan:
     """The memory a run of ``config`` needs per rank: ``data_bytes`` is the dataset as
     held (train as stored, test prepared), ``max_node_samples`` the most samples a
     node holds (the width of the index tensors), ``test_samples`` the test set's size."""
     nodes = config.nodes
-    n = math.ceil(nodes / ranks)
-    p, f32 = model.num_params, 4
     batch = config.data.batch_size
-    chunk = min(n, config.engine.node_chunk or auto_chunk(model, nodes, batch, device))
+    chunk = config.engine.node_chunk or auto_chunk(model, nodes, batch, device)
+    # the most nodes a rank holds: ranks are split in whole chunks (gossamer.sim.shard)
+    n = local_nodes or max(hi - lo for lo, hi in block_bounds(nodes, ranks, chunk))
+    p, f32 = model.num_params, 4
+    chunk = min(n, chunk)
     activations = max(1, model.activations_per_sample())
     optimizer = config.optimizer
     moments = 0
@@ -162,15 +167,18 @@ def plan_memory(
     dataset: Dataset,
     node_data: NodeData,
     device: torch.device,
-    ranks: int = 1,
+    shard: Shard | int = 1,
 ) -> MemoryPlan:
-    """:func:`estimate_memory` for a loaded dataset and partition."""
+    """:func:`estimate_memory` for a loaded dataset and partition, for a ``shard`` (or a
+    number of ranks)."""
+    ranks = shard if isinstance(shard, int) else shard.world
+    local = None if isinstance(shard, int) else shard.width
     held = sum(
         t.numel() * t.element_size()
         for t in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
     )
     width = int(node_data.index.shape[1])
-    return estimate_memory(config, model, held, width, device, ranks, len(dataset.y_test))
+    return estimate_memory(config, model, held, width, device, ranks, len(dataset.y_test), local)
 
 
 def plan_for_config(config: Config, ranks: int = 1) -> MemoryPlan:
@@ -190,14 +198,19 @@ def plan_for_config(config: Config, ranks: int = 1) -> MemoryPlan:
     return plan_memory(config, model, dataset, node_data, device, ranks)
 
 
-def check_fits(plan: MemoryPlan, available: int | None = None) -> None:
+def check_fits(
+    plan: MemoryPlan, available: int | None = None, ranks_here: int | None = None
+) -> None:
     """ConfigError, naming the largest term and what to change, when the memory still
     to be allocated (all but the process and the data, which are in memory already)
-    exceeds what the system has available."""
+    by the ranks of this machine (``LOCAL_WORLD_SIZE``, as torchrun sets it) exceeds
+    what it has available."""
+    if ranks_here is None:
+        ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     available = available_bytes() if available is None else available
     if available is None:
         return
-    needed = plan.total - plan.terms["process"] - plan.terms["data"]
+    needed = (plan.total - plan.terms["process"] - plan.terms["data"]) * ranks_here
     if needed <= available:
         return
     name, size = plan.largest

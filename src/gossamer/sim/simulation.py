@@ -67,8 +67,7 @@ _TIMED = ("samples_trained", "bytes_sent", "bytes_received", "messages_sent", "m
 ENERGY_COLUMNS = ("energy_joules", "training_joules", "communication_joules")
 # Added to metrics.csv and rounds.csv when data.stream is on.
 STREAM_COLUMNS = ("cumulative_prequential_loss", "cumulative_prequential_error")
-# Added to metrics.csv when eval.nodes or eval.test_samples samples the evaluations:
-# what was measured, and the half-width of a 95% interval on test_accuracy_mean.
+# With eval.nodes or eval.test_samples: what was measured, and a 95% interval half-width.
 EVAL_COLUMNS = ("evaluated_nodes", "evaluated_test_samples", "test_accuracy_mean_ci95")
 
 
@@ -147,7 +146,7 @@ class Simulation:
         )
         shard = Shard.current(config.nodes, chunk, device)
         if config.engine.check_memory and device.type == "cpu":  # before the population
-            check_fits(plan_memory(config, model, dataset, node_data, device, shard.world))
+            check_fits(plan_memory(config, model, dataset, node_data, device, shard))
         population = Population(
             model,
             dataset,
@@ -216,7 +215,7 @@ class Simulation:
                 drifted += int(event.nodes.sum())
             stats["drift_nodes"] = drifted
         train, protocol_stats = self.protocol.step(t)
-        self._check_finite(t, train.loss, before["samples_trained"])
+        self.check_finite(t, train.loss, before["samples_trained"])
         trained = ~torch.isnan(train.loss)
         self.train_loss = float(train.loss[trained].mean()) if trained.any() else math.nan
         stats["train_loss"] = self.train_loss
@@ -235,19 +234,22 @@ class Simulation:
         self.ledger.end_round(t + 1, stats)
         self.next_round = t + 1
 
-    def _check_finite(self, t: int, loss: torch.Tensor, samples_before: np.ndarray) -> None:
-        """DivergedError, naming the round and the nodes, when a node that trained this
-        round has a non-finite loss (its parameters overflowed): the run stops before
-        the round is recorded or checkpointed, so the last checkpoint stays intact."""
-        trained = torch.as_tensor(self.ledger.node["samples_trained"] > samples_before)
-        bad = trained & ~torch.isfinite(loss.cpu())
+    def check_finite(self, t: int, loss: torch.Tensor | None, samples_before=None) -> None:
+        """DivergedError naming round t and the nodes: trained with a non-finite loss, or
+        (``loss`` None, before a checkpoint) with non-finite parameters."""
+        trained = loss is not None and self.ledger.node["samples_trained"] > samples_before
+        bad = (
+            self.population.non_finite()
+            if loss is None
+            else (torch.as_tensor(trained) & ~torch.isfinite(loss.cpu()))
+        )
         if bool(bad.any()):
             nodes = bad.nonzero().squeeze(1).tolist()
             shown = ", ".join(map(str, nodes[:10])) + (", ..." if len(nodes) > 10 else "")
             raise DivergedError(
                 f"round {t + 1}: training diverged on {len(nodes)} node(s) ({shown}): their "
-                f"loss is not finite; lower optimizer.lr (got {self.config.optimizer.lr}) "
-                "or add optimizer.weight_decay"
+                f"{'loss is' if loss is not None else 'parameters are'} not finite; lower "
+                f"optimizer.lr (got {self.config.optimizer.lr}) or add optimizer.weight_decay"
             )
 
     def _round_seconds(self, before: dict[str, np.ndarray]) -> float:
@@ -397,8 +399,7 @@ class Simulation:
             },
             "device": str(self.population.device),
             "ranks": self.population.shard.world,
-            # what torch.distributed moved between ranks (0 on one process): simulation
-            # overhead, apart from the simulated messages of the totals
+            # bytes torch.distributed moved between ranks: overhead, not simulated messages
             "distributed_bytes": int(
                 self.population.shard.total(self.population.shard.moved_bytes)
             ),

@@ -118,19 +118,13 @@ def _tune(
     quantity (the share of checks that violate, or the bytes against periodic
     averaging) brackets the target, then bisected in log space; the delta whose
     measurement is closest to the target (in ratio) is kept."""
-    rounds = max(20, cycles * checks * 2) * period
-    early = [r for r in config.data.drift.at_rounds if r <= rounds]  # drift within the runs
-    overrides = [
-        "protocol=dynamic",
-        f"protocol.period={period}",
-        f"rounds={rounds}",
-        f"eval_every={rounds}",
-    ]
-    if config.data.drift.kind != "none" and not early and not config.data.drift.probability:
-        overrides.append("data.drift={kind: none}")
-    elif config.data.drift.kind != "none":
-        overrides.append(f"data.drift.at_rounds={early}")
-    base = load_config(config, overrides)
+    rounds = min(config.rounds, max(20, cycles * checks * 2) * period)  # the first ones
+    # the configured run (its schedule, its drift, its protocol settings), only shorter
+    base = (
+        config
+        if config.protocol.name == "dynamic"
+        else load_config(config, ["protocol=dynamic", f"protocol.period={period}"])
+    )
     runs: list[tuple[float, float, float]] = []  # (delta, rate, budget)
 
     def measure(delta: float) -> float:
@@ -150,14 +144,14 @@ def _tune(
 
     low = high = start
     value = measure(start)
-    while value > target and len(runs) < 12:  # too much communication: raise delta
-        low, high = high, high * 2
-        value = measure(high)
-    while value <= target and len(runs) < 12 and high == start:  # too frugal: lower it
-        high, low = low, low / 2
-        value = measure(low)
-        if value > target:
-            break
+    if value > target:  # too much communication: raise delta until it is too little
+        while value > target and len(runs) < 12:
+            low, high = high, high * 2
+            value = measure(high)
+    else:  # too frugal: lower delta until it communicates too much
+        while value <= target and len(runs) < 12:
+            high, low = low, low / 2
+            value = measure(low)
     for _ in range(4):  # bisect between a delta above the target and one below
         if low == high:
             break

@@ -94,6 +94,7 @@ class Checkpointer(Callback):
         self.path = run_dir / CHECKPOINT
 
     def on_save(self, sim: Simulation, elapsed: float) -> None:
+        sim.check_finite(sim.next_round - 1, None)  # never checkpoint a diverged model
         state = {"simulation": sim.state_dict(), "elapsed": elapsed}
         header = {"config_hash": config_hash(sim.config), "next_round": sim.next_round}
         checkpoint.save(self.path, state, header, sim.population.shard)

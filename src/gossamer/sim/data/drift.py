@@ -106,15 +106,17 @@ class ConceptShift:
     def apply_shared(
         self, x: torch.Tensor, y: torch.Tensor, concept: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One set of samples (e.g. the test set) under concept c: x (T, ...), y (T,)."""
+        """One set of samples (e.g. the test set, or its evaluation subset) under
+        concept c: x (T, ...), y (T,); cached by concept and by the set of samples."""
         if concept == 0:
             return x, y
-        if concept not in self._test_cache:
+        key = (concept, x.data_ptr(), len(x))
+        if key not in self._test_cache:
             if self.kind == "label_permutation":
-                self._test_cache[concept] = (x, self.permutations[concept][y])
+                self._test_cache[key] = (x, self.permutations[concept][y])
             else:
-                self._test_cache[concept] = (self._transform(x, concept), y)
-        return self._test_cache[concept]
+                self._test_cache[key] = (self._transform(x, concept), y)
+        return self._test_cache[key]
 
     def _transform(self, x: torch.Tensor, concept: int) -> torch.Tensor:
         """Rotate a batch of inputs x (M, *input_shape) into concept c."""

@@ -40,6 +40,9 @@ class StackedModel(ABC):
 
     #: Whether ``engine.precision: bfloat16`` autocasts this model's forward pass.
     uses_autocast: ClassVar[bool] = False
+    # Test batches padded to a multiple of 16 samples (see _SAMPLE_ALIGN); False for
+    # models whose outputs depend on the whole batch (BatchNorm on batch statistics).
+    pads_evaluation: ClassVar[bool] = True
 
     def __init__(self, template: nn.Module, input_shape: tuple[int, ...], num_classes: int) -> None:
         self.template = template
@@ -140,7 +143,7 @@ class StackedModel(ABC):
         for lo in range(0, len(y), batch):
             xb, yb = x[lo : lo + batch], y[lo : lo + batch]
             b = len(yb)
-            if b % _SAMPLE_ALIGN:  # padded: every node's activations start 64-byte aligned
+            if b % _SAMPLE_ALIGN and self.pads_evaluation:  # activations 64-byte aligned
                 pad = xb.new_zeros((_SAMPLE_ALIGN - b % _SAMPLE_ALIGN, *xb.shape[1:]))
                 xb = torch.cat([xb, pad])
             with self._autocast(x.device):

@@ -52,6 +52,8 @@ class CustomModelConfig(ModelConfig):
 class FunctionalModel(StackedModel):
     """Any module, every node at once via vmap over functional_call."""
 
+    pads_evaluation = False  # its BatchNorm may normalize with the batch's statistics
+
     def __init__(self, template: nn.Module, input_shape: tuple[int, ...], num_classes: int):
         super().__init__(template, input_shape, num_classes)
         self.names = [name for name, _ in template.named_parameters()]
