@@ -343,14 +343,10 @@ class Config(Section):
                 f"topology.kind: protocol {self.protocol.name!r} needs a fixed graph; got a "
                 f"time-varying one (kind {topo.kind!r}, resample_every {topo.resample_every})"
             )
-        if self.eval.nodes == 1:
+        if self.eval.nodes == 1 or self.eval.nodes > self.nodes:  # an interval needs two
             raise ConfigError(
-                "eval.nodes: expected 0 (every node) or at least 2 (the interval on the "
-                "mean needs two); got 1"
-            )
-        if self.eval.nodes > self.nodes:
-            raise ConfigError(
-                f"eval.nodes: expected at most nodes ({self.nodes}); got {self.eval.nodes}"
+                f"eval.nodes: expected 0 (every node) or 2 to nodes ({self.nodes}); "
+                f"got {self.eval.nodes}"
             )
         if self.eval_every > self.rounds:
             raise ConfigError(
