@@ -42,11 +42,30 @@ def atomic_open(path: Path, binary: bool = False) -> Iterator[IO]:
         raise
 
 
-def _umask() -> int:
-    """The process's umask (read by setting it and setting it back)."""
+def _read_umask() -> int:
+    """The process's umask: from /proc on Linux (nothing changes), else by setting it
+    and setting it back (once, at import, before any thread writes files)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    """The umask files are written with: the process's at import, or a later one set
+    in this process on Linux."""
+    if os.path.exists("/proc/self/status"):
+        return _read_umask()
+    return _UMASK
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -181,7 +181,17 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as handle:
             batch = _BatchData(handle, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError) as error:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        OSError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        IndexError,
+        MemoryError,
+    ) as error:
         raise DataError(f"'{path}': not a readable CIFAR-10 batch: {error}") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"'{path}': expected a pickled dict with b'data' and b'labels'")
