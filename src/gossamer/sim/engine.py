@@ -234,8 +234,10 @@ class Population:
             if local is None or bool(local.all()):
                 loss, accuracy = self.evaluate(self.state.params, self.state.concept, test=test)
             else:  # no collective inside: ranks may hold different numbers of them
-                loss = torch.full((self.local_nodes,), torch.nan, dtype=torch.float64)
-                loss, accuracy = loss.to(self.device), loss.clone().to(self.device)
+                loss = torch.full(
+                    (self.local_nodes,), torch.nan, dtype=torch.float64, device=self.device
+                )
+                accuracy = loss.clone()
                 index = local.nonzero().squeeze(1)
                 if len(index):
                     chosen = self.state.params.index_select(index)

@@ -32,16 +32,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gossamer.config import Config, ConfigError
-from gossamer.sim.cache import SHARED_DATASETS
-from gossamer.sim.data import (
-    Dataset,
-    NodeData,
-    dataset_info,
-    dataset_key,
-    load_dataset,
-    partition_indices,
-    to_node_data,
-)
+from gossamer.sim.data import Dataset, NodeData, dataset_info, load_partitioned
 from gossamer.sim.engine import _EVAL_ACTIVATION_BUDGET, auto_chunk
 from gossamer.sim.models import StackedModel, build_model
 from gossamer.sim.shard import Shard, block_bounds
@@ -188,12 +179,7 @@ def plan_for_config(config: Config, ranks: int = 1) -> MemoryPlan:
     model = build_model(config.model, input_shape, classes)
     if config.engine.precision == "bfloat16" and model.uses_autocast:
         model.autocast_dtype = torch.bfloat16
-    dataset = SHARED_DATASETS.get(
-        dataset_key(config.data, config.seed), lambda: load_dataset(config.data, config.seed)
-    )
-    labels = dataset.y_train.numpy()
-    parts = partition_indices(labels, config.nodes, config.data, config.seed, dataset.writers)
-    node_data = to_node_data(parts, labels, classes, torch.device("cpu"))
+    dataset, node_data = load_partitioned(config, classes, torch.device("cpu"))
     device = torch.device("cuda" if config.device == "cuda" else "cpu")
     return plan_memory(config, model, dataset, node_data, device, ranks)
 

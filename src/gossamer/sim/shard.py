@@ -116,10 +116,6 @@ class Shard:
         """This rank's part of a per-node vector (N, ...)."""
         return vector[self.lo : self.hi] if self.distributed else vector
 
-    def owns(self, nodes: torch.Tensor) -> torch.Tensor:
-        """(M,) bool: which of these global node ids this rank owns."""
-        return (nodes >= self.lo) & (nodes < self.hi)
-
     # ------------------------------------------------------------ collectives
     def gather(self, local: torch.Tensor) -> torch.Tensor:
         """Every rank's rows (n_r, ...) concatenated into (N, ...), on every rank."""
@@ -241,7 +237,6 @@ class Halo:
         # what this rank sends each rank (local row ids), and receives from each
         self.send = [torch.as_tensor(np.flatnonzero(needed[r, lo:hi])) for r in range(world)]
         self.recv_counts = [int(needed[me, a:b].sum()) for a, b in shard.bounds]
-        self.own = (int(self.position[lo]), int(self.position[lo]) + hi - lo)
 
     def exchange(self, block: torch.Tensor) -> torch.Tensor:
         """The halo rows (size, w) of X, given this rank's rows ``block`` (n, w) (a

@@ -20,7 +20,7 @@ import torch
 
 from gossamer.config import Config, ConfigError, DivergedError, check_augmentation
 from gossamer.sim.accounting import Ledger, model_message_bytes
-from gossamer.sim.cache import SHARED_DATASETS, SHARED_TOPOLOGIES
+from gossamer.sim.cache import SHARED_DATASETS, SHARED_TOPOLOGIES  # noqa: F401 - both cleared by callers
 from gossamer.sim.conditions import Clock, fleet
 from gossamer.sim.data import (
     ConceptShift,
@@ -28,11 +28,8 @@ from gossamer.sim.data import (
     DriftEvent,
     NodeData,
     dataset_info,
-    dataset_key,
     drift_schedule,
-    load_dataset,
-    partition_indices,
-    to_node_data,
+    load_partitioned,
 )
 from gossamer.sim.engine import Population, auto_chunk, tune_allocator
 from gossamer.sim.evaluation import mean_accuracy_ci95, node_sample, stratified_subset
@@ -119,12 +116,7 @@ class Simulation:
             )
         if config.protocol.uses_topology and time_varying(config.topology):
             schedule = TimeVarying(config.topology, config.nodes, config.seed)
-        dataset = SHARED_DATASETS.get(
-            dataset_key(config.data, config.seed), lambda: load_dataset(config.data, config.seed)
-        )
-        labels = dataset.y_train.numpy()
-        parts = partition_indices(labels, config.nodes, config.data, config.seed, dataset.writers)
-        node_data = to_node_data(parts, labels, classes, device)
+        dataset, node_data = load_partitioned(config, classes, device)
         dataset = dataset.to(device)
         if config.eval.test_samples > len(dataset.y_test):
             raise ConfigError(

@@ -24,9 +24,9 @@ removes older shard files. A loading rank reads just its rows from whichever fil
 hold them (memory-mapped slices), so a run saved on R ranks resumes on any number.
 
 Loading parses JSON and copies bytes, so it never executes code (unlike pickle).
-The codec is written here (:func:`write_safetensors`, :func:`read_safetensors`)
-rather than taken from the ``safetensors`` package: the format is small, and the
-files read with ``safetensors.torch.load_file`` all the same.
+Files are written by the codec here (:func:`write_safetensors`, straight from the
+tensors, no copy) and loaded with the ``safetensors`` package, slice by slice from
+memory-mapped files; :func:`read_safetensors` reads a whole file (for inspection).
 
 Nothing else is needed to continue: every random draw in gossamer is a hash of
 (seed, node, round, ...) rather than generator state, so a resumed run computes
