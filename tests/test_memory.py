@@ -161,6 +161,37 @@ def test_check_fits_names_the_largest_part_and_what_to_change():
     check_fits(plan, available=31 * 10**9)  # fits: no error
 
 
+def test_check_fits_on_a_gpu_uses_its_free_memory(monkeypatch):
+    """On CUDA the check compares one rank's share with the GPU's free memory (no GPU
+    here: mem_get_info is replaced), whatever the host has and however many ranks
+    share the host (each rank has its own GPU)."""
+    plan = MemoryPlan(
+        {"parameters": 3 * 10**9, "optimizer state": 10**9, "data": 10**8, "process": 4 * 10**8}
+    )
+    asked = []
+
+    def free_and_total(device):
+        asked.append(device)
+        return (3 * 10**9, 80 * 10**9)
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", free_and_total)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**12)  # the host has plenty
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    gpu = torch.device("cuda", 1)
+    with pytest.raises(
+        ConfigError,
+        match=r"4.50 GB \(4.00 GB still to allocate\) and the GPU cuda:1 has 3.00 GB "
+        r"available; the largest part is parameters \(3.00 GB\)",
+    ):
+        check_fits(plan, device=gpu)
+    assert asked == [gpu]
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (4 * 10**9, 8 * 10**9))
+    check_fits(plan, device=gpu)  # 4.00 GB to allocate, 4.00 GB free: fits
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**9)
+    with pytest.raises(ConfigError, match="this machine has 1.00 GB"):
+        check_fits(plan, device=torch.device("cpu"))  # the host: 8 local ranks x 4 GB
+
+
 def test_plan_from_the_api_and_the_command_line():
     planned = gossamer.workflow.plan_run(small_config(rounds=6, eval_every=3))
     assert planned["fits"] and planned["memory_total"] > planned["memory_per_rank"]["parameters"]

@@ -133,7 +133,8 @@ def plan(
     per_rank = " per rank" if ranks > 1 else ""
     rows[f"memory: total{per_rank}"] = gigabytes(planned["memory_total"])
     available = planned["memory_available"]
-    rows["memory available"] = gigabytes(available) if available is not None else "unknown"
+    where = " on the GPU" if planned["memory_of"] == "gpu" else ""
+    rows[f"memory available{where}"] = gigabytes(available) if available is not None else "unknown"
     rows["fits"] = (
         "yes" if planned["fits"] else f"no: {planned['largest']}; use {planned['advice']}"
     )

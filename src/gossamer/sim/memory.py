@@ -185,15 +185,25 @@ def plan_for_config(config: Config, ranks: int = 1) -> MemoryPlan:
 
 
 def check_fits(
-    plan: MemoryPlan, available: int | None = None, ranks_here: int | None = None
+    plan: MemoryPlan,
+    available: int | None = None,
+    ranks_here: int | None = None,
+    device: torch.device | None = None,
 ) -> None:
     """ConfigError, naming the largest term and what to change, when the memory still
     to be allocated (all but the process and the data, which are in memory already)
-    by the ranks of this machine (``LOCAL_WORLD_SIZE``, as torchrun sets it) exceeds
-    what it has available."""
+    by the ranks that share this machine's memory exceeds what it has available.
+
+    On the CPU those are the ranks of this machine (``LOCAL_WORLD_SIZE``, as torchrun
+    sets it); on CUDA each rank has a GPU of its own (``gossamer.workflow.distributed``)
+    and is checked against that GPU's free memory (``torch.cuda.mem_get_info``: the
+    dataset, moved there before the check, is already taken from it).
+    """
+    on_gpu = device is not None and device.type == "cuda"
     if ranks_here is None:
-        ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    available = available_bytes() if available is None else available
+        ranks_here = 1 if on_gpu else int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if available is None:
+        available = gpu_free_bytes(device) if on_gpu else available_bytes()
     if available is None:
         return
     needed = (plan.total - plan.terms["process"] - plan.terms["data"]) * ranks_here
@@ -201,9 +211,10 @@ def check_fits(
         return
     name, size = plan.largest
     per_rank = " per rank" if plan.ranks > 1 else ""
+    where = f"the GPU {device} has" if on_gpu else "this machine has"
     raise ConfigError(
         f"memory: this run needs about {gigabytes(plan.total)}{per_rank} "
-        f"({gigabytes(needed)} still to allocate) and this machine has "
+        f"({gigabytes(needed)} still to allocate) and {where} "
         f"{gigabytes(available)} available; the largest part is {name} "
         f"({gigabytes(size)}). Use {plan.advice()}; `gossamer plan` shows every part "
         "(engine.check_memory: false skips this check)"
@@ -220,6 +231,14 @@ def available_bytes() -> int | None:
     except OSError:
         return None
     return None
+
+
+def gpu_free_bytes(device: torch.device) -> int | None:
+    """Free memory of a CUDA device (``torch.cuda.mem_get_info``); None when unknown."""
+    try:
+        return int(torch.cuda.mem_get_info(device)[0])
+    except (RuntimeError, AssertionError):
+        return None
 
 
 def gigabytes(value: int) -> str:

@@ -137,8 +137,9 @@ class Simulation:
             model, config.nodes, config.data.batch_size, device
         )
         shard = Shard.current(config.nodes, chunk, device)
-        if config.engine.check_memory and device.type == "cpu":  # before the population
-            check_fits(plan_memory(config, model, dataset, node_data, device, shard))
+        if config.engine.check_memory:  # before the population
+            plan = plan_memory(config, model, dataset, node_data, device, shard)
+            check_fits(plan, device=device)
         population = Population(
             model,
             dataset,

@@ -20,9 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from gossamer.config import Config, comparison_base, load_config
 from gossamer.sim import Simulation
-from gossamer.sim.memory import available_bytes, plan_for_config
+from gossamer.sim.memory import available_bytes, gpu_free_bytes, plan_for_config
 
 
 def plan_run(
@@ -37,8 +39,12 @@ def plan_run(
     evaluation take and an estimate of the whole run."""
     config = load_config(comparison_base(config), overrides)
     memory = plan_for_config(config, ranks)
-    available = available_bytes()
+    on_gpu = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    # on CUDA a rank's share is checked against its GPU's free memory (one GPU per rank)
+    available = gpu_free_bytes(torch.device("cuda")) if on_gpu else available_bytes()
     needed = memory.total - memory.terms["process"] - memory.terms["data"]
+    if not on_gpu:
+        needed *= ranks  # ranks started by --ranks share this machine's memory
     largest, _ = memory.largest
     plan: dict[str, Any] = {
         "nodes": config.nodes,
@@ -46,6 +52,7 @@ def plan_run(
         "memory_per_rank": dict(memory.terms),
         "memory_total": memory.total,
         "memory_available": available,
+        "memory_of": "gpu" if on_gpu else "host",
         "fits": available is None or needed <= available,
         "largest": largest,
         "advice": memory.advice(),
