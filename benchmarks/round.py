@@ -9,6 +9,7 @@ round's rate against training alone.
 Usage:
     python benchmarks/round.py                 # N = 256, 1,000 and 10,000 (about 2 minutes)
     python benchmarks/round.py --nodes 512     # other sizes
+    python benchmarks/round.py --huge-pages both  # also with 4 kB pages (the effect of THP)
     python benchmarks/round.py --smoke         # tiny sizes: checks the script runs
     python benchmarks/round.py --json out.json
 """
@@ -21,11 +22,12 @@ import time
 from pathlib import Path
 
 from gossamer.config import load_config
-from gossamer.sim import Simulation
+from gossamer.sim import Simulation, stacked
 from gossamer.sim.engine import tune_allocator
 
 
-def measure(nodes: int, hidden: int, features: int, rounds: int) -> dict:
+def measure(nodes: int, hidden: int, features: int, rounds: int, huge_pages: bool) -> dict:
+    stacked.HUGE_PAGES = huge_pages
     config = load_config(
         {
             "nodes": nodes,
@@ -56,7 +58,8 @@ def measure(nodes: int, hidden: int, features: int, rounds: int) -> dict:
         start = time.perf_counter()
         sim.network.gossip()
         parts["gossip"] += time.perf_counter() - start
-    row = {"nodes": nodes, **{f"{k}_s": v / rounds for k, v in parts.items()}}
+    row = {"nodes": nodes, "huge_pages": huge_pages}
+    row.update({f"{k}_s": v / rounds for k, v in parts.items()})
     row["round_node_steps_per_s"] = nodes / row["round_s"]
     row["training_node_steps_per_s"] = nodes / row["training_s"]
     row["round_over_training"] = row["training_s"] / row["round_s"]
@@ -66,17 +69,25 @@ def measure(nodes: int, hidden: int, features: int, rounds: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nodes", type=int, nargs="*", default=[256, 1000, 10_000])
+    parser.add_argument(
+        "--huge-pages",
+        choices=["on", "off", "both"],
+        default="on",
+        help="back the population with transparent huge pages (gossamer's default: on)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the script runs")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     args = parser.parse_args()
     tune_allocator()
     rows = []
     sizes = [16] if args.smoke else args.nodes
+    pages = {"on": [True], "off": [False], "both": [True, False]}[args.huge_pages]
     for nodes in sizes:
-        hidden, features = (8, 16) if args.smoke else (200, 784)
-        row = measure(nodes, hidden, features, 2 if args.smoke else 5)
-        rows.append(row)
-        print("  " + ", ".join(f"{k} {v:,.4g}" for k, v in row.items()))
+        for huge_pages in pages:
+            hidden, features = (8, 16) if args.smoke else (200, 784)
+            row = measure(nodes, hidden, features, 2 if args.smoke else 5, huge_pages)
+            rows.append(row)
+            print("  " + ", ".join(f"{k} {v:,.4g}" for k, v in row.items()))
     if args.json:
         args.json.write_text(json.dumps({"rounds": rows}, indent=2))
 

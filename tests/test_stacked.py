@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
+from gossamer.sim import stacked
 from gossamer.sim.stacked import StackedTensors
 
 SHAPES = [(3, 4), (3,), (2, 2, 2)]  # P = 12 + 3 + 8 = 23
@@ -55,3 +58,25 @@ def test_mean_fill_and_squared_distance_match_loops():
     clone = s.clone()
     clone.blocks[0].zero_()
     assert not torch.equal(clone.matrix(), s.matrix())
+
+
+def test_large_populations_are_advised_huge_pages_and_start_at_zero(monkeypatch):
+    """A large CPU population asks for transparent huge pages before its first write
+    (Linux), a small one does not; either way it starts zeroed."""
+    advised = []
+    real = stacked.advise_huge_pages
+
+    def spy(buffer):
+        advised.append((buffer.numel(), real(buffer)))
+        return advised[-1][1]
+
+    monkeypatch.setattr(stacked, "advise_huge_pages", spy)
+    large = StackedTensors.zeros([(1024, 1024), (7,)], 4)  # 16 MB
+    small = StackedTensors.zeros([(3, 5)], 2)
+    assert [n for n, _ in advised] == [4 * (1024 * 1024 + 7), 30]
+    assert advised[1][1] is False
+    if sys.platform.startswith("linux"):
+        assert advised[0][1] is True
+    assert all(not block.any() for block in large.blocks + small.blocks)
+    monkeypatch.setattr(stacked, "HUGE_PAGES", False)
+    assert real(torch.empty(2**23)) is False

@@ -18,12 +18,42 @@ works column by column, so it works block by block just as well.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 from collections.abc import Sequence
 from math import prod
 
 import torch
 
 _CHUNK_VALUES = 2**23  # values per temporary in reductions (64 MB in float64)
+_HUGE_PAGE = 2 * 2**20
+HUGE_PAGES = True  # back large CPU allocations with transparent huge pages (see below)
+
+
+def advise_huge_pages(buffer: torch.Tensor) -> bool:
+    """Ask Linux to back an untouched CPU buffer with 2 MB transparent huge pages.
+
+    Where the kernel's THP mode is ``madvise`` (the common default), large tensors get
+    4 kB pages unless asked: the gossip step then reads each neighbour's piece of a
+    column block from a different page, bound by address translation. Called before
+    the buffer is first written, so its pages are faulted in huge. Returns whether
+    the advice was taken (Linux only; a no-op elsewhere or for small buffers).
+    """
+    size = buffer.numel() * buffer.element_size()
+    if not HUGE_PAGES or buffer.device.type != "cpu" or size < 4 * _HUGE_PAGE:
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+    start = -(-buffer.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE  # whole huge pages inside
+    end = (buffer.data_ptr() + size) // _HUGE_PAGE * _HUGE_PAGE
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        madvise = libc.madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return madvise(start, end - start, 14) == 0  # MADV_HUGEPAGE
+    except (OSError, AttributeError):
+        return False
 
 
 class StackedTensors:
@@ -44,7 +74,9 @@ class StackedTensors:
     ) -> StackedTensors:
         """One zeroed allocation, carved into blocks."""
         sizes = [prod(s) for s in shapes]
-        buffer = torch.zeros(num_nodes * sum(sizes), device=device, dtype=dtype)
+        buffer = torch.empty(num_nodes * sum(sizes), device=device, dtype=dtype)
+        advise_huge_pages(buffer)
+        buffer.zero_()
         blocks, offset = [], 0
         for size in sizes:
             blocks.append(buffer[offset : offset + num_nodes * size].view(num_nodes, size))
