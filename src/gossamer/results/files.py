@@ -170,6 +170,9 @@ def _value_type(values: Sequence[Any]) -> str:
 def typed_column(values: Sequence[Any], kind: str) -> np.ndarray:
     """Values (Python or numpy, not text) as a numpy column of type ``kind`` (None and NaN
     are NaN in a float column and empty in a text column, as in the CSV)."""
+    array = np.asarray(values)
+    if array.dtype != object and kind != "str":  # already numbers: no loop over values
+        return array.astype(COLUMN_DTYPES[kind], copy=False)
     if kind == "float":
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     if kind == "str":
