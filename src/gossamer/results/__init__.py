@@ -9,12 +9,15 @@ from gossamer.results.comparison import (
 from gossamer.results.files import (
     atomic_open,
     atomic_write,
+    column_types,
     directory_names,
     json_default,
     read_table,
     rows_to_columns,
     table_to_csv,
+    typed_column,
 )
+from gossamer.results.frames import data_frame
 from gossamer.results.load import load
 from gossamer.results.run import (
     CHECKPOINT,
@@ -24,7 +27,14 @@ from gossamer.results.run import (
     directory_kind,
     load_run,
 )
-from gossamer.results.sweep import Sweep, aggregate, confidence_interval, final_metrics, point_label
+from gossamer.results.sweep import (
+    Sweep,
+    aggregate,
+    confidence_interval,
+    final_metrics,
+    point_label,
+    runs_table,
+)
 
 __all__ = [
     "CHECKPOINT",
@@ -36,8 +46,10 @@ __all__ = [
     "aggregate",
     "atomic_open",
     "atomic_write",
+    "column_types",
     "comparison_table",
     "confidence_interval",
+    "data_frame",
     "directory_kind",
     "directory_names",
     "final_metrics",
@@ -49,5 +61,7 @@ __all__ = [
     "read_table",
     "recovery_rounds",
     "rows_to_columns",
+    "runs_table",
     "table_to_csv",
+    "typed_column",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gossamer.results.frames import data_frame
 from gossamer.results.run import Result
 
 RECOVERY_WINDOW = 10  # rounds averaged on each side of a drift
@@ -35,6 +36,13 @@ class Comparison:
     results: dict[str, Result]
     table: dict[str, np.ndarray]  # comparison.csv columns, one entry per variant
     out: Path | None
+
+    def frame(self) -> Any:
+        """The comparison table (comparison.csv, one row per variant) as a pandas
+        DataFrame: booleans such as ``pareto_optimal`` as bool, counts as int64,
+        measurements as float64 (NaN where there is none), names as strings. Needs
+        pandas (``pip install 'gossamer[notebook]'``)."""
+        return data_frame(self.table, "Comparison.frame", "comparison.table")
 
 
 def comparison_table(results: Mapping[str, Result]) -> dict[str, np.ndarray]:

@@ -15,11 +15,13 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from gossamer.config import RunDirectoryError
 
 
 @contextlib.contextmanager
@@ -113,8 +115,18 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def read_table(path: Path) -> dict[str, np.ndarray]:
-    """A CSV written by gossamer: numeric columns as numbers (empty cells NaN)."""
+def read_table(path: Path, types: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
+    """A CSV written by gossamer as numpy columns.
+
+    Args:
+        path: the CSV file.
+        types: the type of each column as recorded when the table was written (see
+            :func:`column_types`); a column not named here is read as integers if every
+            cell is one, else as floats if every cell is one (empty cells NaN), else as
+            text. That is exact for numbers (floats are written with a point or an
+            exponent) but not for text that looks like a number, nor for booleans.
+    """
+    types = types or {}
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
@@ -122,8 +134,74 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
     columns = {}
     for i, name in enumerate(header):
         cells = [row[i] if i < len(row) else "" for row in rows]
-        columns[name] = _column(cells)
+        if name in types:
+            columns[name] = _typed_cells(cells, types[name], path, name)
+        else:
+            columns[name] = _column(cells)
     return columns
+
+
+#: The types a table column can have, and the numpy dtype each is held in.
+COLUMN_DTYPES = {"bool": np.bool_, "int": np.int64, "float": np.float64, "str": object}
+
+
+def column_types(columns: Mapping[str, Sequence[Any]]) -> dict[str, str]:
+    """The type of each column ("bool", "int", "float" or "str"), from its values (Python
+    or numpy values, never their text): all booleans is "bool", all integers "int",
+    numbers with None or NaN among them "float"; anything else is "str"."""
+    return {name: _value_type(values) for name, values in columns.items()}
+
+
+def _value_type(values: Sequence[Any]) -> str:
+    array = np.asarray(values)
+    if array.dtype != object:
+        kinds = {"b": "bool", "i": "int", "u": "int", "f": "float"}
+        return kinds.get(array.dtype.kind, "str")
+    items = [v.item() if isinstance(v, np.generic) else v for v in array]  # Python values
+    if all(isinstance(v, bool) for v in items):
+        return "bool" if items else "float"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        return "int"
+    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in items):
+        return "float"
+    return "str"
+
+
+def typed_column(values: Sequence[Any], kind: str) -> np.ndarray:
+    """Values (Python or numpy, not text) as a numpy column of type ``kind`` (None and NaN
+    are NaN in a float column and empty in a text column, as in the CSV)."""
+    array = np.asarray(values)
+    if array.dtype != object and kind != "str":  # already numbers: no loop over values
+        return array.astype(COLUMN_DTYPES[kind], copy=False)
+    if kind == "float":
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    if kind == "str":
+        cells = [_cell(v) if v is not None else "" for v in values]
+        return np.array(cells, dtype=object)
+    return np.array(list(values), dtype=COLUMN_DTYPES[kind])
+
+
+def _typed_cells(cells: list[str], kind: str, path: Path, name: str) -> np.ndarray:
+    """CSV cells of a column whose type was recorded when it was written."""
+    if kind not in COLUMN_DTYPES:
+        raise RunDirectoryError(
+            f"'{path}': column '{name}' is recorded as {kind!r}; expected one of "
+            f"{', '.join(COLUMN_DTYPES)}"
+        )
+    try:
+        if kind == "bool":
+            return np.array([{"True": True, "False": False}[c] for c in cells], dtype=np.bool_)
+        if kind == "int":
+            return np.array([int(c) for c in cells], dtype=np.int64)
+        if kind == "float":
+            return np.array([float(c) if c != "" else np.nan for c in cells], dtype=np.float64)
+        return np.array(cells, dtype=object)
+    except (KeyError, ValueError):
+        pass
+    raise RunDirectoryError(
+        f"'{path}': column '{name}' is recorded as {kind}, but its cells are {cells!r}; "
+        "the file was changed after it was written"
+    )
 
 
 def _column(cells: list[str]) -> np.ndarray:

@@ -31,6 +31,7 @@ from gossamer.results.files import (
     rows_to_columns,
     table_to_csv,
 )
+from gossamer.results.frames import data_frame
 
 
 @dataclass
@@ -56,18 +57,16 @@ class Result:
     def totals(self) -> dict[str, float]:
         return self.summary["totals"]
 
-    def frame(self, table: str = "metrics"):
-        """A table ("metrics", "rounds" or "nodes") as a pandas DataFrame."""
+    def frame(self, table: str = "metrics") -> Any:
+        """A table of the run as a pandas DataFrame: "metrics" (metrics.csv, one row per
+        evaluated round), "rounds" (rounds.csv, one row per round) or "nodes" (nodes.csv,
+        one row per node); counts as int64, measurements as float64. Needs pandas
+        (``pip install 'gossamer[notebook]'``)."""
         if table not in ("metrics", "rounds", "nodes"):
-            raise ConfigError(f"frame: expected 'metrics', 'rounds' or 'nodes'; got {table!r}")
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError(
-                "Result.frame needs pandas (pip install pandas); the tables are also plain "
-                "numpy columns: result.metrics, result.rounds, result.nodes"
-            ) from None
-        return pd.DataFrame(getattr(self, table))
+            raise ConfigError(
+                f"Result.frame: expected table 'metrics', 'rounds' or 'nodes'; got {table!r}"
+            )
+        return data_frame(getattr(self, table), "Result.frame", f"result.{table}")
 
 
 FINISH_MARKS = {"comparison": "comparison.json", "sweep": "sweep.json"}  # written last

@@ -38,12 +38,13 @@ from gossamer.results import (
     Comparison,
     Result,
     atomic_write,
+    column_types,
     comparison_table,
     directory_names,
     table_to_csv,
 )
 from gossamer.workflow.callbacks import ProgressCallback
-from gossamer.workflow.runs import prepare_runs, run_or_continue
+from gossamer.workflow.runs import check_report, prepare_runs, run_or_continue
 
 
 def load_variants(
@@ -128,8 +129,10 @@ def compare(
         out: comparison directory; nothing is written when None.
         force: overwrite a finished comparison.
         progress: called with each variant's name; returns that run's progress callback.
-        report: also write report.html and report.md into ``out``.
+        report: also write report.html and report.md into ``out``, as ``gossamer
+            compare`` does (needs ``out``).
     """
+    check_report(report, out)
     configs = load_variants(source, overrides, protocols)
     out = Path(out) if out is not None else None
     folders = dict(zip(configs, directory_names(list(configs)), strict=True))
@@ -160,6 +163,7 @@ def write_comparison(
     summary = {
         "variants": {name: folders[name] for name in results},
         "table": [{k: _plain(table[k][i]) for k in table} for i in range(len(table["variant"]))],
+        "columns": column_types(table),  # how load() reads comparison.csv back
         "plots": plots,
     }
     atomic_write(out / "comparison.json", json.dumps(summary, indent=2) + "\n")

@@ -94,3 +94,13 @@ def run_or_continue(
     if result.stop_requested:  # Ctrl-C in the last round: this run is done, stop here
         raise RunInterrupted(run_dir, config.rounds)
     return result
+
+
+def check_report(report: bool, out: str | Path | None) -> None:
+    """Before a comparison or sweep: its report is written into its directory, so
+    ``report=True`` needs ``out`` (the command line always has one)."""
+    if report and out is None:
+        raise ConfigError(
+            f"report=True needs {arg('out')}, the directory to write report.html and "
+            "report.md into (e.g. out='runs/my-comparison'); got out=None"
+        )

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,14 +40,15 @@ from gossamer.results import (
     Sweep,
     aggregate,
     atomic_write,
+    column_types,
     directory_names,
-    final_metrics,
     point_label,
+    runs_table,
     table_to_csv,
 )
 from gossamer.results.sweep import METRICS
 from gossamer.workflow.callbacks import ProgressCallback
-from gossamer.workflow.runs import prepare_runs, run_or_continue
+from gossamer.workflow.runs import check_report, prepare_runs, run_or_continue
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
@@ -131,8 +131,10 @@ def sweep(
         out: sweep directory; nothing is written when None.
         force: overwrite a finished sweep.
         progress: called with each run's point and seed; returns its progress callback.
-        report: also write report.html and report.md into ``out``.
+        report: also write report.html and report.md into ``out``, as ``gossamer
+            sweep`` does (needs ``out``).
     """
+    check_report(report, out)
     base = load_config(source, overrides)
     grid_values = parse_grid(grid)
     runs = plan(base, grid_values, seeds)
@@ -166,22 +168,7 @@ def sweep(
 
 def write_sweep(out: Path, points, results, table, keys, dirs) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    per_run = []
-    for (index, seed), result in results.items():
-        per_run.append(
-            {
-                **{k: json.dumps(points[index][k]) for k in keys},
-                "run_seed" if "seed" in keys else "seed": seed,
-                **final_metrics(result),
-            }
-        )
-    names = list(dict.fromkeys(k for row in per_run for k in row))
-    atomic_write(
-        out / "runs.csv",
-        table_to_csv(
-            {k: np.array([r.get(k, math.nan) for r in per_run], dtype=object) for k in names}
-        ),
-    )
+    atomic_write(out / "runs.csv", table_to_csv(runs_table(points, results, keys)))
     atomic_write(out / "sweep.csv", table_to_csv(table))
     readable: dict[str, np.ndarray] = {k: table[k] for k in [*keys, "seeds"]}
     for metric in METRICS:
@@ -208,5 +195,6 @@ def write_sweep(out: Path, points, results, table, keys, dirs) -> None:
         "points": [{k: p[k] for k in keys} for p in points],
         "runs": {dirs[i, s]: {"point": i, "seed": s} for i, s in results},
         "plots": plots,
+        "columns": column_types(table),  # how load() reads sweep.csv back
     }
     atomic_write(out / "sweep.json", json.dumps(summary, indent=2) + "\n")
