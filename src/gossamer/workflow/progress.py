@@ -91,8 +91,6 @@ class ProgressDisplay(Callback):
             self.accuracy = row["test_accuracy_mean"]
         if self.rounds_began is None:  # the initial evaluation ended the set-up
             self._rounds_begin(sim.next_round)
-            if sim.next_round == 0:
-                return
         self.done = sim.next_round
         self.show()
 
@@ -192,7 +190,7 @@ class LineProgress(ProgressDisplay):
 
 
 class BarProgress(ProgressDisplay):
-    """A live rich progress bar on ``console`` (a terminal's stderr, or Jupyter).
+    """A live rich progress bar on ``console`` (a terminal's stderr).
 
     The bar pulses during the set-up, then fills with the rounds."""
 
@@ -215,20 +213,21 @@ class BarProgress(ProgressDisplay):
             BarColumn(),
             TextColumn("{task.fields[status]}"),
             console=self.console,
-            transient=not self.console.is_jupyter,  # a notebook keeps the last state
-            auto_refresh=not self.console.is_jupyter,
+            transient=True,
         )
         self.task = self.bar.add_task(label or "run", total=None, status="")
-        self.bar.start()
+        self._shown_phase = None
         super().begin(rounds, label)
+        self.bar.start()
 
     def show(self) -> None:
         if self.bar is None:
             return
         total = self.rounds if self.phase == "rounds" else None  # None: pulsing
         self.bar.update(self.task, total=total, completed=self.done, status=self.status())
-        if self.console.is_jupyter:
-            self.bar.refresh()
+        if self.phase != self._shown_phase:
+            self.bar.refresh()  # every step of the set-up is seen, however short
+            self._shown_phase = self.phase
 
     def close(self) -> None:
         if self.bar is not None:
@@ -238,18 +237,63 @@ class BarProgress(ProgressDisplay):
         super().close()
 
 
+class NotebookProgress(ProgressDisplay):
+    """A progress bar in a Jupyter notebook: one output updated in place (IPython's
+    display handles, so no widget library is needed), an HTML ``<progress>`` element
+    (indeterminate during the set-up) and the status; text where HTML is not shown.
+    Updates at most every ``every_seconds`` (a fast run would flood the notebook)."""
+
+    def __init__(self, every_seconds: float = 0.2, clock: Callable[[], float] = time.monotonic):
+        super().__init__(clock)
+        self.every_seconds = every_seconds
+        self.handle: Any = None
+
+    def bundle(self) -> dict[str, str]:
+        import html
+
+        label = html.escape(self.label or "run")
+        value = f'value="{self.done}" max="{self.rounds}"' if self.phase == "rounds" else ""
+        status = html.escape(self.status())
+        return {
+            "text/plain": f"{self.label or 'run'}  {self.status()}",
+            "text/html": f"<div><b>{label}</b> <progress {value} style='width:30ch'>"
+            f"</progress> <code>{status}</code></div>",
+        }
+
+    def begin(self, rounds: int, label: str = "") -> None:
+        from IPython.display import display
+
+        self.handle = None
+        super().begin(rounds, label)
+        self.handle = display(self.bundle(), raw=True, display_id=True)
+        self.shown_at, self._shown_phase = self.clock(), self.phase
+
+    def show(self) -> None:
+        if self.handle is None:
+            return
+        now = self.clock()
+        last = self.phase == "rounds" and self.done == self.rounds
+        if self.phase != self._shown_phase or last or now - self.shown_at >= self.every_seconds:
+            self.handle.update(self.bundle(), raw=True)
+            self.shown_at, self._shown_phase = now, self.phase
+
+
 def progress_display(mode: str = "auto", console: Any = None) -> ProgressDisplay | None:
     """The display for ``mode``: 'bar', 'lines', 'off' (None), or 'auto' (the bar on a
-    terminal or in Jupyter, else lines)."""
+    terminal, lines elsewhere). In Jupyter (``console.is_jupyter``, detected by rich)
+    'auto' and 'bar' are the notebook's bar."""
     if mode not in MODES:
         raise ConfigError(f"{arg('progress')}: expected one of {', '.join(MODES)}; got {mode!r}")
     if mode == "off":
         return None
-    if mode == "auto":
+    if mode in ("auto", "bar"):
         from rich.console import Console
 
         console = console or Console(stderr=True)
-        mode = "bar" if console.is_terminal or console.is_jupyter else "lines"
+        if console.is_jupyter:
+            return NotebookProgress()
+    if mode == "auto":
+        mode = "bar" if console.is_terminal else "lines"
     return BarProgress(console) if mode == "bar" else LineProgress()
 
 
