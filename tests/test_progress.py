@@ -34,8 +34,10 @@ def tiny_file(tmp_path):
     path.write_text(yaml.safe_dump(SMALL))
     return str(path)
 
+
 ROUND_LINE = re.compile(
-    r"round (\d+)/(\d+)  acc (\d\.\d{3})  sent ([\d.]+ [kMGT]?B)  elapsed (\d+:\d\d)  ETA (\d+:\d\d)"
+    r"round (\d+)/(\d+)  acc (\d\.\d{3})  sent ([\d.]+ [kMGT]?B)  "
+    r"elapsed (\d+:\d\d)  ETA (\d+:\d\d)"
 )
 
 
@@ -58,20 +60,21 @@ def test_units_and_durations_by_hand():
 
 
 def test_cli_in_a_log_prints_a_line_every_5_percent(tmp_path, tiny_file):
-    """40 rounds at 5%: a line every 2 rounds, 20 in all, after two set-up lines."""
+    """20 rounds at 5%: a line every round, after two set-up lines (the 5% steps of a
+    longer run: ``test_lines_also_every_few_minutes_and_the_eta_from_the_pace``)."""
     out = tmp_path / "r"
-    args = ["run", tiny_file, "-s", "rounds=40", "-s", "eval_every=8", "--out", str(out)]
+    args = ["run", tiny_file, "-s", "rounds=20", "-s", "eval_every=5", "--out", str(out)]
     result = runner.invoke(app, [*args, "--no-report"])
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     metrics = gossamer.load(out).metrics
-    assert lines[0] == "set-up (40 rounds)"
+    assert lines[0] == "set-up (20 rounds)"
     assert re.fullmatch(r"set-up done in \d+:\d\d; initial accuracy (\d\.\d{3})", lines[1])
     assert lines[1].endswith(f"{metrics['test_accuracy_mean'][0]:.3f}")
     matches = [ROUND_LINE.fullmatch(line) for line in lines[2:]]
     assert all(matches) and len(matches) == 20, lines
-    assert [int(m.group(1)) for m in matches] == list(range(2, 41, 2))
-    assert {m.group(2) for m in matches} == {"40"}
+    assert [int(m.group(1)) for m in matches] == list(range(1, 21))
+    assert {m.group(2) for m in matches} == {"20"}
     bytes_per_round = np.cumsum([row["bytes_sent"] for row in _rows(out / "rounds.csv")])
     for match in matches:
         done = int(match.group(1))
@@ -108,7 +111,18 @@ def test_cli_refuses_an_unknown_progress_mode(tmp_path, tiny_file):
 def test_compare_and_sweep_lines_say_variant_k_of_n(tmp_path, tiny_file):
     compare = runner.invoke(
         app,
-        ["compare", tiny_file, "-s", "rounds=2", "-s", "eval_every=1", "-p", "dpsgd", "-p", "periodic period=2"]
+        [
+            "compare",
+            tiny_file,
+            "-s",
+            "rounds=2",
+            "-s",
+            "eval_every=1",
+            "-p",
+            "dpsgd",
+            "-p",
+            "periodic period=2",
+        ]
         + ["--no-report", "--out", str(tmp_path / "c")],
     )
     assert compare.exit_code == 0, compare.output
@@ -116,7 +130,18 @@ def test_compare_and_sweep_lines_say_variant_k_of_n(tmp_path, tiny_file):
     assert labels == ["[variant 1/2 dpsgd]"] * 4 + ["[variant 2/2 periodic period=2]"] * 4
     sweep = runner.invoke(
         app,
-        ["sweep", tiny_file, "-s", "rounds=2", "-s", "eval_every=1", "--grid", "optimizer.lr=0.1,0.2", "--seeds", "2"]
+        [
+            "sweep",
+            tiny_file,
+            "-s",
+            "rounds=2",
+            "-s",
+            "eval_every=1",
+            "--grid",
+            "optimizer.lr=0.1,0.2",
+            "--seeds",
+            "2",
+        ]
         + ["--no-report", "--out", str(tmp_path / "s")],
     )
     assert sweep.exit_code == 0, sweep.output
@@ -195,7 +220,9 @@ def test_the_bar_shows_set_up_then_rounds_with_an_eta():
     assert states[0].startswith("set-up: reading data, building the population  elapsed")
     assert states[1].startswith("set-up: evaluating the initial models  elapsed")
     assert re.fullmatch(r"round 0/4  acc 0\.383  sent 0 B  elapsed \d:\d\d  ETA -", states[2])
-    assert re.fullmatch(r"round 1/4  acc 0\.383  sent 5\.9 kB  elapsed \d:\d\d  ETA \d:\d\d", states[3])
+    assert re.fullmatch(
+        r"round 1/4  acc 0\.383  sent 5\.9 kB  elapsed \d:\d\d  ETA \d:\d\d", states[3]
+    )
     assert result.metrics["test_accuracy_mean"][0] == pytest.approx(0.3833, abs=1e-4)
     text = stream.getvalue()
     assert "set-up: reading data, building the population" in text

@@ -37,7 +37,6 @@ class WandbTracker(Callback):
 
         settings = self.settings
         previous = remembered_id(self.run_dir, "wandb") if sim.history else None
-        run_id = previous or wandb.util.generate_id()
         where = settings.dir or self.run_dir
         if where is not None:
             Path(where).mkdir(parents=True, exist_ok=True)
@@ -49,13 +48,13 @@ class WandbTracker(Callback):
             name=run_name(settings.name, self.run_dir, sim.config),
             tags=settings.tags or None,
             config=sim.config.model_dump(mode="json"),
-            id=run_id,
-            resume="allow",
+            id=previous,  # None: a new run
+            resume="allow" if previous else None,
             settings=wandb.Settings(
                 console="off", quiet=True, x_disable_stats=True, disable_git=True
             ),
         )
-        remember_id(self.run_dir, "wandb", run_id)
+        remember_id(self.run_dir, "wandb", self.run.id)
 
     def on_round(self, sim: Simulation, row: dict[str, Any] | None) -> None:
         if row is not None:
