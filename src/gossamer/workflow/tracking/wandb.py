@@ -51,7 +51,7 @@ class WandbTracker(Callback):
             id=previous,  # None: a new run
             resume="allow" if previous else None,
             settings=wandb.Settings(
-                console="off", quiet=True, x_disable_stats=True, disable_git=True
+                console="off", silent=True, x_disable_stats=True, disable_git=True
             ),
         )
         remember_id(self.run_dir, "wandb", self.run.id)
