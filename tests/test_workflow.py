@@ -495,7 +495,8 @@ def test_sweep_command_and_its_errors(tmp_path):
         app, [*args, "--grid", "protocol=dpsgd,nosync", "--seeds", "2", "-o", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "[4/4] protocol=nosync, seed 1" in result.stdout
+    # which run is which: the progress (on stderr, here plain lines) labels it
+    assert "[variant 4/4 protocol=nosync, seed 1] set-up (4 rounds)" in result.stderr
     sweep_json = json.loads((out / "sweep.json").read_text())
     assert sweep_json["points"] == [{"protocol": "dpsgd"}, {"protocol": "nosync"}]
     table = read_csv(out / "sweep.csv")

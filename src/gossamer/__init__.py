@@ -26,9 +26,11 @@ from gossamer.sim.models import StackedModel, register_model
 from gossamer.sim.optim import Optimizer, register_optimizer
 from gossamer.sim.protocols import Protocol, register_protocol
 from gossamer.workflow import RunInterrupted, compare, resume, run, suggest_delta, sweep
+from gossamer.workflow.callbacks import Callback
 from gossamer.workflow.distributed import RankFailedError
 
 __all__ = [
+    "Callback",
     "CheckpointError",
     "Comparison",
     "Config",

@@ -9,6 +9,7 @@ import typer
 from gossamer.cli.options import (
     ConfigArg,
     JsonOpt,
+    ProgressOpt,
     QuietOpt,
     ReportOpt,
     SetOpt,
@@ -47,6 +48,7 @@ def compare(
     report: ReportOpt = True,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
+    progress: ProgressOpt = "auto",
 ) -> None:
     """Run several variants on the same data, partition, topology and initial model.
 
@@ -61,18 +63,6 @@ def compare(
         variants = load_variants(config, set_ or (), protocol or ())
     out = out or default_out("compare")
     output = Output(quiet, as_json)
-    bars = []
-
-    def progress(name: str):
-        if bars:
-            bars[-1].stop()
-        bar = output.progress(variants[name].rounds, name)
-        if bar is None:
-            return None
-        bars.append(bar)
-        bar.start()
-        return bar.update_row
-
     try:
         with errors_as_messages():
             result = compare_variants(
@@ -81,14 +71,11 @@ def compare(
                 protocols=protocol or (),
                 out=out,
                 force=force,
-                progress=progress,
+                progress=output.progress(progress),  # labelled "variant k/n name"
                 report=report,
             )
     except (KeyboardInterrupt, RunInterrupted):
         stopped(out, "comparison", "variants")
-    finally:
-        if bars:
-            bars[-1].stop()
     if as_json:
         typer.echo((out / "comparison.json").read_text(), nl=False)
         return
@@ -116,6 +103,7 @@ def sweep(
     report: ReportOpt = True,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
+    progress: ProgressOpt = "auto",
 ) -> None:
     """Run the product of grid values over several seeds; mean and 95% CI per point.
 
@@ -132,13 +120,6 @@ def sweep(
     out = out or default_out("sweep")
     output = Output(quiet, as_json)
     output.line(f"sweep: {len(runs)} runs into {out}")
-    started = [0]
-
-    def announce(point: dict, seed: int) -> None:
-        started[0] += 1
-        where = ", ".join(f"{k}={v}" for k, v in point.items()) or "base"
-        output.line(f"[{started[0]}/{len(runs)}] {where}, seed {seed}")
-
     try:
         with errors_as_messages():
             result = sweep_grid(
@@ -147,7 +128,7 @@ def sweep(
                 seeds=seeds,
                 out=out,
                 force=force,
-                progress=announce,
+                progress=output.progress(progress),  # labelled "variant k/n point, seed s"
                 report=report,
             )
     except (KeyboardInterrupt, RunInterrupted):

@@ -22,6 +22,15 @@ ReportOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ProgressOpt = Annotated[
+    str,
+    typer.Option(
+        "--progress",
+        metavar="auto|bar|lines|off",
+        help="Progress on stderr: a live bar (auto on a terminal), plain lines every 5%% of "
+        "the rounds (auto in logs, e.g. nohup), or off.",
+    ),
+]
 RanksOpt = Annotated[
     int,
     typer.Option(

@@ -1,9 +1,10 @@
-"""One output helper for every command: tables, JSON, progress bars and errors.
+"""One output helper for every command: tables, JSON, progress and errors.
 
 Tables go to stdout through rich, numbers in one format (``report.tables``); progress
-goes to stderr and only to a terminal; ``--json`` prints JSON alone; ``--quiet``
-prints nothing but errors. Errors print one line ``error: ...`` with arguments
-spelled as flags (``GossamerError.cli_message``) and exit with status 2.
+goes to stderr (``gossamer.workflow.progress``): a live bar on a terminal, plain lines
+in a log; ``--json`` prints JSON alone; ``--quiet`` prints nothing but errors. Errors
+print one line ``error: ...`` with arguments spelled as flags
+(``GossamerError.cli_message``) and exit with status 2.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gossamer.config import GossamerError
 from gossamer.report import format_number
+from gossamer.workflow.progress import ProgressDisplay, progress_display
 
 STDERR = Console(stderr=True)
 
@@ -46,10 +47,6 @@ class Output:
 
     def __init__(self, quiet: bool = False, as_json: bool = False):
         self.quiet, self.as_json = quiet, as_json
-
-    @property
-    def shows_progress(self) -> bool:
-        return not self.quiet and not self.as_json and STDERR.is_terminal
 
     def json(self, value: Any) -> None:
         typer.echo(json.dumps(value, indent=2, default=float))
@@ -78,30 +75,9 @@ class Output:
         """A two-column table of names and values."""
         self.table([{"key": k, "value": v} for k, v in values.items()], title, header=False)
 
-    def progress(self, rounds: int, label: str = "round") -> RunProgress | None:
-        """A progress bar over a run's rounds (None when it would not be shown)."""
-        return run_progress(rounds, label) if self.shows_progress else None
-
-
-class RunProgress(Progress):
-    """A progress bar that also shows the latest accuracy and traffic."""
-
-    def update_row(self, rounds_done: int, row: dict[str, Any] | None) -> None:
-        fields = {}
-        if row is not None:
-            fields = {"acc": row["test_accuracy_mean"], "mb": row["bytes_sent"] / 1e6}
-        self.update(self.task_ids[0], completed=rounds_done, **fields)
-
-
-def run_progress(rounds: int, label: str = "round") -> RunProgress:
-    progress = RunProgress(
-        TextColumn(label),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TextColumn("acc {task.fields[acc]:.3f}  sent {task.fields[mb]:,.1f} MB"),
-        TimeElapsedColumn(),
-        console=STDERR,
-        transient=True,
-    )
-    progress.add_task("run", total=rounds, acc=0.0, mb=0.0)
-    return progress
+    def progress(self, mode: str = "auto") -> ProgressDisplay | None:
+        """The run's progress display on stderr (``--progress``): a live bar on a
+        terminal, plain lines otherwise; None with ``--quiet``, ``--json`` or 'off'."""
+        if self.quiet or self.as_json:
+            return None
+        return progress_display(mode, STDERR)

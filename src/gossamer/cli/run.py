@@ -13,6 +13,7 @@ import typer
 from gossamer.cli.options import (
     ConfigArg,
     JsonOpt,
+    ProgressOpt,
     QuietOpt,
     RanksOpt,
     ReportOpt,
@@ -34,6 +35,7 @@ def run(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
     ranks: RanksOpt = 1,
+    progress: ProgressOpt = "auto",
 ) -> None:
     """Run one experiment and write its run directory (and report.html).
 
@@ -48,13 +50,13 @@ def run(
     out = out or default_out(resolved.protocol.name)
     output = Output(quiet or not_rank_zero(), as_json and not not_rank_zero())
     result = follow(
-        lambda progress: run_experiment(
-            resolved, out=out, force=force, progress=progress, report=report, ranks=ranks
+        lambda display: run_experiment(
+            resolved, out=out, force=force, progress=display, report=report, ranks=ranks
         ),
-        resolved.rounds,
         out,
         output,
         ranks,
+        progress,
     )
     show_run(result, out, output)
 
@@ -65,6 +67,7 @@ def resume(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
     ranks: RanksOpt = 1,
+    progress: ProgressOpt = "auto",
 ) -> None:
     """Continue an interrupted run from its last checkpoint, on any number of ranks.
 
@@ -76,14 +79,14 @@ def resume(
     from gossamer.workflow import resume_config
 
     with errors_as_messages():
-        rounds = resume_config(run_dir).rounds
+        resume_config(run_dir)
     output = Output(quiet or not_rank_zero(), as_json and not not_rank_zero())
     result = follow(
-        lambda progress: resume_run(run_dir, progress=progress, report=report, ranks=ranks),
-        rounds,
+        lambda display: resume_run(run_dir, progress=display, report=report, ranks=ranks),
         run_dir,
         output,
         ranks,
+        progress,
     )
     show_run(result, run_dir, output)
 
@@ -98,21 +101,22 @@ def not_rank_zero() -> bool:
 
 
 def follow(
-    start: Callable[[Any], Result], rounds: int, out: Path, output: Output, ranks: int = 1
+    start: Callable[[Any], Result],
+    out: Path,
+    output: Output,
+    ranks: int = 1,
+    mode: str = "auto",
 ) -> Result:
-    """Run ``start(progress)`` with a progress bar on a terminal; errors as one message.
-    With ``ranks`` > 1 the workers run elsewhere: a line says so, and no bar."""
+    """Run ``start(display)`` with the ``--progress`` display; errors as one message.
+    With ``ranks`` > 1 the workers run elsewhere: a line says so, and no progress."""
     from gossamer.workflow import RunInterrupted
 
-    bar = output.progress(rounds) if ranks == 1 else None
-    if ranks != 1:
-        output.line(f"running on {ranks} ranks (torch.distributed) into {out}")
     try:
         with errors_as_messages():
-            if bar is None:
-                return start(None)
-            with bar:
-                return start(bar.update_row)
+            display = output.progress(mode) if ranks == 1 else None
+            if ranks != 1:
+                output.line(f"running on {ranks} ranks (torch.distributed) into {out}")
+            return start(display)
     except RunInterrupted as stop:
         fail(
             f"stopped after round {stop.rounds_done} with a checkpoint; continue with: "

@@ -42,7 +42,6 @@ from gossamer.config.schema import (
     EnergyConfig,
     EngineConfig,
     EvalConfig,
-    LoggingConfig,
     Mnist1dConfig,
     ModelConfig,
     OptimizerConfig,
@@ -53,6 +52,7 @@ from gossamer.config.schema import (
     check_augmentation,
     near_square_rows,
 )
+from gossamer.config.tracking import LoggingConfig, MlflowConfig, WandbConfig
 
 __all__ = [
     "DATASETS",
@@ -77,6 +77,7 @@ __all__ = [
     "DivergedError",
     "GossamerError",
     "LoggingConfig",
+    "MlflowConfig",
     "Mnist1dConfig",
     "ModelConfig",
     "NetworkConfig",
@@ -88,6 +89,7 @@ __all__ = [
     "Section",
     "SyntheticConfig",
     "TopologyConfig",
+    "WandbConfig",
     "apply_override",
     "arg",
     "check_augmentation",

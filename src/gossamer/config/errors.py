@@ -33,6 +33,8 @@ API_NAMES = {
     "protocol": "protocols",
     "grid": "grid",
     "seeds": "seeds",
+    "progress": "progress",
+    "callbacks": "callbacks",
 }
 CLI_NAMES = {
     "out": "--out",
@@ -41,6 +43,8 @@ CLI_NAMES = {
     "protocol": "--protocol",
     "grid": "--grid",
     "seeds": "--seeds",
+    "progress": "--progress",
+    "callbacks": "callbacks (Python API only)",
 }
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 from gossamer.config.errors import ConfigError
 from gossamer.config.network import NetworkConfig
 from gossamer.config.registry import DATASETS, MODELS, OPTIMIZERS, PROTOCOLS, Section
+from gossamer.config.tracking import LoggingConfig
 
 # Paths in a config are made absolute (from the current directory) when it is read, so
 # the config.yaml saved in a run directory works from anywhere (gossamer resume).
@@ -259,10 +260,6 @@ class EnergyConfig(Section):
         if any(custom) and self.link != "custom":
             raise ValueError("per-byte or per-packet costs need link: custom")
         return self
-
-
-class LoggingConfig(Section):
-    tensorboard: bool = Field(False, description="TensorBoard scalars in <run>/tensorboard")
 
 
 class EvalConfig(Section):

@@ -23,31 +23,48 @@ from gossamer.report import write_report
 from gossamer.results import CHECKPOINT, Result, RunWriter
 from gossamer.sim import Simulation
 from gossamer.workflow import checkpoint
-from gossamer.workflow.tracking import TensorBoardLogger
 
 ProgressCallback = Callable[[int, dict[str, Any] | None], None]
 
 
 class Callback:
-    """A hook of the round loop that does nothing; subclasses override what they need."""
+    """A hook of the round loop; subclass it and override the methods you need.
+
+    Pass instances as ``callbacks=[...]`` to ``gossamer.run``, ``resume``, ``compare``
+    or ``sweep`` (in a comparison or sweep the same objects see every run in turn;
+    ``sim.config`` says which). Each hook receives the live
+    :class:`gossamer.Simulation`: read it (``sim.config``, ``sim.next_round``,
+    ``sim.history``, ``sim.ledger``), do not change it. A hook that raises stops the
+    run (``close`` still runs). Your callbacks run after gossamer's own files and
+    checkpoint, in the order given. Example::
+
+        class PrintAccuracy(gossamer.Callback):
+            def on_round(self, sim, row):
+                if row is not None:
+                    print(row["round"], row["test_accuracy_mean"])
+    """
 
     def on_start(self, sim: Simulation) -> None:
-        pass
+        """Before this process's first round (after the set-up; a resumed run has
+        ``sim.history`` and ``sim.next_round`` > 0)."""
 
     def on_round(self, sim: Simulation, row: dict[str, Any] | None) -> None:
-        pass
+        """After every round (``sim.next_round`` rounds are done), and once after the
+        initial evaluation (``sim.next_round == 0``). ``row`` is the metrics row
+        (the columns of metrics.csv) when the round was evaluated, else None."""
 
     def on_save(self, sim: Simulation, elapsed: float) -> None:
-        pass
+        """A checkpoint is being taken (``elapsed``: seconds of the run so far); bring
+        what you write in line with it."""
 
     def on_stop(self, sim: Simulation) -> None:
-        pass
+        """Ctrl-C stopped the run after a checkpoint; ``gossamer resume`` continues it."""
 
     def on_finish(self, sim: Simulation, result: Result) -> None:
-        pass
+        """The run is done; ``result`` is what ``gossamer.run`` returns."""
 
     def close(self) -> None:
-        pass
+        """Always called once when the loop ends, however it ends: release resources."""
 
 
 class RunFiles(Callback):
@@ -67,24 +84,6 @@ class RunFiles(Callback):
     def on_finish(self, sim: Simulation, result: Result) -> None:
         self.writer.finish(result)
         checkpoint.discard(self.writer.path / CHECKPOINT)  # finished: not needed
-
-
-class TensorBoard(Callback):
-    """Every metrics row as TensorBoard scalars; flushed before each checkpoint, so the
-    logged rows never lag it."""
-
-    def __init__(self, logger: TensorBoardLogger):
-        self.logger = logger
-
-    def on_round(self, sim: Simulation, row: dict[str, Any] | None) -> None:
-        if row is not None:
-            self.logger.log(row)
-
-    def on_save(self, sim: Simulation, elapsed: float) -> None:
-        self.logger.flush()
-
-    def close(self) -> None:
-        self.logger.close()
 
 
 class Checkpointer(Callback):

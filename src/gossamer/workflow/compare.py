@@ -43,8 +43,9 @@ from gossamer.results import (
     directory_names,
     table_to_csv,
 )
-from gossamer.workflow.callbacks import ProgressCallback
-from gossamer.workflow.runs import check_report, prepare_runs, run_or_continue
+from gossamer.workflow.callbacks import Callback, ProgressCallback
+from gossamer.workflow.loop import ProgressArg
+from gossamer.workflow.runs import check_report, prepare_runs, run_or_continue, run_progress
 
 
 def load_variants(
@@ -117,8 +118,9 @@ def compare(
     protocols: Sequence[str] = (),
     out: str | Path | None = None,
     force: bool = False,
-    progress: Callable[[str], ProgressCallback | None] | None = None,
+    progress: ProgressArg | Callable[[str], ProgressCallback | None] = None,
     report: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> Comparison:
     """Run every variant on identical conditions and compare them.
 
@@ -128,9 +130,12 @@ def compare(
         protocols: extra variants as ``"name key=value ..."`` protocol specs.
         out: comparison directory; nothing is written when None.
         force: overwrite a finished comparison.
-        progress: called with each variant's name; returns that run's progress callback.
-        report: also write report.html and report.md into ``out``, as ``gossamer
-            compare`` does (needs ``out``).
+        progress: True (or 'bar', 'lines', a ProgressDisplay) shows each variant's
+            progress labelled ``variant k/n name`` (see ``gossamer.run``); a function
+            is called with each variant's name and returns that run's progress.
+        report: also write report.html and report.md into ``out``, as the command line
+            does (needs ``out``).
+        callbacks: :class:`gossamer.Callback` objects told of every variant's run.
     """
     check_report(report, out)
     configs = load_variants(source, overrides, protocols)
@@ -140,10 +145,10 @@ def compare(
         planned = [(out / folders[name], config) for name, config in configs.items()]
         prepare_runs(out, "comparison", planned, force)
     results = {}
-    for name, config in configs.items():
+    shown = run_progress(progress, len(configs))
+    for index, (name, config) in enumerate(configs.items()):
         run_dir = out / folders[name] if out is not None else None
-        callback = progress(name) if progress is not None else None
-        results[name] = run_or_continue(config, run_dir, force, callback)
+        results[name] = run_or_continue(config, run_dir, force, shown(index, name, name), callbacks)
     table = comparison_table(results)
     if out is not None:
         write_comparison(out, results, table, folders)

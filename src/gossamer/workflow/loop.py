@@ -19,20 +19,25 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gossamer._version import __version__
-from gossamer.config import CheckpointError, Config, RunDirectoryError, load_config
+from gossamer.config import (
+    CheckpointError,
+    Config,
+    ConfigError,
+    RunDirectoryError,
+    arg,
+    load_config,
+)
 from gossamer.results import CHECKPOINT, Result, RunWriter, rows_to_columns
 from gossamer.sim import Simulation
 from gossamer.workflow import checkpoint, distributed
-from gossamer.workflow.callbacks import (
-    Callback,
-    Checkpointer,
-    Progress,
-    ProgressCallback,
-    Report,
-    RunFiles,
-    TensorBoard,
-)
-from gossamer.workflow.tracking import check_tracking, open_logger
+from gossamer.workflow.callbacks import Callback, Checkpointer, ProgressCallback, Report, RunFiles
+from gossamer.workflow.progress import ProgressDisplay, resolve_progress
+from gossamer.workflow.tracking import check_tracking, open_trackers
+
+#: What ``progress`` may be: True (a bar on a terminal or in Jupyter, else plain
+#: lines), 'auto', 'bar', 'lines', 'off', a ProgressDisplay, or a function
+#: ``progress(rounds_done, metrics_row_or_None)``.
+ProgressArg = bool | str | ProgressDisplay | ProgressCallback | None
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -49,9 +54,10 @@ def run(
     overrides: Sequence[str] = (),
     out: str | Path | None = None,
     force: bool = False,
-    progress: ProgressCallback | None = None,
+    progress: ProgressArg = None,
     report: bool = False,
     ranks: int = 1,
+    callbacks: Sequence[Callback] = (),
 ) -> Result:
     """Run one experiment and return its metrics.
 
@@ -61,11 +67,16 @@ def run(
         out: run directory to write (config, metrics, rounds, nodes, labels, topology,
             summary, checkpoints); nothing is written when None.
         force: overwrite a finished run directory.
-        progress: called as ``progress(rounds_done, metrics_row_or_None)`` each round.
+        progress: True shows progress: a live bar on a terminal or in Jupyter, plain
+            lines elsewhere ('bar' or 'lines' to choose; ``gossamer.workflow.progress``);
+            a function is called as ``progress(rounds_done, metrics_row_or_None)``
+            each round.
         report: also write the HTML/Markdown report into ``out``.
         ranks: shard the nodes over this many worker processes started here
             (``gossamer.workflow.distributed``); the numbers are those of one process.
             Under ``torchrun`` each rank calls ``run`` and this stays 1.
+        callbacks: :class:`gossamer.Callback` objects told of every step of the run
+            (experiment tracking, early looks at metrics); only with ``ranks=1``.
 
     A first Ctrl-C (SIGINT) stops after the current round with a checkpoint and raises
     :class:`RunInterrupted`; ``resume(out)`` continues. A second Ctrl-C stops at once.
@@ -73,25 +84,58 @@ def run(
     config = load_config(config, overrides)
     writer = RunWriter(Path(out), force=force) if out is not None else None  # before work
     check_tracking(config, writer.path if writer is not None else None)
+    callbacks = check_callbacks(callbacks, ranks)
     if ranks != 1:
         distributed.check_ranks(ranks, config.nodes)
         distributed.check_devices(ranks, config)
         resolved = config.model_dump(mode="json")  # validated again by each worker
         return distributed.launch(ranks, _run_rank, resolved, out, force, report)
-    with distributed.process_group(config):
-        world = distributed.world(config)
-        distributed.check_same_config(world, config)
-        sim = distributed.agree(world, lambda: Simulation.build(config))
-        if world.rank != 0:  # rank 0 writes the directory; the others only checkpoints
-            writer, progress = None, None
-        if writer is not None:
-            begin = writer.begin
-            distributed.agree(
-                world, lambda: begin(config, sim.node_data.label_counts, sim.topology)
+    display = begin_progress(progress, config.rounds)
+    try:
+        with distributed.process_group(config):
+            world = distributed.world(config)
+            distributed.check_same_config(world, config)
+            sim = distributed.agree(world, lambda: Simulation.build(config))
+            if world.rank != 0:  # rank 0 writes the directory; the others only checkpoints
+                writer, display, callbacks = None, None, []
+            if writer is not None:
+                begin = writer.begin
+                distributed.agree(
+                    world, lambda: begin(config, sim.node_data.label_counts, sim.topology)
+                )
+            else:
+                distributed.agree(world, lambda: None)  # rank 0's begin, agreed
+            run_dir = Path(out) if out else None
+            return execute(sim, writer, display, report, run_dir=run_dir, callbacks=callbacks)
+    finally:
+        if display is not None:
+            display.close()  # also when the set-up failed
+
+
+def check_callbacks(callbacks: Sequence[Callback], ranks: int) -> list[Callback]:
+    """The ``callbacks`` argument as a list, checked before any work."""
+    callbacks = list(callbacks)
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise ConfigError(
+                f"{arg('callbacks')}: expected gossamer.Callback instances; "
+                f"got {type(callback).__name__} {callback!r}"
             )
-        else:
-            distributed.agree(world, lambda: None)  # rank 0's begin, agreed
-        return execute(sim, writer, progress, report, run_dir=Path(out) if out else None)
+    if callbacks and ranks != 1:
+        raise ConfigError(
+            f"{arg('callbacks')}: callbacks run in this process, but with ranks={ranks} the "
+            "rounds run in worker processes; launch with torchrun instead (rank 0's "
+            "callbacks are told), or use ranks=1"
+        )
+    return callbacks
+
+
+def begin_progress(progress: ProgressArg, rounds: int) -> Callback | None:
+    """The progress callback of a run about to be set up (a display starts showing it)."""
+    display = resolve_progress(progress)
+    if isinstance(display, ProgressDisplay) and not display.active:
+        display.begin(rounds, display.label)
+    return display
 
 
 def _run_rank(config: dict, out, force: bool, report: bool) -> Result | None:
@@ -108,32 +152,42 @@ def _resume_rank(run_dir: Path, report: bool) -> Result | None:
 def resume(
     run_dir: str | Path,
     *,
-    progress: ProgressCallback | None = None,
+    progress: ProgressArg = None,
     report: bool = False,
     ranks: int = 1,
+    callbacks: Sequence[Callback] = (),
 ) -> Result:
     """Continue an interrupted run from its last checkpoint, in the same directory,
     on any number of ranks (``ranks``, or torchrun's).
 
     The finished run's metrics equal those of an uninterrupted run: every random draw
     is a hash of the seed and counters, and the checkpoint holds the whole run state.
+    ``progress``, ``report``, ``ranks`` and ``callbacks`` are those of :func:`run`.
     """
     run_dir = Path(run_dir)
     config = resume_config(run_dir)
     writer = RunWriter(run_dir, resume=True)
     checkpoint.check(run_dir / CHECKPOINT, config)  # before any work
+    callbacks = check_callbacks(callbacks, ranks)
     if ranks != 1:
         distributed.check_ranks(ranks, config.nodes)
         distributed.check_devices(ranks, config)
         return distributed.launch(ranks, _resume_rank, run_dir, report)
-    with distributed.process_group(config):
-        world = distributed.world(config)
-        distributed.check_same_config(world, config)
-        sim = distributed.agree(world, lambda: Simulation.build(config))
-        elapsed = distributed.agree(world, lambda: _restore(sim, run_dir))
-        if world.rank != 0:
-            writer, progress = None, None
-        return execute(sim, writer, progress, report, elapsed=elapsed, run_dir=run_dir)
+    display = begin_progress(progress, config.rounds)
+    try:
+        with distributed.process_group(config):
+            world = distributed.world(config)
+            distributed.check_same_config(world, config)
+            sim = distributed.agree(world, lambda: Simulation.build(config))
+            elapsed = distributed.agree(world, lambda: _restore(sim, run_dir))
+            if world.rank != 0:
+                writer, display, callbacks = None, None, []
+            return execute(
+                sim, writer, display, report, elapsed, run_dir=run_dir, callbacks=callbacks
+            )
+    finally:
+        if display is not None:
+            display.close()
 
 
 def _restore(sim: Simulation, run_dir: Path) -> float:
@@ -167,26 +221,26 @@ def checkpoint_interval(config: Config) -> int:
 def callbacks_for(
     sim: Simulation,
     writer: RunWriter | None,
-    progress: ProgressCallback | None,
+    progress: Callback | None,
     report: bool,
     run_dir: Path | None = None,
+    extra: Sequence[Callback] = (),
 ) -> list[Callback]:
-    """The callbacks of a run: its files, TensorBoard, checkpoints, progress and report.
+    """The callbacks of a run: its files, tracking, checkpoints, the user's ``extra``
+    callbacks, progress and report.
 
     On several ranks only rank 0 has a ``writer``; every rank checkpoints its rows
     into ``run_dir``."""
     callbacks: list[Callback] = []
     if writer is not None:
         callbacks.append(RunFiles(writer))
-    logger = None
     if writer is not None or run_dir is None:  # not on the other ranks
-        logger = open_logger(sim.config, writer.path if writer else None, sim.next_round)
-    if logger is not None:
-        callbacks.append(TensorBoard(logger))
+        callbacks += open_trackers(sim.config, writer.path if writer else None, sim.next_round)
     if run_dir is not None:
         callbacks.append(Checkpointer(run_dir))  # after the files it must agree with
+    callbacks += extra
     if progress is not None:
-        callbacks.append(Progress(progress))
+        callbacks.append(progress)
     if writer is not None:
         callbacks.append(Report(writer.path, report))
     return callbacks
@@ -195,22 +249,25 @@ def callbacks_for(
 def execute(
     sim: Simulation,
     writer: RunWriter | None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressArg | Callback = None,
     report: bool = False,
     elapsed: float = 0.0,
     run_dir: Path | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> Result:
     """The round loop, from wherever ``sim`` stands (``elapsed``: seconds spent before).
 
     ``run_dir``: where checkpoints go (default: the writer's directory; on several
-    ranks every rank passes it, and only rank 0 a writer)."""
+    ranks every rank passes it, and only rank 0 a writer). ``callbacks``: the user's."""
     config = sim.config
     start = time.perf_counter() - elapsed
     run_dir = run_dir or (writer.path if writer is not None else None)
     every = checkpoint_interval(config) if run_dir is not None else 0
     shard = sim.population.shard
+    shown = resolve_progress(progress)
+    extra = list(callbacks)
     callbacks = distributed.agree(
-        shard, lambda: callbacks_for(sim, writer, progress, report, run_dir)
+        shard, lambda: callbacks_for(sim, writer, shown, report, run_dir, extra)
     )
 
     def tell(event: str, *args) -> None:

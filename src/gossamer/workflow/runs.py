@@ -8,13 +8,15 @@ stopped from its checkpoint, and runs the others; ``force`` starts every run ove
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from gossamer.config import Config, ConfigError, RunDirectoryError, arg, config_hash, load_config
 from gossamer.results import CHECKPOINT, FINISH_MARKS, Result, directory_kind, load_run
-from gossamer.workflow.callbacks import ProgressCallback
-from gossamer.workflow.loop import RunInterrupted, resume, run
+from gossamer.workflow.callbacks import Callback
+from gossamer.workflow.loop import ProgressArg, RunInterrupted, resume, run
+from gossamer.workflow.progress import ProgressDisplay, resolve_progress
 from gossamer.workflow.tracking import check_tracking
 
 
@@ -73,7 +75,11 @@ def _same_config(run_dir: Path, config: Config) -> bool:
 
 
 def run_or_continue(
-    config: Config, run_dir: Path | None, force: bool, progress: ProgressCallback | None
+    config: Config,
+    run_dir: Path | None,
+    force: bool,
+    progress: ProgressArg | Callback,
+    callbacks: Sequence[Callback] = (),
 ) -> Result:
     """One run of a comparison or sweep: when ``run_dir`` already holds this very config
     (same resolved config hash) and ``force`` is off, a finished run is loaded and an
@@ -84,13 +90,13 @@ def run_or_continue(
         result = None
         if (run_dir / CHECKPOINT).is_file():
             try:  # resume checks the checkpoint before any work
-                result = resume(run_dir, progress=progress)
+                result = resume(run_dir, progress=progress, callbacks=callbacks)
             except ConfigError as error:  # unreadable, or another version's: redo this run
                 warnings.warn(f"{error}; running it again", stacklevel=2)
         if result is None:
-            result = run(config, out=run_dir, force=True, progress=progress)
+            result = run(config, out=run_dir, force=True, progress=progress, callbacks=callbacks)
     else:
-        result = run(config, out=run_dir, force=True, progress=progress)
+        result = run(config, out=run_dir, force=True, progress=progress, callbacks=callbacks)
     if result.stop_requested:  # Ctrl-C in the last round: this run is done, stop here
         raise RunInterrupted(run_dir, config.rounds)
     return result
@@ -104,3 +110,20 @@ def check_report(report: bool, out: str | Path | None) -> None:
             f"report=True needs {arg('out')}, the directory to write report.html and "
             "report.md into (e.g. out='runs/my-comparison'); got out=None"
         )
+
+
+def run_progress(progress: Any, count: int) -> Callable[[int, str], Any]:
+    """``progress`` of a comparison or sweep of ``count`` runs as a function of the run's
+    index and name: True, a mode or a ProgressDisplay is one display that follows
+    every run, labelled ``variant k/n name``; a function ``progress(*key)`` (the older
+    form) returns each run's progress itself (``key``: what the caller passes)."""
+    if callable(progress) and not isinstance(progress, Callback):
+        return lambda index, name, *key: progress(*key)
+    display = resolve_progress(progress)
+
+    def labelled(index: int, name: str, *key) -> Any:
+        if isinstance(display, ProgressDisplay):
+            display.label = f"variant {index + 1}/{count} {name}"
+        return display
+
+    return labelled

@@ -47,8 +47,9 @@ from gossamer.results import (
     table_to_csv,
 )
 from gossamer.results.sweep import METRICS
-from gossamer.workflow.callbacks import ProgressCallback
-from gossamer.workflow.runs import check_report, prepare_runs, run_or_continue
+from gossamer.workflow.callbacks import Callback, ProgressCallback
+from gossamer.workflow.loop import ProgressArg
+from gossamer.workflow.runs import check_report, prepare_runs, run_or_continue, run_progress
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
@@ -118,8 +119,9 @@ def sweep(
     overrides: Sequence[str] = (),
     out: str | Path | None = None,
     force: bool = False,
-    progress: Callable[[dict[str, Any], int], ProgressCallback | None] | None = None,
+    progress: ProgressArg | Callable[[dict[str, Any], int], ProgressCallback | None] = None,
     report: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> Sweep:
     """Run the grid over seeds and aggregate mean and 95% confidence interval per point.
 
@@ -130,9 +132,12 @@ def sweep(
         overrides: ``key=value`` applied to the base config.
         out: sweep directory; nothing is written when None.
         force: overwrite a finished sweep.
-        progress: called with each run's point and seed; returns its progress callback.
-        report: also write report.html and report.md into ``out``, as ``gossamer
-            sweep`` does (needs ``out``).
+        progress: True (or 'bar', 'lines', a ProgressDisplay) shows each run's
+            progress labelled ``variant k/n point, seed s``; a function is called with
+            each run's point and seed and returns that run's progress.
+        report: also write report.html and report.md into ``out``, as the command line
+            does (needs ``out``).
+        callbacks: :class:`gossamer.Callback` objects told of every run.
     """
     check_report(report, out)
     base = load_config(source, overrides)
@@ -152,11 +157,14 @@ def sweep(
         planned = [(run_dir(points.index(p), s), config) for p, s, config in runs]
         prepare_runs(out, "sweep", planned, force)
     results: dict[tuple[int, int], Result] = {}
-    for point, seed, config in runs:
+    shown = run_progress(progress, len(runs))
+    for number, (point, seed, config) in enumerate(runs):
         index = points.index(point)
-        callback = progress(point, seed) if progress is not None else None
+        name = ", ".join(f"{k}={v}" for k, v in point.items()) or "base"
+        name += f", seed {seed}"
         where = run_dir(index, seed) if out is not None else None
-        results[index, seed] = run_or_continue(config, where, force, callback)
+        callback = shown(number, name, point, seed)
+        results[index, seed] = run_or_continue(config, where, force, callback, callbacks)
     table = aggregate(points, results, list(grid_values))
     if out is not None:
         dirs = {key: run_dir(*key).relative_to(out).as_posix() for key in results}
