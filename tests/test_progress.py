@@ -266,3 +266,33 @@ def test_auto_is_lines_when_not_a_terminal_and_bad_progress_is_refused():
     assert progress_display("off") is None
     with pytest.raises(ConfigError, match="progress: expected True, False, one of auto"):
         gossamer.run(small_config(), progress=3)
+
+
+def test_a_run_over_an_hour_says_so_up_front():
+    """10 s a round for 400 rounds (plus the set-up): after two rounds every display
+    states the estimate once, 400 x 10 s = 1:06:40; a run under an hour says nothing."""
+    clock, stream = Clock(), io.StringIO()
+
+    class Tick(gossamer.Callback):
+        def on_round(self, sim, row):
+            clock.now = 10.0 * sim.next_round
+
+    display = LineProgress(stream, every_percent=50, clock=clock)
+
+    class StopAt(gossamer.Callback):  # 400 rounds would take long to simulate: stop at 4
+        def on_round(self, sim, row):
+            if sim.next_round == 4:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        gossamer.run(small_config(rounds=400), progress=display, callbacks=[Tick(), StopAt()])
+    notices = [line for line in stream.getvalue().splitlines() if "will take" in line]
+    assert notices == [
+        "this run will take about 1:06:40 (from the pace of its first 2 rounds: 398 rounds "
+        "left); Ctrl-C stops it at a checkpoint, `gossamer plan` estimates before running"
+    ]
+    stream = io.StringIO()
+    display = LineProgress(stream, every_percent=50, clock=clock)
+    clock.now = 0.0
+    gossamer.run(small_config(rounds=6), progress=display, callbacks=[Tick()])
+    assert "will take" not in stream.getvalue()

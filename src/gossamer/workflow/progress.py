@@ -11,6 +11,12 @@ run it is (``variant 2/3 periodic``).
 on a terminal or in Jupyter and plain lines anywhere else (nohup, batch logs): one
 line per 5% of the rounds, and one after any round when 5 minutes passed without a
 line, so a log shows a slow run is alive.
+
+A run estimated to take more than an hour says so once, up front: after two rounds
+of this process (or 30 s of rounds, whichever comes first) every display prints
+``this run will take about 2:46:40 (...)``, so a typo in ``rounds`` or
+``local_steps`` is seen before the night is spent (``gossamer plan`` estimates it
+before running).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from gossamer.sim import Simulation
 from gossamer.workflow.callbacks import Callback, Progress, ProgressCallback
 
 MODES = ("auto", "bar", "lines", "off")
+LONG_RUN_SECONDS = 3600.0  # runs estimated longer than this say so up front
 
 
 def _scaled_bytes(count: float) -> str:
@@ -70,6 +77,7 @@ class ProgressDisplay(Callback):
         self.began = self.clock()
         self.rounds_began: float | None = None  # when this process began its rounds
         self.first_round = 0
+        self.estimated = False  # the long-run estimate was considered
         self.show()
 
     # ---------------------------------------------------------------- loop hooks
@@ -92,6 +100,7 @@ class ProgressDisplay(Callback):
         if self.rounds_began is None:  # the initial evaluation ended the set-up
             self._rounds_begin(sim.next_round)
         self.done = sim.next_round
+        self._estimate_up_front()
         self.show()
 
     def on_finish(self, sim: Simulation, result: Result) -> None:
@@ -111,6 +120,24 @@ class ProgressDisplay(Callback):
         records = sim.ledger.per_round
         self.bytes_sent += sum(r["bytes_sent"] for r in records[self._counted :])
         self._counted = len(records)
+
+    def _estimate_up_front(self) -> None:
+        """Once a run has a pace (two rounds, or 30 s of rounds), say when it will take
+        more than an hour."""
+        if self.estimated or self.rounds_began is None:
+            return
+        rounds_done, seconds = self.done - self.first_round, self.clock() - self.rounds_began
+        if rounds_done < 2 and not (rounds_done >= 1 and seconds >= 30):
+            return
+        self.estimated = True
+        total = self.clock() - self.began + (self.eta() or 0.0)
+        if total > LONG_RUN_SECONDS:
+            self.notice(
+                f"this run will take about {_duration(total)} (from the pace of its first "
+                f"{rounds_done} round{'s' if rounds_done > 1 else ''}: {self.rounds - self.done:,} "
+                "rounds left); Ctrl-C stops it at a checkpoint, `gossamer plan` estimates "
+                "before running"
+            )
 
     def eta(self) -> float | None:
         """Seconds left at the average pace of this process's rounds (None before one)."""
@@ -135,6 +162,10 @@ class ProgressDisplay(Callback):
     # ---------------------------------------------------------------- shown by subclasses
     def show(self) -> None:
         """The state changed (set-up step, round done)."""
+
+    def notice(self, text: str) -> None:
+        """A message to show once, apart from the status (the long-run estimate)."""
+        print(text, file=sys.stderr, flush=True)
 
     def rounds_start(self) -> None:
         """The set-up is over; the rounds begin."""
@@ -165,6 +196,9 @@ class LineProgress(ProgressDisplay):
         stream = self.stream if self.stream is not None else sys.stderr
         print(prefix + text, file=stream, flush=True)
         self.last_line = self.clock()
+
+    def notice(self, text: str) -> None:
+        self.write(text)
 
     def begin(self, rounds: int, label: str = "") -> None:
         self._tick = -1
@@ -228,6 +262,9 @@ class BarProgress(ProgressDisplay):
         if self.phase != self._shown_phase:
             self.bar.refresh()  # every step of the set-up is seen, however short
             self._shown_phase = self.phase
+
+    def notice(self, text: str) -> None:
+        self.console.print(text)  # above the live bar
 
     def close(self) -> None:
         if self.bar is not None:
