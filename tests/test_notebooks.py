@@ -282,3 +282,5 @@ def test_report_without_an_output_directory_is_refused_before_any_run():
         gossamer.compare(source, protocols=["dpsgd"], report=True)
     with pytest.raises(ConfigError, match="report=True needs out, the directory"):
         gossamer.sweep(source, grid=["protocol=dpsgd"], report=True)
+    with pytest.raises(ConfigError, match="report=True needs out, the directory"):
+        gossamer.run(source, report=True)  # one run: refused too, before any work

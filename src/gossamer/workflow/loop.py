@@ -48,6 +48,16 @@ class RunInterrupted(KeyboardInterrupt):
         self.run_dir, self.rounds_done = run_dir, rounds_done
 
 
+def check_report(report: bool, out: str | Path | None) -> None:
+    """Before a run, comparison or sweep: its report is written into its directory,
+    so ``report=True`` needs ``out`` (the command line always has one)."""
+    if report and out is None:
+        raise ConfigError(
+            f"report=True needs {arg('out')}, the directory to write report.html and "
+            "report.md into (e.g. out='runs/my-comparison'); got out=None"
+        )
+
+
 def run(
     config: Config | dict | str | Path | None = None,
     *,
@@ -81,6 +91,7 @@ def run(
     A first Ctrl-C (SIGINT) stops after the current round with a checkpoint and raises
     :class:`RunInterrupted`; ``resume(out)`` continues. A second Ctrl-C stops at once.
     """
+    check_report(report, out)
     config = load_config(config, overrides)
     writer = RunWriter(Path(out), force=force) if out is not None else None  # before work
     check_tracking(config, writer.path if writer is not None else None)

@@ -15,7 +15,7 @@ from typing import Any
 from gossamer.config import Config, ConfigError, RunDirectoryError, arg, config_hash, load_config
 from gossamer.results import CHECKPOINT, FINISH_MARKS, Result, directory_kind, load_run
 from gossamer.workflow.callbacks import Callback
-from gossamer.workflow.loop import ProgressArg, RunInterrupted, resume, run
+from gossamer.workflow.loop import ProgressArg, RunInterrupted, check_report, resume, run  # noqa: F401 - check_report for compare, sweep
 from gossamer.workflow.progress import ProgressDisplay, resolve_progress
 from gossamer.workflow.tracking import check_tracking
 
@@ -101,15 +101,6 @@ def run_or_continue(
         raise RunInterrupted(run_dir, config.rounds)
     return result
 
-
-def check_report(report: bool, out: str | Path | None) -> None:
-    """Before a comparison or sweep: its report is written into its directory, so
-    ``report=True`` needs ``out`` (the command line always has one)."""
-    if report and out is None:
-        raise ConfigError(
-            f"report=True needs {arg('out')}, the directory to write report.html and "
-            "report.md into (e.g. out='runs/my-comparison'); got out=None"
-        )
 
 
 def run_progress(progress: Any, count: int) -> Callable[[int, str], Any]:
