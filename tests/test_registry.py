@@ -74,7 +74,8 @@ def test_the_builtins_table_names_exactly_what_gossamer_sim_registers():
             for name, (_, implementation) in registry._entries.items()
             if _defined_in_gossamer(implementation)
         }
-        assert registered == set(BUILTINS[kind]), f"config/builtins.py, {kind}: {registered}"
+        missing, extra = registered - set(BUILTINS[kind]), set(BUILTINS[kind]) - registered
+        assert not missing and not extra, f"config/builtins.py, {kind}: add {missing}, drop {extra}"
         assert all(len(line) <= 55 for line in BUILTINS[kind].values())
 
 
