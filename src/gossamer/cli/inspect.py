@@ -173,11 +173,13 @@ def list_components(as_json: JsonOpt = False) -> None:
     if as_json:
         output.json({key.partition(".")[0]: named for key, named in listing.items()})
         return
-    for i, (key, named) in enumerate(listing.items()):
+    gap = ""
+    for key, named in listing.items():
+        output.line(f"{gap}{key}:")
         width = max(map(len, named))
-        output.line(f"{'' if i == 0 else chr(10)}{key}:")
         for name, what in named.items():
             output.line(f"  {name:<{width}}  {what}")
+        gap = "\n"
 
 
 def report(
