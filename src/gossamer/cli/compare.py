@@ -16,9 +16,9 @@ from gossamer.cli.options import (
     force_option,
     out_option,
 )
-from gossamer.cli.output import Output, errors_as_messages, fail
 from gossamer.cli.run import default_out
-from gossamer.report import format_interval
+
+# Each command imports what it needs when it runs: `gossamer --help` imports this module.
 
 #: Columns of comparison.csv shown in the terminal, and their titles.
 SHOWN = {
@@ -56,6 +56,7 @@ def compare(
 
     Example: gossamer compare --protocol dpsgd --protocol 'periodic period=10' -p nosync
     """
+    from gossamer.cli.output import Output, errors_as_messages
     from gossamer.workflow import RunInterrupted, load_variants
     from gossamer.workflow import compare as compare_variants
 
@@ -109,7 +110,9 @@ def sweep(
 
     Example: gossamer sweep --grid protocol.period=1,5,20 --set protocol=periodic --seeds 3
     """
+    from gossamer.cli.output import Output, errors_as_messages
     from gossamer.config import load_config
+    from gossamer.report import format_interval
     from gossamer.workflow import RunInterrupted, parse_grid, plan
     from gossamer.workflow import sweep as sweep_grid
 
@@ -155,6 +158,8 @@ def sweep(
 
 def stopped(out, kind: str, runs: str) -> None:
     """Ctrl-C stopped a comparison or sweep: say how to continue it."""
+    from gossamer.cli.output import fail
+
     fail(
         f"stopped; '{out}' holds an unfinished {kind}: rerun the same command with "
         f"--out {out} and without --force to continue (finished {runs} are kept, "

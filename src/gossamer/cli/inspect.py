@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from gossamer.cli.options import ConfigArg, JsonOpt, RanksOpt, SetOpt
-from gossamer.cli.output import Output, errors_as_messages
-from gossamer.config import comparison_base, dump_config, load_config
+
+# Each command imports what it needs when it runs: `gossamer --help` imports this module.
 
 
 def config(config: ConfigArg = None, set_: SetOpt = None) -> None:
@@ -17,6 +17,9 @@ def config(config: ConfigArg = None, set_: SetOpt = None) -> None:
 
     Example: gossamer config --set topology.kind=ring > my.yaml
     """
+    from gossamer.cli.output import errors_as_messages
+    from gossamer.config import dump_config, load_config
+
     with errors_as_messages():
         typer.echo(dump_config(load_config(config, set_ or ())), nl=False)
 
@@ -26,6 +29,8 @@ def topology(config: ConfigArg = None, set_: SetOpt = None, as_json: JsonOpt = F
 
     Example: gossamer topology --set topology.kind=exponential --set nodes=64
     """
+    from gossamer.cli.output import Output, errors_as_messages
+    from gossamer.config import load_config
     from gossamer.sim.topology import describe_topology
 
     with errors_as_messages():
@@ -41,6 +46,8 @@ def devices(config: ConfigArg = None, set_: SetOpt = None, as_json: JsonOpt = Fa
 
     Example: gossamer devices --set model.hidden=[200] --set energy.battery_fraction=0.1
     """
+    from gossamer.cli.output import Output, errors_as_messages
+    from gossamer.config import comparison_base, load_config
     from gossamer.sim.energy import device_table
 
     with errors_as_messages():
@@ -85,6 +92,7 @@ def delta(
 
     Example: gossamer delta examples/dynamic_averaging.yaml --set protocol=dynamic --budget 0.2
     """
+    from gossamer.cli.output import Output, errors_as_messages
     from gossamer.workflow import suggest_delta
 
     with errors_as_messages():
@@ -120,6 +128,7 @@ def plan(
 
     Example: gossamer plan examples/scaling_256.yaml --set nodes=4096
     """
+    from gossamer.cli.output import Output, errors_as_messages
     from gossamer.sim.memory import gigabytes
     from gossamer.workflow.planning import plan_run
 
@@ -151,23 +160,27 @@ def plan(
 def list_components(as_json: JsonOpt = False) -> None:
     """List what a config can name: protocols, models, optimizers, datasets, topologies.
 
+    One line each, without importing torch (plugins are imported).
+
     Example: gossamer list --json
     """
+    from gossamer.cli.output import Output, errors_as_messages
     from gossamer.config import REGISTRIES, TOPOLOGY_KINDS
 
     with errors_as_messages():
-        listing = {kind: registry.describe() for kind, registry in REGISTRIES.items()}
-    listing["topology"] = dict(TOPOLOGY_KINDS)
+        listing = {f"{kind}.name": registry.describe() for kind, registry in REGISTRIES.items()}
+    listing["topology.kind"] = dict(TOPOLOGY_KINDS)
     output = Output(as_json=as_json)
     if as_json:
-        output.json(listing)
+        output.json({key.partition(".")[0]: named for key, named in listing.items()})
         return
-    rows = [
-        {"key": f"{kind}.{'kind' if kind == 'topology' else 'name'}", "name": name, "what": what}
-        for kind, names in listing.items()
-        for name, what in names.items()
-    ]
-    output.table(rows, title="what a config can name")
+    gap = ""
+    for key, named in listing.items():
+        output.line(f"{gap}{key}:")
+        width = max(map(len, named))
+        for name, what in named.items():
+            output.line(f"  {name:<{width}}  {what}")
+        gap = "\n"
 
 
 def report(
@@ -180,6 +193,7 @@ def report(
 
     Example: gossamer report runs/quickstart runs/periodic --out runs/report
     """
+    from gossamer.cli.output import errors_as_messages
     from gossamer.report import write_report
 
     with errors_as_messages():

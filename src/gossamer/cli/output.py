@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -20,7 +20,9 @@ from rich.table import Table
 
 from gossamer.config import GossamerError
 from gossamer.report import format_number
-from gossamer.workflow.progress import ProgressDisplay, progress_display
+
+if TYPE_CHECKING:  # imported when shown: `gossamer list` needs no torch
+    from gossamer.workflow.progress import ProgressDisplay
 
 STDERR = Console(stderr=True)
 
@@ -80,4 +82,6 @@ class Output:
         terminal, plain lines otherwise; None with ``--quiet``, ``--json`` or 'off'."""
         if self.quiet or self.as_json:
             return None
+        from gossamer.workflow.progress import progress_display
+
         return progress_display(mode, STDERR)

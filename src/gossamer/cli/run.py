@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,9 +21,11 @@ from gossamer.cli.options import (
     force_option,
     out_option,
 )
-from gossamer.cli.output import Output, errors_as_messages, fail
-from gossamer.config import load_config
-from gossamer.results import Result
+
+# Each command imports what it needs when it runs: `gossamer --help` imports this module.
+if TYPE_CHECKING:
+    from gossamer.cli.output import Output
+    from gossamer.results import Result
 
 
 def run(
@@ -43,6 +45,8 @@ def run(
 
     Example: gossamer run examples/quickstart.yaml --set protocol=periodic -s protocol.period=5
     """
+    from gossamer.cli.output import Output, errors_as_messages
+    from gossamer.config import load_config
     from gossamer.workflow import run as run_experiment
 
     with errors_as_messages():
@@ -75,6 +79,7 @@ def resume(
 
     Example: gossamer resume runs/20261122-101500-dpsgd
     """
+    from gossamer.cli.output import Output, errors_as_messages
     from gossamer.workflow import resume as resume_run
     from gossamer.workflow import resume_config
 
@@ -109,6 +114,7 @@ def follow(
 ) -> Result:
     """Run ``start(display)`` with the ``--progress`` display; errors as one message.
     With ``ranks`` > 1 the workers run elsewhere: a line says so, and no progress."""
+    from gossamer.cli.output import errors_as_messages, fail
     from gossamer.workflow import RunInterrupted
 
     try:
@@ -129,6 +135,8 @@ def follow(
 
 def show_run(result: Result, out: Path, output: Output) -> None:
     """The summary as JSON, or the table of a run's final numbers."""
+    from gossamer.cli.output import Output
+
     summary = result.summary
     if output.as_json:
         output.json(summary)

@@ -8,7 +8,10 @@ its keys (``@register_protocol(MyConfig)`` on a protocol class,
 
 Components come from three places:
 
-- built in: gossamer's own modules register theirs when ``gossamer`` is imported;
+- built in: ``gossamer.sim`` registers gossamer's own when imported, which a registry
+  does on the first lookup of an implementation or a config section; their names and
+  one line each are known before (``config/builtins.py``), so that listing them
+  needs no torch;
 - installed plugins: every entry point of the group ``gossamer.plugins`` names a
   module that registers components when imported (like pytest's plugins); they are
   imported on the first lookup of a name;
@@ -17,7 +20,7 @@ Components come from three places:
   ``config.yaml`` so that ``resume``, ``compare`` and ``report`` find it again.
 
 This layer holds the names and classes only; it never imports the layers that
-register them.
+register them (it imports ``gossamer.sim`` by name, as it imports a plugin).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from gossamer.config import builtins
 from gossamer.config.errors import ConfigError, format_validation_error
 
 ENTRY_POINT_GROUP = "gossamer.plugins"
@@ -73,19 +77,30 @@ class Registry:
         self.base: type | None = None
         self._entries: dict[str, tuple[type[Section] | None, Any]] = {}
         self._imported: dict[tuple[type, str], type[Section]] = {}
+        # The built-ins of this kind, name -> one line; registered by importing
+        # builtins.MODULE on the first lookup (load_builtins).
+        self.builtins = builtins.BUILTINS.get(kind, {})
+        self._replaced: set[str] = set()  # built-in names registered anew from elsewhere
 
     def register(self, name: str, config_class: type[Section] | None, implementation: Any) -> None:
-        """Register ``implementation`` under ``name``; a later registration replaces it."""
+        """Register ``implementation`` under ``name``; a later registration replaces it.
+
+        The built-ins are registered first, so a component registered under a built-in's
+        name replaces the built-in, never the reverse.
+        """
+        load_builtins()  # (a no-op while they register)
+        if name in self._entries:  # the first registration of a built-in's name is its own
+            self._replaced.add(name)
         self._entries[name] = (config_class, implementation)
 
     def names(self) -> list[str]:
-        """Every registered name, plugins included, sorted."""
+        """Every registered name, built-ins and plugins included, sorted."""
         load_plugins()
-        return sorted(self._entries)
+        return sorted({*self.builtins, *self._entries})
 
     def __contains__(self, name: str) -> bool:
         load_plugins()
-        return name in self._entries
+        return name in self.builtins or name in self._entries
 
     def config_class(self, name: str) -> type[Section] | None:
         return self._lookup(name)[0]
@@ -98,6 +113,8 @@ class Registry:
             raise ConfigError(
                 f"{self.kind}.name: expected one of {', '.join(self.names())}; got {name!r}"
             )
+        if name not in self._entries:
+            load_builtins()
         return self._entries[name]
 
     def section(self, value: Any) -> Section:
@@ -131,9 +148,13 @@ class Registry:
             raise ConfigError(f"{self.kind} {name!r}:\n{lines}") from None
 
     def describe(self) -> dict[str, str]:
-        """Every registered name with the first line of its documentation."""
+        """Every registered name with one line: a built-in's from ``config/builtins.py``
+        (without importing it), any other's from its ``description`` or docstring."""
         described = {}
         for name in self.names():
+            if name in self.builtins and name not in self._replaced:
+                described[name] = self.builtins[name]
+                continue
             config_class, implementation = self._entries[name]
             doc = getattr(implementation, "description", None) or implementation.__doc__
             described[name] = _first_sentence(doc or config_class.__doc__ or "")
@@ -149,6 +170,7 @@ class Registry:
         """The config class of an implementation named by ``import_path``, with ``name:
         custom`` and ``import_path`` added to its keys."""
         key = f"{self.kind}.import_path"
+        load_builtins()  # they set self.base
         if not isinstance(path, str):
             raise ConfigError(
                 f"{key}: expected 'file.py:Class' or 'module:Class' with name "
@@ -177,6 +199,23 @@ class Registry:
 def _first_sentence(doc: str) -> str:
     """The first paragraph of a docstring, on one line."""
     return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+_builtins_loaded = False
+_loading_builtins = False
+
+
+def load_builtins() -> None:
+    """Import :data:`builtins.MODULE`, which registers the built-in components (once)."""
+    global _builtins_loaded, _loading_builtins
+    if _builtins_loaded or _loading_builtins:
+        return
+    _loading_builtins = True  # its registrations must not load it again
+    try:
+        importlib.import_module(builtins.MODULE)
+        _builtins_loaded = True
+    finally:
+        _loading_builtins = False
 
 
 _plugins_loaded = False

@@ -102,7 +102,6 @@ def run_or_continue(
     return result
 
 
-
 def run_progress(progress: Any, count: int) -> Callable[[int, str], Any]:
     """``progress`` of a comparison or sweep of ``count`` runs as a function of the run's
     index and name: True, a mode or a ProgressDisplay is one display that follows
