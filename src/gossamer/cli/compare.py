@@ -17,14 +17,14 @@ from gossamer.cli.options import (
 )
 from gossamer.cli.output import Output, errors_as_messages, fail
 from gossamer.cli.run import default_out
-from gossamer.report import format_interval
+from gossamer.report.tables import format_bytes, format_energy, format_interval
 
 #: Columns of comparison.csv shown in the terminal, and their titles.
 SHOWN = {
     "variant": "variant",
     "test_accuracy_mean": "accuracy",
-    "megabytes_sent": "MB sent",
-    "energy_joules": "energy J",
+    "megabytes_sent": "sent",
+    "energy_joules": "energy",
     "cumulative_prequential_loss": "cum. loss",
     "pareto_optimal": "pareto",
 }
@@ -98,9 +98,18 @@ def compare(
         if column.startswith("recovery_rounds"):
             shown[column] = f"recovery ({column.rsplit('_', 1)[1]})"
     columns = [c for c in shown if c in table]
-    rows = [{shown[c]: table[c][i] for c in columns} for i in range(len(table["variant"]))]
+    rows = [
+        {shown[c]: _cell(c, table[c][i]) for c in columns} for i in range(len(table["variant"]))
+    ]
     output.table(rows, title=f"gossamer compare: {len(variants)} variants")
     output.line(f"comparison directory: {out}")
+
+
+def _cell(column: str, value):
+    """Bytes and Joules in the unit of their size; other values as they are."""
+    if column == "megabytes_sent":
+        return format_bytes(float(value) * 1e6)
+    return format_energy(value) if column == "energy_joules" else value
 
 
 def sweep(
@@ -164,8 +173,8 @@ def sweep(
                 **{key: str(t[key][i]) for key in values},
                 "seeds": t["seeds"][i],
                 "accuracy (95% CI)": format_interval(t["test_accuracy_mean"][i], low, high),
-                "MB sent": t["megabytes_sent"][i],
-                "energy J": t["energy_joules"][i],
+                "sent": _cell("megabytes_sent", t["megabytes_sent"][i]),
+                "energy": _cell("energy_joules", t["energy_joules"][i]),
             }
         )
     output.table(rows, title=f"gossamer sweep: {len(result.points)} points x {seeds} seeds")

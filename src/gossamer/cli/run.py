@@ -22,6 +22,7 @@ from gossamer.cli.options import (
 )
 from gossamer.cli.output import Output, errors_as_messages, fail
 from gossamer.config import load_config
+from gossamer.report.tables import format_bytes, format_energy
 from gossamer.results import Result
 
 
@@ -138,9 +139,9 @@ def show_run(result: Result, out: Path, output: Output) -> None:
             "average model accuracy": final["avg_model_accuracy"],
             "consensus distance": final["consensus_distance"],
             "messages": totals["messages"],
-            "MB sent": totals["bytes_sent"] / 1e6,
+            "sent": format_bytes(totals["bytes_sent"]),
             "local steps": totals["local_steps"],
-            "energy (J)": totals["energy_joules"],
+            "energy": format_energy(totals["energy_joules"]),
             "wall time (s)": summary["wall_seconds"],
             "run directory": str(out),
         },
