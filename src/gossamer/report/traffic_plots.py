@@ -16,6 +16,7 @@ from gossamer.report.figures import (
     moving_average,
     variant_colors,
 )
+from gossamer.report.tables import format_bytes
 from gossamer.results import Result
 
 SMOOTHING = 5  # rounds in the moving average of per-round losses
@@ -53,6 +54,12 @@ def traffic_per_round(results: Mapping[str, Result], drifts: list[int]) -> Plot:
             "The totals differ more than 100-fold: logarithmic axis, rounds before the first "
             "byte and variants that send nothing are not on it."
         )
+    for label, result in results.items():
+        per_round = np.asarray(result.rounds["bytes_sent"], dtype=float)
+        if len(per_round) > 1 and np.all(per_round == per_round[0]):
+            caption.append(
+                f"{label} sent {format_bytes(per_round[0])} every round: a straight line."
+            )
     if drifts:
         caption.append(f"Grey dashed: concept drift at round {listed(drifts)}.")
     return Plot("communication_vs_rounds", "Communication over time", " ".join(caption), fig)
