@@ -43,6 +43,7 @@ from gossamer.results import (
     directory_names,
     load,
     load_run,
+    pareto_optimal,
     read_table,
 )
 
@@ -141,7 +142,9 @@ def _sections(runs: dict[str, tuple[Result, dict | None]], title: str) -> list[d
     results = {name: result for name, (result, _) in runs.items()}
     if len(runs) > 1:
         blocks.append({"kind": "h2", "text": "Results"})
-        blocks.append({"kind": "table", "rows": [_row(n, r) for n, r in results.items()]})
+        rows = [_row(n, r) for n, r in results.items()]
+        _mark_pareto(rows, list(results.values()))
+        blocks.append({"kind": "table", "rows": rows})
         finished = {n: r for n, r in results.items() if len(r.metrics.get("round", ()))}
         blocks += _plot_blocks(comparison_figures(finished))
     stems = dict(zip(runs, directory_names(list(runs), limit=40), strict=True))
@@ -241,6 +244,23 @@ def _row(name: str, result: Result) -> dict[str, Any]:
     if "cumulative_prequential_loss" in last:
         row["cum. prequential loss"] = last["cumulative_prequential_loss"]
     return row
+
+
+def _mark_pareto(rows: list[dict[str, Any]], results: list[Result]) -> None:
+    """A Pareto column over the finished runs (accuracy, or cumulative loss with streams;
+    bytes; energy), as in comparison.csv; unfinished runs get none."""
+    done = [i for i, r in enumerate(results) if r.summary.get("finished")]
+    finals = [results[i].summary["final"] for i in done]
+    totals = [results[i].summary["totals"] for i in done]
+    streams = all("cumulative_prequential_loss" in f for f in finals)
+    loss = [
+        f["cumulative_prequential_loss"] if streams else -f["test_accuracy_mean"] for f in finals
+    ]
+    traffic = [t["bytes_sent"] for t in totals]
+    energy = [t["energy_joules"] for t in totals]
+    front = dict(zip(done, pareto_optimal(loss, traffic, energy), strict=True)) if done else {}
+    for i, row in enumerate(rows):
+        row["Pareto optimal"] = front.get(i)
 
 
 def _render(blocks: list[dict]) -> list[dict]:

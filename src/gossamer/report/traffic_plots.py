@@ -56,10 +56,8 @@ def traffic_per_round(results: Mapping[str, Result], drifts: list[int]) -> Plot:
         )
     for label, result in results.items():
         per_round = np.asarray(result.rounds["bytes_sent"], dtype=float)
-        if len(per_round) > 1 and np.all(per_round == per_round[0]):
-            caption.append(
-                f"{label} sent {format_bytes(per_round[0])} every round: a straight line."
-            )
+        if len(per_round) > 1 and per_round[0] > 0 and np.all(per_round == per_round[0]):
+            caption.append(f"{label} sent {format_bytes(per_round[0])} every round.")
     if drifts:
         caption.append(f"Grey dashed: concept drift at round {listed(drifts)}.")
     return Plot("communication_vs_rounds", "Communication over time", " ".join(caption), fig)
@@ -73,26 +71,47 @@ def prequential(results: Mapping[str, Result], by_bytes: bool) -> Plot:
     sent = {
         n: np.cumsum(np.asarray(r.rounds["bytes_sent"], dtype=float)) for n, r in results.items()
     }
-    scale, name = axis_unit([float(s[-1]) for s in sent.values()], "B")
+    positive = [float(s[-1]) for s in sent.values() if s[-1] > 0]
+    log = by_bytes and len(positive) > 1 and max(positive) / min(positive) > LOG_SPAN
+    scale, name = axis_unit(positive, "B")
+    silent = []
     for label, result in results.items():
-        x = sent[label] / scale if by_bytes else result.rounds["round"]
-        loss = result.rounds["cumulative_prequential_loss"]
-        ax.plot(x, loss, label=label, color=colors[label])
+        loss = np.asarray(result.rounds["cumulative_prequential_loss"], dtype=float)
+        if by_bytes and sent[label][-1] == 0:  # sends nothing: its final loss
+            ax.axhline(
+                loss[-1], color=colors[label], linestyle=":", label=f"{label} (sends nothing)"
+            )
+            silent.append(label)
+            continue
+        x = sent[label] / scale if by_bytes else np.asarray(result.rounds["round"], dtype=float)
+        shown = x > 0 if log else np.ones(len(x), dtype=bool)
+        ax.plot(x[shown], loss[shown], label=label, color=colors[label])
         ax.plot(x[-1], loss[-1], "o", color=colors[label])
-    ax.set_xlabel(f"cumulative bytes sent ({name})" if by_bytes else "round")
+    if log:
+        ax.set_xscale("log")
+    axis = f"cumulative bytes sent ({name}{', log scale' if log else ''})"
+    ax.set_xlabel(axis if by_bytes else "round")
     ax.set_ylabel("cumulative prequential loss (sum over nodes)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small", ncol=2)
     against = "communication" if by_bytes else "rounds"
-    caption = (
+    caption = [
         "The loss of each mini-batch before training on it, summed over nodes and rounds, "
-        "after every round; dot: the end of the run."
-        + ("" if by_bytes else " Every variant sent the same bytes, so it is drawn by round.")
-    )
+        "after every round (every round is recorded); dot: the end of the run."
+    ]
+    if not by_bytes:
+        caption.append("Every variant sent the same bytes, so it is drawn by round.")
+    if log:
+        caption.append(
+            f"The totals differ more than {LOG_SPAN:.0f}-fold: logarithmic axis, rounds "
+            "before the first byte are not on it."
+        )
+    if silent:
+        caption.append(f"{', '.join(silent)} sent nothing: dotted, its final loss.")
     return Plot(
         f"prequential_loss_vs_{'bytes' if by_bytes else 'rounds'}",
         f"Cumulative prequential loss against {against}",
-        caption,
+        " ".join(caption),
         fig,
     )
 
