@@ -148,7 +148,6 @@ class _Cycles:
 
     by_cycle: dict[int, list[str]] = field(default_factory=dict)
     too_few: list[str] = field(default_factory=list)
-    hollow: bool = False
 
     def joined(self, label: str, result: Result) -> np.ndarray:
         """The evaluations at the end of a cycle; all of them for protocols without
@@ -162,7 +161,6 @@ class _Cycles:
             self.too_few.append(label)
             return np.ones(len(rounds), dtype=bool)
         self.by_cycle.setdefault(cycle, []).append(label)
-        self.hollow = True
         return ends
 
     def caption(self) -> list[str]:
