@@ -134,6 +134,10 @@ def sweep_curves(
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     palette = colormaps["tab10" if len(by_point) <= 10 else "viridis"]
+    keys = list(dict.fromkeys(k for point in points for k in point))
+    # labels name what differs between points; one point: everything
+    varying = [k for k in keys if len({json.dumps(p.get(k)) for p in points}) > 1] or keys
+    shared = {k: points[0][k] for k in keys if k not in varying and k in points[0]}
     seeds, aligned = set(), []
     for k, (index, results) in enumerate(by_point.items()):
         color = palette(k % 10) if len(by_point) <= 10 else palette(k / max(len(by_point) - 1, 1))
@@ -151,7 +155,8 @@ def sweep_curves(
             aligned.append((point_words(points[index]), cycle))
         else:
             joined = np.ones(len(rounds), dtype=bool)
-        label = f"{point_words(points[index])} ({len(results)} seed{'s' * (len(results) > 1)})"
+        shown = {k: points[index][k] for k in varying if k in points[index]}
+        label = f"{point_words(shown)} ({len(results)} seed{'s' * (len(results) > 1)})"
         ax.plot(rounds[joined], mean[joined], marker=".", color=color, label=label)
         if len(results) > 1:
             ax.fill_between(rounds[joined], low[joined], high[joined], color=color, alpha=0.2)
@@ -168,11 +173,13 @@ def sweep_curves(
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy (mean over nodes)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small", ncol=2)
+    ax.legend(fontsize="x-small", ncol=1 if len(by_point) > 8 else 2)
     caption = [
         "Mean test accuracy over nodes at each evaluation, averaged over the seeds of each "
         "point (lines join measured evaluations only)."
     ]
+    if shared and varying:
+        caption.append(f"Every point has {point_words(shared)}.")
     if max(seeds) > 1:
         caption.append(
             "Band: the 95% Student-t interval over seeds at each evaluation, "
