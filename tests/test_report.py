@@ -348,3 +348,19 @@ def test_report_formats_and_their_errors(tmp_path):
     assert bad.exit_code == 2 and "--format: expected some of png, pdf, svg" in bad.stderr
     page = (out / "report.html").read_text()
     assert "<strong>Test accuracy against rounds</strong>. Test accuracy of every node" in page
+
+
+def test_sweep_curve_labels_name_what_differs_between_points():
+    points = [
+        {"optimizer.lr": 0.05, "protocol.period": 4},
+        {"optimizer.lr": 0.5, "protocol.period": 4},
+    ]
+    runs = {
+        (i, 0): fake({"name": "dpsgd"}, [0, 2, 4], [0.1, 0.3 + i / 10, 0.5], [0, 1, 2], [0, 1, 2])
+        for i in range(2)
+    }
+    (plot,) = sweep_curves(points, runs)
+    labels = [line.get_label() for line in plot.figure.axes[0].get_lines()]
+    assert labels == ["learning rate 0.05 (1 seed)", "learning rate 0.5 (1 seed)"]
+    assert "Every point has period (rounds) 4." in plot.caption
+    assert "One seed per point: no band." in plot.caption
