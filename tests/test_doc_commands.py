@@ -76,8 +76,22 @@ class Command:
     interrupted: bool = False  # a console block shows ^C (Ctrl-C) under it
 
     @property
+    def environment(self) -> dict[str, str]:
+        """The ``NAME=value`` assignments before the program (``WANDB_MODE=offline``)."""
+        words = shlex.split(self.text)
+        names = {}
+        for word in words:
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", word):
+                break
+            name, value = word.split("=", 1)
+            names[name] = value
+        return names
+
+    @property
     def argv(self) -> list[str]:
-        return shlex.split(self.text)
+        """The program and its arguments, ``$PWD`` and the like expanded as a shell does."""
+        words = shlex.split(self.text)[len(self.environment) :]
+        return [os.path.expandvars(word) for word in words]
 
     @property
     def normalized(self) -> str:
@@ -228,6 +242,8 @@ def test_the_commands_in_the_docs_run(tmp_path, monkeypatch):
         done.add(command.normalized)
         assert argv[0] in GOSSAMER, f"{command.where}: {command.text!r} neither runs nor is skipped"
         with monkeypatch.context() as patch:
+            for name, value in command.environment.items():
+                patch.setenv(name, value)
             if command.interrupted:
                 _interrupt_after_the_first_round(patch)
             short = shortened(argv[1:])

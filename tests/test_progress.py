@@ -15,12 +15,12 @@ import gossamer
 from conftest import SMALL, small_config
 from gossamer.cli.app import app
 from gossamer.config import ConfigError
+from gossamer.report.tables import format_bytes
 from gossamer.workflow.progress import (
     BarProgress,
     LineProgress,
     NotebookProgress,
     _duration,
-    _scaled_bytes,
     progress_display,
 )
 
@@ -41,15 +41,7 @@ ROUND_LINE = re.compile(
 )
 
 
-def test_units_and_durations_by_hand():
-    assert [_scaled_bytes(n) for n in (0, 950, 12_345, 99_960, 456_000_000)] == [
-        "0 B",
-        "950 B",
-        "12.3 kB",
-        "100 kB",
-        "456 MB",
-    ]
-    assert _scaled_bytes(1_234_567_890) == "1.2 GB" and _scaled_bytes(999_960) == "1.0 MB"
+def test_durations_by_hand():  # bytes: format_bytes, tests/test_report.py
     assert [_duration(s) for s in (0, 59.6, 400, 3600, 3725)] == [
         "0:00",
         "1:00",
@@ -81,7 +73,7 @@ def test_cli_in_a_log_prints_a_line_every_5_percent(tmp_path, tiny_file):
         evaluated = metrics["round"] <= done  # the latest evaluation so far
         accuracy = metrics["test_accuracy_mean"][evaluated][-1]
         assert match.group(3) == f"{accuracy:.3f}"
-        assert match.group(4) == _scaled_bytes(bytes_per_round[done - 1])
+        assert match.group(4) == format_bytes(bytes_per_round[done - 1])
     assert "test accuracy (mean over nodes)" in result.stdout  # the table, on stdout
 
 
@@ -221,7 +213,7 @@ def test_the_bar_shows_set_up_then_rounds_with_an_eta():
     assert states[1].startswith("set-up: evaluating the initial models  elapsed")
     assert re.fullmatch(r"round 0/4  acc 0\.383  sent 0 B  elapsed \d:\d\d  ETA -", states[2])
     assert re.fullmatch(
-        r"round 1/4  acc 0\.383  sent 5\.9 kB  elapsed \d:\d\d  ETA \d:\d\d", states[3]
+        r"round 1/4  acc 0\.383  sent 5\.904 kB  elapsed \d:\d\d  ETA \d:\d\d", states[3]
     )
     assert result.metrics["test_accuracy_mean"][0] == pytest.approx(0.3833, abs=1e-4)
     text = stream.getvalue()
@@ -252,7 +244,7 @@ def test_progress_renders_in_jupyter():
     accuracy = result.metrics["test_accuracy_mean"][-1]
     assert '<progress value="4" max="4"' in pages[-1]
     assert re.fullmatch(
-        rf"run  round 4/4  acc {accuracy:.3f}  sent 23\.6 kB  elapsed \d:\d\d  ETA 0:00",
+        rf"run  round 4/4  acc {accuracy:.3f}  sent 23\.62 kB  elapsed \d:\d\d  ETA 0:00",
         texts[-1],
     )
     assert len(pages) == 2 + 5  # set-up twice, then rounds 0 (set-up done) to 4

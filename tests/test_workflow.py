@@ -349,7 +349,7 @@ def test_run_report_is_self_contained_and_has_every_plot(tmp_path):
     gossamer.run(small_config(**RICH), out=out, report=True)
     page = (out / "report.html").read_text()
     for caption in FULL_REPORT:
-        assert f"<figcaption>{caption}</figcaption>" in page, caption
+        assert f"<figcaption><strong>{caption}</strong>. " in page, caption
     assert page.count("src='data:image/png;base64,") == len(FULL_REPORT)
     # Offline: nothing to fetch (no links, scripts, stylesheets or remote images).
     assert "http://" not in page and "https://" not in page
@@ -395,7 +395,7 @@ def test_compare_writes_a_report_by_default(tmp_path):
     assert result.exit_code == 0, result.output
     page = (out / "report.html").read_text()
     assert "<h2>dpsgd</h2>" in page and "<h2>nosync</h2>" in page
-    assert "<figcaption>Test accuracy against communication</figcaption>" in page
+    assert "<figcaption><strong>Test accuracy against communication</strong>. " in page
     skipped = tmp_path / "cmp2"
     runner.invoke(app, [*args, "-p", "dpsgd", "--out", str(skipped), "-q", "--no-report"])
     assert (skipped / "comparison.json").exists() and not (skipped / "report.html").exists()

@@ -24,8 +24,8 @@ from gossamer.cli.run import default_out
 SHOWN = {
     "variant": "variant",
     "test_accuracy_mean": "accuracy",
-    "megabytes_sent": "MB sent",
-    "energy_joules": "energy J",
+    "megabytes_sent": "sent",
+    "energy_joules": "energy",
     "cumulative_prequential_loss": "cum. loss",
     "pareto_optimal": "pareto",
 }
@@ -86,9 +86,20 @@ def compare(
         if column.startswith("recovery_rounds"):
             shown[column] = f"recovery ({column.rsplit('_', 1)[1]})"
     columns = [c for c in shown if c in table]
-    rows = [{shown[c]: table[c][i] for c in columns} for i in range(len(table["variant"]))]
+    rows = [
+        {shown[c]: _cell(c, table[c][i]) for c in columns} for i in range(len(table["variant"]))
+    ]
     output.table(rows, title=f"gossamer compare: {len(variants)} variants")
     output.line(f"comparison directory: {out}")
+
+
+def _cell(column: str, value):
+    """Bytes and Joules in the unit of their size; other values as they are."""
+    from gossamer.report.tables import format_bytes, format_energy
+
+    if column == "megabytes_sent":
+        return format_bytes(float(value) * 1e6)
+    return format_energy(value) if column == "energy_joules" else value
 
 
 def sweep(
@@ -148,8 +159,8 @@ def sweep(
                 **{key: str(t[key][i]) for key in values},
                 "seeds": t["seeds"][i],
                 "accuracy (95% CI)": format_interval(t["test_accuracy_mean"][i], low, high),
-                "MB sent": t["megabytes_sent"][i],
-                "energy J": t["energy_joules"][i],
+                "sent": _cell("megabytes_sent", t["megabytes_sent"][i]),
+                "energy": _cell("energy_joules", t["energy_joules"][i]),
             }
         )
     output.table(rows, title=f"gossamer sweep: {len(result.points)} points x {seeds} seeds")

@@ -188,14 +188,23 @@ def report(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Where to write (several runs).")
     ] = None,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="pdf|svg",
+            help="Also write every plot in report_files/ as PDF or SVG (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Write report.html (self-contained, works offline) and report.md for runs.
 
-    Example: gossamer report runs/quickstart runs/periodic --out runs/report
+    Example: gossamer report runs/quickstart runs/periodic --out runs/report --format pdf
     """
     from gossamer.cli.output import errors_as_messages
     from gossamer.report import write_report
 
     with errors_as_messages():
-        target = write_report(dirs, out)
+        target = write_report(dirs, out, formats=["png", *(formats or [])])
     typer.echo(f"{target / 'report.html'}")

@@ -136,6 +136,7 @@ def follow(
 def show_run(result: Result, out: Path, output: Output) -> None:
     """The summary as JSON, or the table of a run's final numbers."""
     from gossamer.cli.output import Output
+    from gossamer.report.tables import format_bytes, format_energy
 
     summary = result.summary
     if output.as_json:
@@ -150,9 +151,9 @@ def show_run(result: Result, out: Path, output: Output) -> None:
             "average model accuracy": final["avg_model_accuracy"],
             "consensus distance": final["consensus_distance"],
             "messages": totals["messages"],
-            "MB sent": totals["bytes_sent"] / 1e6,
+            "sent": format_bytes(totals["bytes_sent"]),
             "local steps": totals["local_steps"],
-            "energy (J)": totals["energy_joules"],
+            "energy": format_energy(totals["energy_joules"]),
             "wall time (s)": summary["wall_seconds"],
             "run directory": str(out),
         },

@@ -2,10 +2,13 @@
 
 ``gossamer report DIR...`` (and ``run``/``compare`` by default) writes ``report.html``
 (inline CSS, every plot embedded as a base64 PNG: it opens offline, with nothing to
-fetch) and ``report.md`` with its plots in ``report_files/``. One run directory gets
+fetch) and ``report.md`` with its plots in ``report_files/`` as PNG (and, when asked
+for with ``formats``, as PDF and SVG beside them, for papers). One run directory gets
 its configuration, results and the plots of one run; a comparison directory or
-several run directories get a comparison table, overlaid plots and a section per
-run.
+several run directories get a comparison table, overlaid plots and a section per run.
+Every plot has a caption that says what is drawn and how its points were chosen; a
+plot left out (e.g. accuracy against bytes when every variant sent the same bytes) is
+replaced by a note saying why.
 """
 
 from __future__ import annotations
@@ -15,14 +18,24 @@ import html
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
-from gossamer.config import RunDirectoryError, dump_config
-from gossamer.report.plots import comparison_figures, run_figures, sweep_figures
-from gossamer.report.tables import format_interval, format_number, markdown_rows
+from gossamer.config import ConfigError, RunDirectoryError, dump_config
+from gossamer.config.errors import spelled
+from gossamer.report.figures import FIGURE_FORMATS, Plot, save_figure
+from gossamer.report.plots import comparison_figures, run_figures
+from gossamer.report.sweep_plots import METRIC_WORDS, grid_value, sweep_curves, sweep_figures
+from gossamer.report.tables import (
+    format_bytes,
+    format_energy,
+    format_interval,
+    format_number,
+    markdown_rows,
+)
 from gossamer.results import (
     Result,
     atomic_write,
@@ -30,6 +43,7 @@ from gossamer.results import (
     directory_names,
     load,
     load_run,
+    pareto_optimal,
     read_table,
 )
 
@@ -41,19 +55,24 @@ td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; }
-figcaption { color: #555; font-size: 0.9em; }
+figcaption { color: #555; font-size: 0.9em; max-width: 800px; }
 .note { background: #fff4e0; padding: 0.6em 1em; border-left: 4px solid #f0a030; }
 """
 
 
-def write_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
+def write_report(
+    dirs: list[str | Path], out: str | Path | None = None, formats: Sequence[str] = ("png",)
+) -> Path:
     """Write report.html and report.md; returns the folder they are in.
 
     Args:
         dirs: one run directory, one comparison directory, or several run directories.
         out: where to write (default: the directory itself, or for several runs the
             parent of the first).
+        formats: the files of every plot in ``report_files/``: PNG always (the Markdown
+            shows it), PDF and SVG when named here (vector figures for a paper).
     """
+    formats = _formats(formats)
     dirs = [Path(d) for d in dirs]
     if not dirs:
         raise RunDirectoryError("report: expected at least one directory; got none")
@@ -80,8 +99,21 @@ def write_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     sections = _render(blocks)
     atomic_write(target / "report.html", _html(title, sections))
-    atomic_write(target / "report.md", _markdown(title, sections, target / "report_files"))
+    atomic_write(target / "report.md", _markdown(title, sections, target / "report_files", formats))
     return target
+
+
+def _formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """The plot formats asked for, checked before any work; PNG always comes first."""
+    if isinstance(formats, str):
+        formats = [formats]
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown:
+        raise ConfigError(
+            f"{spelled('formats', '--format')}: expected some of {', '.join(FIGURE_FORMATS)}; "
+            f"got {', '.join(map(str, unknown))}"
+        )
+    return ("png", *dict.fromkeys(f for f in formats if f != "png"))
 
 
 def _display_names(dirs: list[Path]) -> list[str]:
@@ -110,10 +142,11 @@ def _sections(runs: dict[str, tuple[Result, dict | None]], title: str) -> list[d
     results = {name: result for name, (result, _) in runs.items()}
     if len(runs) > 1:
         blocks.append({"kind": "h2", "text": "Results"})
-        blocks.append({"kind": "table", "rows": [_row(n, r) for n, r in results.items()]})
+        rows = [_row(n, r) for n, r in results.items()]
+        _mark_pareto(rows, list(results.values()))
+        blocks.append({"kind": "table", "rows": rows})
         finished = {n: r for n, r in results.items() if len(r.metrics.get("round", ()))}
-        for stem, caption, fig in comparison_figures(finished):
-            blocks.append({"kind": "figure", "stem": stem, "caption": caption, "figure": fig})
+        blocks += _plot_blocks(comparison_figures(finished))
     stems = dict(zip(runs, directory_names(list(runs), limit=40), strict=True))
     for name, (result, edges) in runs.items():
         blocks.append({"kind": "h2", "text": name if len(runs) > 1 else "Results"})
@@ -128,49 +161,63 @@ def _sections(runs: dict[str, tuple[Result, dict | None]], title: str) -> list[d
             )
         blocks.append({"kind": "table", "rows": [_row(name, result)]})
         if len(result.metrics.get("round", ())):
-            for stem, caption, fig in run_figures(result, edges):
-                blocks.append(
-                    {
-                        "kind": "figure",
-                        "stem": f"{stems[name]}_{stem}",
-                        "caption": caption,
-                        "figure": fig,
-                    }
-                )
+            blocks += _plot_blocks(run_figures(result, edges), prefix=f"{stems[name]}_")
         blocks.append({"kind": "h3", "text": "Configuration"})
         blocks.append({"kind": "code", "text": dump_config(result.config)})
     return blocks
 
 
+def _plot_blocks(plots: list[Plot], prefix: str = "") -> list[dict]:
+    """A figure block per drawn plot, a note per plot left out (its caption says why)."""
+    blocks = []
+    for plot in plots:
+        if plot.figure is None:
+            blocks.append({"kind": "note", "text": f"{plot.title}. {plot.caption}"})
+        else:
+            blocks.append(
+                {
+                    "kind": "figure",
+                    "stem": prefix + plot.stem,
+                    "title": plot.title,
+                    "caption": plot.caption,
+                    "figure": plot.figure,
+                }
+            )
+    return blocks
+
+
 def _sweep_sections(path: Path, title: str) -> list[dict]:
-    """A sweep: its table (mean and 95% interval per point), its plots, and the first
-    seed's run of every point overlaid."""
+    """A sweep: its table (mean and 95% interval per point), its plots, and every
+    point's learning curve (mean over seeds, 95% band)."""
     info = json.loads((path / "sweep.json").read_text())
     keys, table = info["grid"], read_table(path / "sweep.csv")
     blocks: list[dict] = [{"kind": "h1", "text": title}]
     blocks.append({"kind": "h2", "text": "Results (mean [95% CI] over seeds)"})
     rows = []
     for i in range(len(table["seeds"])):
-        row: dict[str, Any] = {k: table[k][i] for k in keys}
+        row: dict[str, Any] = {k: grid_value(info["points"][i][k]) for k in keys}
         row["seeds"] = table["seeds"][i]
-        for metric in ("test_accuracy_mean", "avg_model_accuracy", "megabytes_sent"):
-            low, high = table[f"{metric}_ci_low"][i], table[f"{metric}_ci_high"][i]
-            row[metric] = format_interval(table[metric][i], low, high)
+        for metric in (
+            "test_accuracy_mean",
+            "avg_model_accuracy",
+            "megabytes_sent",
+            "energy_joules",
+        ):
+            if metric not in table:
+                continue
+            words, unit, factor = METRIC_WORDS[metric]
+            values = [table[f"{metric}{end}"][i] * factor for end in ("", "_ci_low", "_ci_high")]
+            row[words] = format_interval(*values, unit=unit or None)
         rows.append(row)
     blocks.append({"kind": "table", "rows": rows})
-    for metric, caption, fig in sweep_figures(table, keys):
-        blocks.append(
-            {"kind": "figure", "stem": f"sweep_{metric}", "caption": caption, "figure": fig}
-        )
-    first: dict[int, tuple[str, Result]] = {}
+    blocks += _plot_blocks(sweep_figures(table, keys))
+    runs = {}
     for folder, run in info["runs"].items():
-        point = folder.rsplit("/", 1)[0]
-        if run["point"] not in first and (path / folder / "config.yaml").is_file():
-            first[run["point"]] = (point, load_run(path / folder))
-    if first:
-        blocks.append({"kind": "h2", "text": "First seed of every point"})
-        for stem, caption, fig in comparison_figures(dict(first.values())):
-            blocks.append({"kind": "figure", "stem": stem, "caption": caption, "figure": fig})
+        if (path / folder / "config.yaml").is_file():
+            runs[run["point"], run["seed"]] = load_run(path / folder)
+    if runs:
+        blocks.append({"kind": "h2", "text": "Learning curves"})
+        blocks += _plot_blocks(sweep_curves(info["points"], runs))
     return blocks
 
 
@@ -184,23 +231,43 @@ def _row(name: str, result: Result) -> dict[str, Any]:
         "rounds done": last.get("round", 0),
         "test accuracy": last.get("test_accuracy_mean"),
         "min / max": (
-            f"{last['test_accuracy_min']:.3f} / {last['test_accuracy_max']:.3f}" if last else ""
+            f"{format_number(last['test_accuracy_min'])} / "
+            f"{format_number(last['test_accuracy_max'])}"
+            if last
+            else ""
         ),
         "average model": last.get("avg_model_accuracy"),
         "messages": last.get("messages"),
-        "MB sent": last["bytes_sent"] / 1e6 if last else None,
-        "energy (J)": last.get("energy_joules"),
+        "sent": format_bytes(last["bytes_sent"]) if last else None,
+        "energy": format_energy(last["energy_joules"]) if last else None,
     }
     if "cumulative_prequential_loss" in last:
         row["cum. prequential loss"] = last["cumulative_prequential_loss"]
     return row
 
 
+def _mark_pareto(rows: list[dict[str, Any]], results: list[Result]) -> None:
+    """A Pareto column over the finished runs (accuracy, or cumulative loss with streams;
+    bytes; energy), as in comparison.csv; unfinished runs get none."""
+    done = [i for i, r in enumerate(results) if r.summary.get("finished")]
+    finals = [results[i].summary["final"] for i in done]
+    totals = [results[i].summary["totals"] for i in done]
+    streams = all("cumulative_prequential_loss" in f for f in finals)
+    loss = [
+        f["cumulative_prequential_loss"] if streams else -f["test_accuracy_mean"] for f in finals
+    ]
+    traffic = [t["bytes_sent"] for t in totals]
+    energy = [t["energy_joules"] for t in totals]
+    front = dict(zip(done, pareto_optimal(loss, traffic, energy), strict=True)) if done else {}
+    for i, row in enumerate(rows):
+        row["Pareto optimal"] = front.get(i)
+
+
 def _render(blocks: list[dict]) -> list[dict]:
     """Each figure's PNG, rendered once for both the HTML and the Markdown."""
     for block in blocks:
         if block["kind"] == "figure":
-            block["png"] = _png(block.pop("figure"))
+            block["png"] = _png(block["figure"])
     return blocks
 
 
@@ -235,16 +302,16 @@ def _html(title: str, blocks: list[dict]) -> str:
             parts.append(f"<table><tr>{header}</tr>{body}</table>")
         else:
             data = base64.b64encode(block["png"]).decode()
-            caption = html.escape(block["caption"])
+            title, caption = html.escape(block["title"]), html.escape(block["caption"])
             parts.append(
-                f"<figure><img alt='{caption}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{caption}</figcaption></figure>"
+                f"<figure><img alt='{title}' src='data:image/png;base64,{data}'>"
+                f"<figcaption><strong>{title}</strong>. {caption}</figcaption></figure>"
             )
     parts.append("<p><small>Written by gossamer.</small></p></body></html>")
     return "\n".join(parts)
 
 
-def _markdown(title: str, blocks: list[dict], files: Path) -> str:
+def _markdown(title: str, blocks: list[dict], files: Path, formats: Sequence[str]) -> str:
     files.mkdir(parents=True, exist_ok=True)
     lines = []
     for block in blocks:
@@ -260,6 +327,10 @@ def _markdown(title: str, blocks: list[dict], files: Path) -> str:
         else:
             name = f"{block['stem']}.png"
             (files / name).write_bytes(block["png"])
-            lines.append(f"![{block['caption']}]({files.name}/{name})")
+            for suffix in formats[1:]:  # vector files for papers, beside the PNG
+                save_figure(block["figure"], files / f"{block['stem']}.{suffix}", (suffix,))
+            lines.append(f"![{block['title']}]({files.name}/{name})")
+            lines.append("")
+            lines.append(f"*{block['title']}.* {block['caption']}")
         lines.append("")
     return "\n".join(lines)

@@ -1,71 +1,119 @@
-"""Plots of runs and comparisons (matplotlib's object API: no pyplot, no global state)."""
+"""Plots of runs and comparisons (matplotlib's object API: no pyplot, no global state).
+
+Honest by construction:
+
+- a curve joins measured evaluations only; no point is made up (not even one at
+  zero bytes) and a logarithmic axis leaves out what it cannot show, saying so;
+- where a protocol runs in cycles (SkipTrain's train and sync rounds, the period of
+  periodic and dynamic averaging: ``protocol.cycle_rounds``) its curve joins the
+  evaluations at the end of its cycles and shows the others as hollow dots, so that
+  protocols are compared at the same phase and curves do not zig-zag;
+- curves break at a concept drift;
+- a plot against a quantity every variant has in common (SkipTrain and D-PSGD send the
+  same bytes every round) is left out, and the report says so;
+- every plot has a caption saying what is drawn and how its points were chosen.
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
-from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
+from gossamer.report.distributions import label_distribution, node_accuracy, topology
+from gossamer.report.figures import (
+    LOG_SPAN,
+    Plot,
+    axis_unit,
+    cycle_end,
+    cycle_rounds,
+    drift_rounds,
+    listed,
+    same_for_all,
+    segments,
+    time_unit,
+    variant_colors,
+)
+from gossamer.report.tables import format_bytes, format_energy, format_number
+from gossamer.report.traffic_plots import loss_around_drift, prequential, traffic_per_round
 from gossamer.results import Result
-from gossamer.results.sweep import METRICS as SWEEP_METRICS
 
-SMOOTHING = 5  # rounds in the moving average of per-round losses
+MEASURED = (
+    "Each dot is a measured evaluation; lines join consecutive evaluations and "
+    "nothing between them is drawn."
+)
+#: Per x axis: its metrics.csv column, unit, words, and the title's words.
+AXES = {
+    "rounds": ("round", "", "rounds", "rounds"),
+    "bytes": ("bytes_sent", "B", "cumulative bytes sent by all nodes", "communication"),
+    "energy": ("energy_joules", "J", "cumulative energy of all nodes", "energy"),
+    "time": ("simulated_seconds", "s", "simulated time", "simulated time"),
+}
 
 
-def comparison_figures(results: Mapping[str, Result]) -> list[tuple[str, str, Figure]]:
-    """The plots comparing runs: (file stem, title, figure) each, for the data they have
-    (a run stopped before its first checkpoint has metrics but no per-round records)."""
+def comparison_figures(results: Mapping[str, Result]) -> list[Plot]:
+    """The plots comparing runs, chosen by what the runs recorded and by what differs
+    between them; a plot left out comes back with ``figure=None`` and a caption that
+    says why."""
     if not results:
         return []
-    figures = [
-        ("accuracy_vs_rounds", "Test accuracy against rounds", _accuracy_vs(results, "rounds")),
-        (
-            "accuracy_vs_bytes",
-            "Test accuracy against communication",
-            _accuracy_vs(results, "bytes"),
-        ),
-    ]
+    drifts = drift_rounds(results)
+    plots = [_accuracy_plot(results, "rounds", drifts)]
     per_round = {n: r for n, r in results.items() if len(r.rounds.get("round", ()))}
-    if per_round:
-        figures.append(
-            ("communication_vs_rounds", "Communication over time", _traffic_per_round(per_round))
-        )
+    same = {axis: _shared(results, axis) for axis in ("bytes", "energy", "time")}
+    if same["bytes"]:
+        plots.append(_left_out(results, "bytes"))
+    else:
+        plots.append(_accuracy_plot(results, "bytes", drifts))
+        if per_round:
+            plots.append(traffic_per_round(per_round, drifts))
     if all(_last(r.metrics, "simulated_seconds") > 0 for r in results.values()):
-        figures.append(
-            (
-                "accuracy_vs_time",
-                "Test accuracy against simulated time",
-                _accuracy_vs(results, "time"),
-            )
+        plots.append(
+            _left_out(results, "time") if same["time"] else _accuracy_plot(results, "time", drifts)
         )
     if any(_last(r.metrics, "energy_joules") > 0 for r in results.values()):
-        figures.append(
-            ("accuracy_vs_energy", "Test accuracy against energy", _accuracy_vs(results, "energy"))
+        plots.append(
+            _left_out(results, "energy")
+            if same["energy"]
+            else _accuracy_plot(results, "energy", drifts)
         )
     if per_round and all("cumulative_prequential_loss" in r.rounds for r in per_round.values()):
-        figures.append(
-            (
-                "prequential_loss_vs_bytes",
-                "Cumulative prequential loss against communication",
-                _prequential_vs_bytes(per_round),
-            )
-        )
-        drifts = [e["round"] for e in next(iter(per_round.values())).summary.get("drift", [])]
+        plots.append(prequential(per_round, by_bytes=not same["bytes"]))
         if drifts:
-            figures.append(
-                (
-                    "loss_around_drift",
-                    "Loss around the drift",
-                    _loss_around_drift(per_round, drifts),
-                )
-            )
-    return figures
+            plots.append(loss_around_drift(per_round, drifts))
+    return plots
+
+
+def run_figures(result: Result, edges: dict | None = None) -> list[Plot]:
+    """The plots of one run, from what it recorded."""
+    one = {_name(result): result}
+    plots = [_accuracy_band(result)]
+    plots += [p for p in comparison_figures(one) if p.stem != "accuracy_vs_rounds"]
+    if "test_accuracy" in result.nodes:
+        caption = (
+            "How many nodes reached each final test accuracy (each node's own model on the "
+            "common test set, at the final evaluation); dashed: the mean."
+        )
+        figure = node_accuracy(result.nodes["test_accuracy"])
+        plots.append(Plot("node_accuracy", "Per-node accuracy distribution", caption, figure))
+    if edges:
+        nodes = result.config.nodes
+        caption = "The graph (spring layout); nodes coloured by their final test accuracy."
+        if nodes > 1000:
+            caption = "The degree distribution of the graph (too many nodes to draw)."
+        figure = topology(edges, nodes, result.nodes.get("test_accuracy"))
+        plots.append(Plot("topology", "Topology", caption, figure))
+    if result.label_counts is not None:
+        caption = "Training samples of each class that every node holds."
+        figure = label_distribution(result.label_counts)
+        plots.append(Plot("label_distribution", "Label distribution over nodes", caption, figure))
+    return plots
+
+
+def _name(result: Result) -> str:
+    return result.run_dir.name if result.run_dir else "run"
 
 
 def _last(columns: dict, key: str) -> float:
@@ -73,295 +121,224 @@ def _last(columns: dict, key: str) -> float:
     return float(values[-1]) if values is not None and len(values) else 0.0
 
 
-def run_figures(result: Result, edges: dict | None = None) -> list[tuple[str, str, Figure]]:
-    """The plots of one run, from what it recorded."""
-    one = {result.run_dir.name if result.run_dir else "run": result}
-    figures = [("accuracy", "Test accuracy against rounds", _accuracy_band(result))]
-    figures += [f for f in comparison_figures(one) if f[0] not in ("accuracy_vs_rounds",)]
-    if "test_accuracy" in result.nodes:
-        figures.append(
-            (
-                "node_accuracy",
-                "Per-node accuracy distribution",
-                _node_accuracy(result.nodes["test_accuracy"]),
+def _shared(results: Mapping[str, Result], axis: str) -> bool:
+    column = AXES[axis][0]
+    if not all(column in r.metrics for r in results.values()):
+        return False
+    return same_for_all([(r.metrics["round"], r.metrics[column]) for r in results.values()])
+
+
+def _left_out(results: Mapping[str, Result], axis: str) -> Plot:
+    """The note that replaces a plot against a quantity all variants share."""
+    column, unit, words, title = AXES[axis]
+    total = _last(next(iter(results.values())).metrics, column)
+    shown = {"B": format_bytes, "J": format_energy}.get(unit, lambda s: f"{format_number(s)} s")
+    return Plot(
+        f"accuracy_vs_{axis}",
+        f"Test accuracy against {title}: not drawn",
+        f"Every variant has the same {words} at every evaluation ({shown(total)} in all): "
+        f"accuracy against {title} would repeat accuracy against rounds on another scale.",
+        None,
+    )
+
+
+@dataclass
+class _Cycles:
+    """Which evaluations each variant's curve joins, and the caption's account of it."""
+
+    by_cycle: dict[int, list[str]] = field(default_factory=dict)
+    too_few: list[str] = field(default_factory=list)
+
+    def joined(self, label: str, result: Result) -> np.ndarray:
+        """The evaluations at the end of a cycle; all of them for protocols without
+        cycles, or when fewer than two fall at a cycle's end."""
+        rounds = result.metrics["round"]
+        cycle = cycle_rounds(result)
+        ends = cycle_end(rounds, cycle)
+        if cycle == 1 or ends.all():
+            return np.ones(len(rounds), dtype=bool)
+        if ends.sum() < 2:
+            self.too_few.append(label)
+            return np.ones(len(rounds), dtype=bool)
+        self.by_cycle.setdefault(cycle, []).append(label)
+        return ends
+
+    def caption(self) -> list[str]:
+        lines = [
+            f"{', '.join(labels)}: the line joins the evaluations at the end of each "
+            f"{cycle}-round cycle (rounds done a multiple of {cycle}, right after the "
+            "synchronization), so that every protocol is compared at the same phase of its "
+            "cycle (accuracy rises and falls within a cycle); hollow dots: the evaluations "
+            "in between, not joined."
+            for cycle, labels in self.by_cycle.items()
+        ]
+        if self.too_few:
+            lines.append(
+                f"{', '.join(self.too_few)}: fewer than two evaluations at the end of a cycle, "
+                "so all are joined (set eval_every to a multiple of the cycle)."
             )
+        return lines
+
+
+def _accuracy_plot(results: Mapping[str, Result], axis: str, drifts: list[int]) -> Plot:
+    """Mean test accuracy over nodes against rounds, bytes, energy or simulated time."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    colors = variant_colors(results)
+    column, unit, words, title = AXES[axis]
+    totals = [_last(r.metrics, column) for r in results.values()]
+    positive = [t for t in totals if t > 0]
+    log = axis == "bytes" and len(positive) > 1 and max(positive) / min(positive) > LOG_SPAN
+    scale, name = time_unit(totals) if axis == "time" else axis_unit(totals, unit)
+    cycles, silent = _Cycles(), []
+    copies = _copies(results, column)
+    for label, result in results.items():
+        m = result.metrics
+        x = np.asarray(m[column], dtype=float) / scale
+        y = np.asarray(m["test_accuracy_mean"], dtype=float)
+        # a curve equal to one drawn before: dashed over it, and the legend says so
+        name_shown = f"{label} (= {copies[label]})" if label in copies else label
+        if axis == "bytes" and _last(m, column) == 0:  # sends nothing: its final accuracy
+            ax.axhline(y[-1], color=colors[label], linestyle=":", label=f"{label} (sends nothing)")
+            silent.append(label)
+            continue
+        shown = x > 0 if log else np.ones(len(x), dtype=bool)
+        joined = cycles.joined(label, result)
+        style = (0, (3, 3)) if label in copies else "-"
+        _draw(
+            ax,
+            x,
+            y,
+            m["round"],
+            (shown & joined, shown & ~joined),
+            drifts,
+            colors[label],
+            name_shown,
+            style,
         )
-    if edges:
-        accuracy = result.nodes.get("test_accuracy")
-        figures.append(("topology", "Topology", _topology(edges, result.config.nodes, accuracy)))
-    if result.label_counts is not None:
-        figures.append(
-            (
-                "label_distribution",
-                "Label distribution over nodes",
-                label_distribution(result.label_counts),
-            )
+    if axis == "rounds":
+        for d in drifts:
+            ax.axvline(d, color="grey", linestyle="--", linewidth=0.8)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{words}" + (f" ({name})" if name else "") + (", log scale" if log else ""))
+    ax.set_ylabel("test accuracy (mean over nodes)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small", ncol=2)
+    caption = [f"Mean test accuracy over nodes against {words}.", MEASURED]
+    if log:
+        caption.append(
+            f"The variants' totals differ more than {LOG_SPAN:.0f}-fold, so the axis is "
+            "logarithmic; evaluations before the first byte was sent (round 0) are not on it."
         )
-    return figures
+    if silent:
+        caption.append(f"{', '.join(silent)} sent nothing: dotted, its final accuracy.")
+    caption += cycles.caption()
+    if copies:
+        same = "; ".join(f"{label} = {original}" for label, original in copies.items())
+        caption.append(f"Equal curves, drawn dashed over each other: {same}.")
+    if drifts:
+        where = " (grey dashed)" if axis == "rounds" else ""
+        caption.append(f"Concept drift at round {listed(drifts)}{where}: curves break there.")
+    return Plot(f"accuracy_vs_{axis}", f"Test accuracy against {title}", " ".join(caption), fig)
 
 
-def comparison_plots(out: Path, results: Mapping[str, Result]) -> list[str]:
-    """Write the comparison's plots into ``out``; returns their file names."""
-    return [save_figure(fig, out / f"{stem}.png") for stem, _, fig in comparison_figures(results)]
+def _copies(results: Mapping[str, Result], column: str) -> dict[str, str]:
+    """Variants whose accuracy against ``column`` equals an earlier variant's, with
+    that variant's name (e.g. Greedy = D-PSGD while no budget runs out)."""
+    copies: dict[str, str] = {}
+    seen: list[tuple[str, Result]] = []
+    for label, result in results.items():
+        for original, other in seen:
+            if all(
+                np.array_equal(result.metrics[k], other.metrics[k])
+                for k in ("round", column, "test_accuracy_mean")
+            ):
+                copies[label] = original
+                break
+        else:
+            seen.append((label, result))
+    return copies
 
 
-def _accuracy_band(result: Result) -> Figure:
+def _draw(ax, x, y, rounds, masks, drifts, color, label, style="-") -> None:
+    """One variant: the evaluations it joins (``masks[0]``) as a line broken at
+    drifts, the others (``masks[1]``) as hollow dots."""
+    joined, apart = masks
+    first = True
+    for part in segments(rounds, drifts):
+        keep = part[joined[part]]
+        if len(keep):
+            label_first = label if first else None
+            ax.plot(x[keep], y[keep], marker=".", linestyle=style, color=color, label=label_first)
+            first = False
+    if apart.any():
+        ax.plot(
+            x[apart],
+            y[apart],
+            linestyle="none",
+            marker="o",
+            markersize=3.5,
+            markerfacecolor="none",
+            color=color,
+            alpha=0.7,
+        )
+
+
+def _accuracy_band(result: Result) -> Plot:
+    """One run's accuracy: mean over nodes, min-max band, and the average model."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     m = result.metrics
-    ax.fill_between(
-        m["round"],
-        m["test_accuracy_min"],
-        m["test_accuracy_max"],
-        alpha=0.25,
-        label="nodes: min to max",
-    )
-    ax.plot(m["round"], m["test_accuracy_mean"], marker=".", label="nodes: mean")
-    ax.plot(m["round"], m["avg_model_accuracy"], linestyle="--", label="average model")
+    cycles = _Cycles()
+    joined = cycles.joined(_name(result), result)
+    drifts = [int(e["round"]) for e in result.summary.get("drift", [])]
+    rounds = m["round"]
+    for k, part in enumerate(segments(rounds, drifts)):
+        keep = part[joined[part]]
+        low, high = m["test_accuracy_min"][keep], m["test_accuracy_max"][keep]
+        first = k == 0
+        ax.fill_between(
+            rounds[keep], low, high, alpha=0.25, label="nodes: min to max" if first else None
+        )
+        ax.plot(
+            rounds[keep],
+            m["test_accuracy_mean"][keep],
+            marker=".",
+            color="tab:blue",
+            label="nodes: mean" if first else None,
+        )
+        ax.plot(
+            rounds[keep],
+            m["avg_model_accuracy"][keep],
+            linestyle="--",
+            color="tab:orange",
+            label="average model" if first else None,
+        )
+    if not joined.all():
+        ax.plot(
+            rounds[~joined],
+            m["test_accuracy_mean"][~joined],
+            linestyle="none",
+            marker="o",
+            markersize=3.5,
+            markerfacecolor="none",
+            color="tab:blue",
+            label="nodes: mean, mid-cycle",
+        )
+    for d in drifts:
+        ax.axvline(d, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return fig
-
-
-def _node_accuracy(accuracy: np.ndarray) -> Figure:
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.subplots()
-    ax.hist(accuracy, bins=min(30, max(5, len(accuracy) // 4)), edgecolor="white")
-    ax.axvline(
-        float(np.mean(accuracy)),
-        color="black",
-        linestyle="--",
-        linewidth=1,
-        label=f"mean {np.mean(accuracy):.3f}",
-    )
-    ax.set_xlabel("final test accuracy of a node")
-    ax.set_ylabel("nodes")
-    ax.legend(fontsize="small")
-    return fig
-
-
-def _topology(edges: dict, nodes: int, accuracy: np.ndarray | None) -> Figure:
-    import networkx as nx
-
-    fig = Figure(figsize=(6, 6), layout="constrained")
-    ax = fig.subplots()
-    graph = nx.Graph()
-    graph.add_nodes_from(range(nodes))
-    graph.add_edges_from(zip(edges["u"].tolist(), edges["v"].tolist(), strict=True))
-    if nodes > 1000:  # too many to draw legibly: the degree distribution
-        degrees = [d for _, d in graph.degree()]
-        ax.hist(degrees, bins=30)
-        ax.set_xlabel("degree")
-        ax.set_ylabel("nodes")
-        return fig
-    position = nx.spring_layout(graph, seed=0, iterations=50)
-    xy = np.array([position[i] for i in range(nodes)])
-    segments = xy[np.array(list(graph.edges()), dtype=np.int64).reshape(-1, 2)]  # (E, 2, 2)
-    ax.add_collection(LineCollection(segments, colors="grey", linewidths=0.4, alpha=0.5, zorder=1))
-    size = max(8, 400 / np.sqrt(nodes))
-    if accuracy is not None and len(accuracy) == nodes:
-        points = ax.scatter(*xy.T, c=accuracy, s=size, cmap="viridis", zorder=2)
-        fig.colorbar(points, ax=ax, label="final test accuracy", shrink=0.7)
-    else:
-        ax.scatter(*xy.T, color="tab:blue", s=size, zorder=2)
-    ax.set_title(f"{nodes} nodes, {graph.number_of_edges()} edges")
-    ax.set_axis_off()
-    return fig
-
-
-def _accuracy_vs(results: Mapping[str, Result], axis: str) -> Figure:
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
-    colors = variant_colors(results)
-    for name, result in results.items():
-        m = result.metrics
-        x = {
-            "bytes": m["bytes_sent"] / 1e6,
-            "rounds": m["round"],
-            "energy": m["energy_joules"] / 1e3,
-            "time": m.get("simulated_seconds", m["round"]) / 60,
-        }[axis]
-        ax.plot(x, m["test_accuracy_mean"], marker=".", label=name, color=colors[name])
-    if axis == "bytes":
-        ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_xlabel("cumulative MB sent (symlog)")
-    elif axis == "energy":
-        ax.set_xlabel("cumulative energy of all nodes (kJ)")
-    elif axis == "time":
-        ax.set_xlabel("simulated time (minutes)")
-    else:
-        ax.set_xlabel("round")
-    ax.set_ylabel("test accuracy (mean over nodes)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small", ncol=2)
-    return fig
-
-
-def _traffic_per_round(results: Mapping[str, Result]) -> Figure:
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
-    colors = variant_colors(results)
-    for name, result in results.items():
-        r = result.rounds
-        ax.plot(
-            r["round"], np.cumsum(r["bytes_sent"]) / 1e6, label=name, lw=1.2, color=colors[name]
-        )
-    for event in next(iter(results.values())).summary.get("drift", []):
-        ax.axvline(event["round"], color="grey", linestyle="--", linewidth=0.8)
-    ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("round")
-    ax.set_ylabel("cumulative MB sent (symlog)")
-    ax.set_title("when the protocols communicate (dashed: drift)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small", ncol=2)
-    return fig
-
-
-def variant_colors(results: Mapping[str, Result]) -> dict[str, tuple]:
-    """One colour family per protocol, shaded from dark to light across its variants."""
-    from matplotlib import colormaps
-
-    families = ["Blues", "Oranges", "Greens", "Purples", "Reds", "Greys"]
-    by_protocol: dict[str, list[str]] = {}
-    for name, result in results.items():
-        by_protocol.setdefault(result.config.protocol.name, []).append(name)
-    colors = {}
-    for family, names in zip(families * 4, by_protocol.values(), strict=False):
-        shades = np.linspace(0.9, 0.45, len(names)) if len(names) > 1 else [0.75]
-        for name, shade in zip(names, shades, strict=True):
-            colors[name] = colormaps[family](shade)
-    return colors
-
-
-def _prequential_vs_bytes(results: Mapping[str, Result]) -> Figure:
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
-    colors = variant_colors(results)
-    for name, result in results.items():
-        r = result.rounds
-        megabytes = np.cumsum(r["bytes_sent"]) / 1e6
-        ax.plot(megabytes, r["cumulative_prequential_loss"], label=name, color=colors[name])
-        ax.plot(megabytes[-1], r["cumulative_prequential_loss"][-1], "o", color=colors[name])
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("cumulative MB sent (symlog)")
-    ax.set_ylabel("cumulative prequential loss (sum over nodes)")
-    ax.set_title("cumulative loss against communication (dot: end of run)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small", ncol=2)
-    return fig
-
-
-def _loss_around_drift(results: Mapping[str, Result], drifts: list[int]) -> Figure:
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
-    whole, zoom = fig.subplots(1, 2)
-    first = drifts[0]
-    colors = variant_colors(results)
-    for name, result in results.items():
-        loss = moving_average(result.rounds["prequential_loss"], SMOOTHING)
-        rounds = result.rounds["round"]
-        whole.plot(rounds, loss, label=name, linewidth=1, color=colors[name])
-        near = (rounds >= first - 40) & (rounds <= first + 80)
-        zoom.plot(rounds[near], loss[near], label=name, linewidth=1, color=colors[name])
-    for ax in (whole, zoom):
-        for d in drifts:
-            ax.axvline(d, color="grey", linestyle="--", linewidth=0.8)
-        ax.set_xlabel("round")
-        ax.set_ylabel(f"prequential loss per round ({SMOOTHING}-round mean)")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    whole.set_title("whole run (dashed: drift)")
-    zoom.set_title(f"around the drift at round {first}")
-    zoom.legend(fontsize="x-small", ncol=2)
-    return fig
-
-
-def label_distribution(counts: np.ndarray) -> Figure:
-    """Stacked bars: how many training samples of each class every node holds."""
-    from matplotlib import colormaps
-
-    nodes, classes = counts.shape
-    fig = Figure(figsize=(max(6.0, min(14.0, 0.12 * nodes + 3)), 4), layout="constrained")
-    ax = fig.subplots()
-    colors = colormaps["tab20" if classes > 10 else "tab10"]
-    palette = [colors(c % colors.N) for c in range(classes)]
-    if nodes <= 64:  # one bar per node
-        bottom = np.zeros(nodes)
-        for c in range(classes):
-            ax.bar(
-                np.arange(nodes),
-                counts[:, c],
-                bottom=bottom,
-                width=1.0,
-                color=palette[c],
-                label=str(c),
-                edgecolor="white",
-                linewidth=0.3,
-            )
-            bottom += counts[:, c]
-    else:  # many nodes: one filled band per class (steps), cheap to draw
-        steps = np.repeat(np.arange(nodes + 1) - 0.5, 2)[1:-1]
-        ax.stackplot(
-            steps,
-            np.repeat(counts.T, 2, axis=1),
-            colors=palette,
-            labels=[str(c) for c in range(classes)],
-            linewidth=0,
-        )
-    ax.set_xlim(-0.5, nodes - 0.5)
-    ax.set_xlabel("node")
-    ax.set_ylabel("training samples")
-    ax.set_title("label distribution over nodes")
-    if classes <= 20:
-        ax.legend(
-            title="class", fontsize="x-small", ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0)
-        )
-    return fig
-
-
-def moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over up to ``window`` values (shorter at the start)."""
-    values = np.asarray(values, dtype=float)
-    sums = np.cumsum(np.insert(values, 0, 0.0))
-    counts = np.minimum(np.arange(1, len(values) + 1), window)
-    return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
-
-
-def save_figure(fig: Figure, path: Path) -> str:
-    """Write a PNG atomically (temporary file, then rename); returns its file name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path.name
-
-
-def sweep_figures(table: dict[str, np.ndarray], keys: list[str]) -> list[tuple[str, str, Any]]:
-    """With one grid key: (metric, caption, Figure) of each metric's mean and 95% interval
-    against the key's values; with several keys, none (the table says it)."""
-    if len(keys) != 1:
-        return []
-    labels = [str(v) for v in table[keys[0]]]
-    made = []
-    for metric in SWEEP_METRICS:
-        if metric not in table:
-            continue
-        mean = np.asarray(table[metric], dtype=float)
-        low = np.asarray(table[f"{metric}_ci_low"], dtype=float)
-        high = np.asarray(table[f"{metric}_ci_high"], dtype=float)
-        fig = Figure(figsize=(6, 4), layout="constrained")
-        ax = fig.subplots()
-        error = np.nan_to_num(np.stack([mean - low, high - mean]))
-        ax.errorbar(range(len(mean)), mean, yerr=error, marker="o", capsize=4)
-        ax.set_xticks(range(len(mean)), labels)
-        ax.set_xlabel(keys[0])
-        ax.set_ylabel(f"{metric} (mean, 95% CI)")
-        ax.grid(alpha=0.3)
-        made.append((metric, f"{metric}: mean and 95% confidence interval over seeds", fig))
-    return made
+    caption = [
+        "Test accuracy of every node's own model at each evaluation: the mean over nodes "
+        "(dots), the range from the worst to the best node (band) and the accuracy of the "
+        "network's average model (dashed).",
+        MEASURED,
+        *cycles.caption(),
+    ]
+    if drifts:
+        caption.append(f"Concept drift at round {listed(drifts)} (grey dashed): curves break.")
+    return Plot("accuracy", "Test accuracy against rounds", " ".join(caption), fig)

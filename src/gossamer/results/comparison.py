@@ -5,7 +5,8 @@ accuracy (simulated seconds until the mean test accuracy first reached 90% of th
 final accuracy among the variants, at an evaluated round); with streams, the
 cumulative prequential loss and, around each drift, recovery time, loss and traffic.
 A variant is *Pareto optimal* when no other variant is at least as good in every
-respect and better in one.
+respect and better in one; the respects are quality (final mean test accuracy, or with
+streams the cumulative prequential loss), bytes sent and energy used.
 """
 
 from __future__ import annotations
@@ -80,12 +81,13 @@ def comparison_table(results: Mapping[str, Result]) -> dict[str, np.ndarray]:
     for row, result in zip(rows, results.values(), strict=True):
         row["seconds_to_target_accuracy"] = seconds_to_accuracy(result.metrics, target)
     streaming = all("cumulative_prequential_loss" in row for row in rows)
-    cost = [row["megabytes_sent"] for row in rows]
-    quality = [
+    loss = [
         row["cumulative_prequential_loss"] if streaming else -row["test_accuracy_mean"]
         for row in rows
     ]
-    for row, optimal in zip(rows, pareto_optimal(cost, quality), strict=True):
+    traffic = [row["megabytes_sent"] for row in rows]
+    energy = [row["energy_joules"] for row in rows]
+    for row, optimal in zip(rows, pareto_optimal(loss, traffic, energy), strict=True):
         row["pareto_optimal"] = optimal
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return {k: np.array([row.get(k, math.nan) for row in rows], dtype=object) for k in keys}
@@ -100,13 +102,18 @@ def seconds_to_accuracy(metrics: Mapping[str, np.ndarray], target: float) -> flo
     return float(metrics["simulated_seconds"][reached[0]]) if len(reached) else math.nan
 
 
-def pareto_optimal(cost: Sequence[float], loss: Sequence[float]) -> list[bool]:
-    """Whether each point is not dominated: no other has cost and loss both no higher,
-    one of them strictly lower. Used on (MB sent, cumulative prequential loss) for
-    streams and (MB sent, -accuracy) otherwise."""
-    points = list(zip(cost, loss, strict=True))
+def pareto_optimal(*objectives: Sequence[float]) -> list[bool]:
+    """Whether each point is on the Pareto front of ``objectives`` (each a sequence
+    over the points, lower is better): no other point is at most as high in every
+    objective and lower in one. The comparison table uses (cumulative prequential
+    loss with streams, else minus the final accuracy; MB sent; Joules)."""
+    points = list(zip(*objectives, strict=True))
     return [
-        not any(c <= ci and l <= li and (c < ci or l < li) for c, l in points) for ci, li in points
+        not any(
+            all(o <= p for o, p in zip(other, point, strict=True)) and other != point
+            for other in points
+        )
+        for point in points
     ]
 
 

@@ -32,8 +32,13 @@ from gossamer.config import (
     merge_config,
     read_config_file,
 )
-from gossamer.report import markdown_table, save_figure, write_report
-from gossamer.report.plots import comparison_figures
+from gossamer.report import (
+    comparison_figures,
+    markdown_table,
+    save_plots,
+    with_units,
+    write_report,
+)
 from gossamer.results import (
     Comparison,
     Result,
@@ -163,13 +168,15 @@ def write_comparison(
     """comparison.csv, comparison.md, plots, then comparison.json (the finish mark)."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "comparison.csv", table_to_csv(table))
-    atomic_write(out / "comparison.md", markdown_table(table))
-    plots = [save_figure(fig, out / f"{stem}.png") for stem, _, fig in comparison_figures(results)]
+    atomic_write(out / "comparison.md", markdown_table(with_units(table)))
+    figures = comparison_figures(results)
+    plots = save_plots(out, figures)  # PNG, PDF and SVG of each
     summary = {
         "variants": {name: folders[name] for name in results},
         "table": [{k: _plain(table[k][i]) for k in table} for i in range(len(table["variant"]))],
         "columns": column_types(table),  # how load() reads comparison.csv back
-        "plots": plots,
+        "plots": list(plots.values()),
+        "plots_left_out": {p.stem: p.caption for p in figures if p.figure is None},
     }
     atomic_write(out / "comparison.json", json.dumps(summary, indent=2) + "\n")
 

@@ -28,22 +28,13 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from gossamer.config import ConfigError, arg
+from gossamer.report.tables import format_bytes
 from gossamer.results import Result
 from gossamer.sim import Simulation
 from gossamer.workflow.callbacks import Callback, Progress, ProgressCallback
 
 MODES = ("auto", "bar", "lines", "off")
 LONG_RUN_SECONDS = 3600.0  # runs estimated longer than this say so up front
-
-
-def _scaled_bytes(count: float) -> str:
-    """Bytes with a decimal unit: 950 B, 12.3 kB, 456 MB, 1.2 GB."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(count) < 999.95 or unit == "TB":
-            digits = 0 if unit == "B" or abs(count) >= 99.95 else 1
-            return f"{count:.{digits}f} {unit}"
-        count /= 1000
-    raise AssertionError("unreachable")
 
 
 def _duration(seconds: float) -> str:
@@ -154,7 +145,7 @@ class ProgressDisplay(Callback):
         fields = [f"round {self.done}/{self.rounds}"]
         if self.accuracy is not None and math.isfinite(self.accuracy):
             fields.append(f"acc {self.accuracy:.3f}")
-        fields += [f"sent {_scaled_bytes(self.bytes_sent)}", elapsed]
+        fields += [f"sent {format_bytes(self.bytes_sent)}", elapsed]
         eta = self.eta()
         fields.append(f"ETA {_duration(eta)}" if eta is not None else "ETA -")
         return "  ".join(fields)

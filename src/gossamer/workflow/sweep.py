@@ -31,7 +31,8 @@ from gossamer.config import Config, ConfigError, arg, load_config
 from gossamer.report import (
     format_interval,
     markdown_table,
-    save_figure,
+    save_plots,
+    sweep_curves,
     sweep_figures,
     write_report,
 )
@@ -179,12 +180,14 @@ def write_sweep(out: Path, points, results, table, keys, dirs) -> None:
     atomic_write(out / "runs.csv", table_to_csv(runs_table(points, results, keys)))
     atomic_write(out / "sweep.csv", table_to_csv(table))
     readable: dict[str, np.ndarray] = {k: table[k] for k in [*keys, "seeds"]}
+    units = {"megabytes_sent": ("bytes sent", "B", 1e6), "energy_joules": ("energy", "J", 1.0)}
     for metric in METRICS:
         if metric in table:
-            readable[f"{metric} (95% CI)"] = np.array(
+            name, unit, factor = units.get(metric, (metric, None, 1.0))
+            readable[f"{name} (95% CI)"] = np.array(
                 [
-                    format_interval(m, lo, hi)
-                    for m, lo, hi in zip(
+                    format_interval(*(float(v) * factor for v in values), unit=unit)
+                    for values in zip(
                         table[metric],
                         table[f"{metric}_ci_low"],
                         table[f"{metric}_ci_high"],
@@ -194,15 +197,14 @@ def write_sweep(out: Path, points, results, table, keys, dirs) -> None:
                 dtype=object,
             )
     atomic_write(out / "sweep.md", markdown_table(readable))
-    plots = [
-        save_figure(fig, out / f"sweep_{metric}.png")
-        for metric, _, fig in sweep_figures(table, keys)
-    ]
+    figures = [*sweep_figures(table, keys), *sweep_curves(points, results)]
+    plots = save_plots(out, figures)  # PNG, PDF and SVG of each
     summary = {
         "grid": keys,
         "points": [{k: p[k] for k in keys} for p in points],
         "runs": {dirs[i, s]: {"point": i, "seed": s} for i, s in results},
-        "plots": plots,
+        "plots": list(plots.values()),
+        "plots_left_out": {p.stem: p.caption for p in figures if p.figure is None},
         "columns": column_types(table),  # how load() reads sweep.csv back
     }
     atomic_write(out / "sweep.json", json.dumps(summary, indent=2) + "\n")

@@ -37,6 +37,11 @@ class PeriodicConfig(ProtocolConfig):
     period: int = Field(10, ge=1, description="rounds between averagings (b)")
     uses_topology = False
 
+    @property
+    def cycle_rounds(self) -> int:
+        """Rounds in one cycle: reports join evaluations right after an averaging."""
+        return self.period
+
 
 @register_protocol(PeriodicConfig)
 class PeriodicAveraging(Protocol):

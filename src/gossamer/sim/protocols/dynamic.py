@@ -26,6 +26,11 @@ class DynamicConfig(ProtocolConfig):
     )
     uses_topology = False
 
+    @property
+    def cycle_rounds(self) -> int:
+        """Rounds between checks: reports join evaluations right after a check."""
+        return self.period
+
 
 @register_protocol(DynamicConfig)
 class DynamicAveraging(Protocol):
@@ -153,6 +158,11 @@ class DynamicGossipConfig(ProtocolConfig):
     delta: float = Field(1.0, ge=0, description="send threshold: a squared distance")
     period: int = Field(1, ge=1, description="rounds between checks and gossip steps")
     consensus_step: float = Field(1.0, gt=0, le=1, description="gamma of the mixing step")
+
+    @property
+    def cycle_rounds(self) -> int:
+        """Rounds between checks: reports join evaluations right after a check."""
+        return self.period
 
 
 @register_protocol(DynamicGossipConfig)

@@ -32,6 +32,11 @@ class SkipTrainConfig(ProtocolConfig):
     train_rounds: int = Field(1, ge=1, description="consecutive training rounds")
     sync_rounds: int = Field(1, ge=0, description="consecutive synchronization rounds")
 
+    @property
+    def cycle_rounds(self) -> int:
+        """Rounds in one train/sync cycle (reports join evaluations at cycle ends)."""
+        return self.train_rounds + self.sync_rounds if self.sync_rounds else 1
+
 
 @register_protocol(SkipTrainConfig)
 class SkipTrain(Protocol):

@@ -1,0 +1,145 @@
+"""Plots of communication and of learning on streams: cumulative bytes against rounds,
+cumulative prequential loss against bytes, and the loss around a concept drift."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from gossamer.report.figures import (
+    LOG_SPAN,
+    Plot,
+    axis_unit,
+    listed,
+    moving_average,
+    variant_colors,
+)
+from gossamer.report.tables import format_bytes
+from gossamer.results import Result
+
+SMOOTHING = 5  # rounds in the moving average of per-round losses
+
+
+def traffic_per_round(results: Mapping[str, Result], drifts: list[int]) -> Plot:
+    """Cumulative bytes against rounds, from every round's record."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    colors = variant_colors(results)
+    totals = {
+        n: np.cumsum(np.asarray(r.rounds["bytes_sent"], dtype=float)) for n, r in results.items()
+    }
+    positive = [float(t[-1]) for t in totals.values() if t[-1] > 0]
+    log = len(positive) > 1 and max(positive) / min(positive) > LOG_SPAN
+    scale, name = axis_unit(positive, "B")
+    for label, result in results.items():
+        rounds, sent = result.rounds["round"], totals[label] / scale
+        shown = sent > 0 if log else np.ones(len(sent), dtype=bool)
+        ax.plot(rounds[shown], sent[shown], label=label, lw=1.2, color=colors[label])
+    for d in drifts:
+        ax.axvline(d, color="grey", linestyle="--", linewidth=0.8)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"cumulative bytes sent ({name}" + (", log scale)" if log else ")"))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small", ncol=2)
+    caption = [
+        "Cumulative bytes sent by all nodes (and the coordinator) after every round, from "
+        "each round's record: when each protocol communicates."
+    ]
+    if log:
+        caption.append(
+            "The totals differ more than 100-fold: logarithmic axis, rounds before the first "
+            "byte and variants that send nothing are not on it."
+        )
+    for label, result in results.items():
+        per_round = np.asarray(result.rounds["bytes_sent"], dtype=float)
+        if len(per_round) > 1 and per_round[0] > 0 and np.all(per_round == per_round[0]):
+            caption.append(f"{label} sent {format_bytes(per_round[0])} every round.")
+    if drifts:
+        caption.append(f"Grey dashed: concept drift at round {listed(drifts)}.")
+    return Plot("communication_vs_rounds", "Communication over time", " ".join(caption), fig)
+
+
+def prequential(results: Mapping[str, Result], by_bytes: bool) -> Plot:
+    """Cumulative prequential loss against bytes (or rounds, when all send the same)."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    colors = variant_colors(results)
+    sent = {
+        n: np.cumsum(np.asarray(r.rounds["bytes_sent"], dtype=float)) for n, r in results.items()
+    }
+    positive = [float(s[-1]) for s in sent.values() if s[-1] > 0]
+    log = by_bytes and len(positive) > 1 and max(positive) / min(positive) > LOG_SPAN
+    scale, name = axis_unit(positive, "B")
+    silent = []
+    for label, result in results.items():
+        loss = np.asarray(result.rounds["cumulative_prequential_loss"], dtype=float)
+        if by_bytes and sent[label][-1] == 0:  # sends nothing: its final loss
+            ax.axhline(
+                loss[-1], color=colors[label], linestyle=":", label=f"{label} (sends nothing)"
+            )
+            silent.append(label)
+            continue
+        x = sent[label] / scale if by_bytes else np.asarray(result.rounds["round"], dtype=float)
+        shown = x > 0 if log else np.ones(len(x), dtype=bool)
+        ax.plot(x[shown], loss[shown], label=label, color=colors[label])
+        ax.plot(x[-1], loss[-1], "o", color=colors[label])
+    if log:
+        ax.set_xscale("log")
+    axis = f"cumulative bytes sent ({name}{', log scale' if log else ''})"
+    ax.set_xlabel(axis if by_bytes else "round")
+    ax.set_ylabel("cumulative prequential loss (sum over nodes)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small", ncol=2)
+    against = "communication" if by_bytes else "rounds"
+    caption = [
+        "The loss of each mini-batch before training on it, summed over nodes and rounds, "
+        "after every round (every round is recorded); dot: the end of the run."
+    ]
+    if not by_bytes:
+        caption.append("Every variant sent the same bytes, so it is drawn by round.")
+    if log:
+        caption.append(
+            f"The totals differ more than {LOG_SPAN:.0f}-fold: logarithmic axis, rounds "
+            "before the first byte are not on it."
+        )
+    if silent:
+        caption.append(f"{', '.join(silent)} sent nothing: dotted, its final loss.")
+    return Plot(
+        f"prequential_loss_vs_{'bytes' if by_bytes else 'rounds'}",
+        f"Cumulative prequential loss against {against}",
+        " ".join(caption),
+        fig,
+    )
+
+
+def loss_around_drift(results: Mapping[str, Result], drifts: list[int]) -> Plot:
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    whole, zoom = fig.subplots(1, 2)
+    first = drifts[0]
+    colors = variant_colors(results)
+    for name, result in results.items():
+        loss = moving_average(result.rounds["prequential_loss"], SMOOTHING)
+        rounds = result.rounds["round"]
+        whole.plot(rounds, loss, label=name, linewidth=1, color=colors[name])
+        near = (rounds >= first - 40) & (rounds <= first + 80)
+        zoom.plot(rounds[near], loss[near], label=name, linewidth=1, color=colors[name])
+    for ax in (whole, zoom):
+        for d in drifts:
+            ax.axvline(d, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xlabel("round")
+        ax.set_ylabel(f"prequential loss per round ({SMOOTHING}-round mean)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    whole.set_title("whole run (dashed: drift)")
+    zoom.set_title(f"around the drift at round {first}")
+    zoom.legend(fontsize="x-small", ncol=2)
+    caption = (
+        f"Prequential loss of every round (summed over nodes, trailing {SMOOTHING}-round mean, "
+        f"log scale): the whole run, and rounds {first - 40} to {first + 80}; grey dashed: "
+        f"concept drift at round {listed(drifts)}."
+    )
+    return Plot("loss_around_drift", "Loss around the drift", caption, fig)
