@@ -118,3 +118,19 @@ def test_bad_callbacks_are_refused_before_any_work(tmp_path):
     assert not (tmp_path / "a").exists()
     with pytest.raises(ConfigError, match="callbacks: callbacks run in this process"):
         gossamer.run(small_config(), ranks=2, callbacks=[Recorder()])
+
+
+def test_a_finished_comparison_is_untouched_by_bad_callbacks_or_progress(tmp_path):
+    """compare and sweep check callbacks and progress before they prepare (with force:
+    clear) the directory: a finished comparison keeps its results."""
+    out = tmp_path / "cmp"
+    gossamer.compare(small_config(rounds=2), protocols=["dpsgd"], out=out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for bad in ({"callbacks": [print]}, {"progress": "fancy"}):
+        with pytest.raises(ConfigError, match="callbacks: expected|progress: expected"):
+            gossamer.compare(
+                small_config(rounds=2), protocols=["dpsgd"], out=out, force=True, **bad
+            )
+        with pytest.raises(ConfigError, match="callbacks: expected|progress: expected"):
+            gossamer.sweep(small_config(rounds=2), grid=["seed=1"], out=out, force=True, **bad)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -175,6 +175,9 @@ def test_check_fits_on_a_gpu_uses_its_free_memory(monkeypatch):
         return (3 * 10**9, 80 * 10**9)
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", free_and_total)
+    reserved = {"bytes": 0}  # PyTorch's cache: reserved, of which 0.5 GB allocated
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: reserved["bytes"])
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 5 * 10**8)
     monkeypatch.setattr(memory, "available_bytes", lambda: 10**12)  # the host has plenty
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
     gpu = torch.device("cuda", 1)
@@ -185,8 +188,8 @@ def test_check_fits_on_a_gpu_uses_its_free_memory(monkeypatch):
     ):
         check_fits(plan, device=gpu)
     assert asked == [gpu]
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (4 * 10**9, 8 * 10**9))
-    check_fits(plan, device=gpu)  # 4.00 GB to allocate, 4.00 GB free: fits
+    reserved["bytes"] = 15 * 10**8  # an earlier variant's population, freed into the cache
+    check_fits(plan, device=gpu)  # 4.00 GB to allocate, 3.00 + 1.00 GB free: fits
     monkeypatch.setattr(memory, "available_bytes", lambda: 10**9)
     with pytest.raises(ConfigError, match="this machine has 1.00 GB"):
         check_fits(plan, device=torch.device("cpu"))  # the host: 8 local ranks x 4 GB

@@ -98,6 +98,10 @@ def test_cli_refuses_an_unknown_progress_mode(tmp_path, tiny_file):
     result = runner.invoke(app, ["run", tiny_file, "--progress", "fancy", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "--progress: expected one of auto, bar, lines, off; got 'fancy'" in result.stderr
+    quiet = ["run", tiny_file, "--progress", "fancy", "--quiet", "--out", str(tmp_path / "q")]
+    result = runner.invoke(app, quiet)  # refused with --quiet too, before any run
+    assert result.exit_code == 2 and "got 'fancy'" in result.stderr
+    assert not (tmp_path / "q").exists()
 
 
 def test_compare_and_sweep_lines_say_variant_k_of_n(tmp_path, tiny_file):

@@ -77,9 +77,12 @@ def test_mlflow_logs_params_every_evaluation_and_the_totals(tmp_path, mlflow_sto
     assert run.data.metrics["totals.messages"] == 4 * 6 * 2  # ring of 6, 4 rounds
 
 
-def test_mlflow_a_resumed_run_logs_into_the_same_run(tmp_path, mlflow_store):
+@pytest.mark.parametrize("initial", [True, False])
+def test_mlflow_a_resumed_run_logs_into_the_same_run(tmp_path, mlflow_store, initial):
+    """Also when the run was stopped before its first evaluation (no initial one)."""
     overrides = {"logging.mlflow": f"{{enabled: true, tracking_uri: '{mlflow_store}'}}"}
-    config = small_config(rounds=8, **overrides)
+    overrides["eval.initial"] = str(initial).lower()
+    config = small_config(rounds=8, eval_every=4, **overrides)
 
     class StopAfter(gossamer.Callback):
         def on_round(self, sim, row):
@@ -94,7 +97,7 @@ def test_mlflow_a_resumed_run_logs_into_the_same_run(tmp_path, mlflow_store):
     client, run = _mlflow_run(mlflow_store, "gossamer")  # still one run
     assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy_mean")]
-    assert steps == [0, 2, 4, 6, 8] == list(result.metrics["round"])
+    assert steps == ([0] if initial else []) + [4, 8] == list(result.metrics["round"])
 
 
 # ------------------------------------------------------------------ Weights & Biases

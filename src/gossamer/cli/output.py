@@ -80,8 +80,7 @@ class Output:
     def progress(self, mode: str = "auto") -> ProgressDisplay | None:
         """The run's progress display on stderr (``--progress``): a live bar on a
         terminal, plain lines otherwise; None with ``--quiet``, ``--json`` or 'off'."""
-        if self.quiet or self.as_json:
-            return None
         from gossamer.workflow.progress import progress_display
 
-        return progress_display(mode, STDERR)
+        display = progress_display(mode, STDERR)  # a bad mode is refused, quiet or not
+        return None if self.quiet or self.as_json else display

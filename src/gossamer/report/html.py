@@ -43,7 +43,7 @@ from gossamer.results import (
     directory_names,
     load,
     load_run,
-    pareto_optimal,
+    pareto_front,
     read_table,
 )
 
@@ -190,7 +190,7 @@ def _sweep_sections(path: Path, title: str) -> list[dict]:
     """A sweep: its table (mean and 95% interval per point), its plots, and every
     point's learning curve (mean over seeds, 95% band)."""
     info = json.loads((path / "sweep.json").read_text())
-    keys, table = info["grid"], read_table(path / "sweep.csv")
+    keys, table = info["grid"], read_table(path / "sweep.csv", info.get("columns"))
     blocks: list[dict] = [{"kind": "h1", "text": title}]
     blocks.append({"kind": "h2", "text": "Results (mean [95% CI] over seeds)"})
     rows = []
@@ -250,15 +250,7 @@ def _mark_pareto(rows: list[dict[str, Any]], results: list[Result]) -> None:
     """A Pareto column over the finished runs (accuracy, or cumulative loss with streams;
     bytes; energy), as in comparison.csv; unfinished runs get none."""
     done = [i for i, r in enumerate(results) if r.summary.get("finished")]
-    finals = [results[i].summary["final"] for i in done]
-    totals = [results[i].summary["totals"] for i in done]
-    streams = all("cumulative_prequential_loss" in f for f in finals)
-    loss = [
-        f["cumulative_prequential_loss"] if streams else -f["test_accuracy_mean"] for f in finals
-    ]
-    traffic = [t["bytes_sent"] for t in totals]
-    energy = [t["energy_joules"] for t in totals]
-    front = dict(zip(done, pareto_optimal(loss, traffic, energy), strict=True)) if done else {}
+    front = dict(zip(done, pareto_front([results[i] for i in done]), strict=True))
     for i, row in enumerate(rows):
         row["Pareto optimal"] = front.get(i)
 

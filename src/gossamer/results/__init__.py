@@ -3,6 +3,7 @@
 from gossamer.results.comparison import (
     Comparison,
     comparison_table,
+    pareto_front,
     pareto_optimal,
     recovery_rounds,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "json_default",
     "load",
     "load_run",
+    "pareto_front",
     "pareto_optimal",
     "point_label",
     "read_table",

@@ -80,14 +80,7 @@ def comparison_table(results: Mapping[str, Result]) -> dict[str, np.ndarray]:
     target = TIME_TO_ACCURACY * max(row["test_accuracy_mean"] for row in rows)
     for row, result in zip(rows, results.values(), strict=True):
         row["seconds_to_target_accuracy"] = seconds_to_accuracy(result.metrics, target)
-    streaming = all("cumulative_prequential_loss" in row for row in rows)
-    loss = [
-        row["cumulative_prequential_loss"] if streaming else -row["test_accuracy_mean"]
-        for row in rows
-    ]
-    traffic = [row["megabytes_sent"] for row in rows]
-    energy = [row["energy_joules"] for row in rows]
-    for row, optimal in zip(rows, pareto_optimal(loss, traffic, energy), strict=True):
+    for row, optimal in zip(rows, pareto_front(list(results.values())), strict=True):
         row["pareto_optimal"] = optimal
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return {k: np.array([row.get(k, math.nan) for row in rows], dtype=object) for k in keys}
@@ -100,6 +93,20 @@ def seconds_to_accuracy(metrics: Mapping[str, np.ndarray], target: float) -> flo
         return math.nan
     reached = np.flatnonzero(np.asarray(metrics["test_accuracy_mean"], dtype=float) >= target)
     return float(metrics["simulated_seconds"][reached[0]]) if len(reached) else math.nan
+
+
+def pareto_front(results: Sequence[Result]) -> list[bool]:
+    """Whether each result is Pareto optimal over quality, bytes sent and energy used:
+    quality is the cumulative prequential loss when every result has one (streams),
+    else the final mean test accuracy (higher is better)."""
+    finals, totals = [r.final for r in results], [r.totals for r in results]
+    streams = all("cumulative_prequential_loss" in f for f in finals)
+    quality = [
+        f["cumulative_prequential_loss"] if streams else -f["test_accuracy_mean"] for f in finals
+    ]
+    traffic = [t["bytes_sent"] for t in totals]
+    energy = [t["energy_joules"] for t in totals]
+    return pareto_optimal(quality, traffic, energy)
 
 
 def pareto_optimal(*objectives: Sequence[float]) -> list[bool]:

@@ -172,15 +172,19 @@ def plan_memory(
     return estimate_memory(config, model, held, width, device, ranks, len(dataset.y_test), local)
 
 
-def plan_for_config(config: Config, ranks: int = 1) -> MemoryPlan:
-    """The memory plan of ``config`` on ``ranks`` ranks: the model is built and the data
-    loaded and partitioned (as a run does), nothing of the population is allocated."""
+def plan_for_config(
+    config: Config, ranks: int = 1, device: torch.device | None = None
+) -> MemoryPlan:
+    """The memory plan of ``config`` on ``ranks`` ranks on ``device`` (default: CUDA
+    for ``device: cuda``, else the CPU): the model is built and the data loaded and
+    partitioned (as a run does), nothing of the population is allocated."""
     input_shape, classes = dataset_info(config.data)
     model = build_model(config.model, input_shape, classes)
     if config.engine.precision == "bfloat16" and model.uses_autocast:
         model.autocast_dtype = torch.bfloat16
     dataset, node_data = load_partitioned(config, classes, torch.device("cpu"))
-    device = torch.device("cuda" if config.device == "cuda" else "cpu")
+    if device is None:
+        device = torch.device("cuda" if config.device == "cuda" else "cpu")
     return plan_memory(config, model, dataset, node_data, device, ranks)
 
 
@@ -234,11 +238,16 @@ def available_bytes() -> int | None:
 
 
 def gpu_free_bytes(device: torch.device) -> int | None:
-    """Free memory of a CUDA device (``torch.cuda.mem_get_info``); None when unknown."""
+    """Memory a CUDA device can still give this process: what the driver has free
+    (``torch.cuda.mem_get_info``) and what PyTorch's caching allocator holds unused
+    (reserved, not allocated: an earlier variant's freed population); None when
+    unknown (no GPU)."""
     try:
-        return int(torch.cuda.mem_get_info(device)[0])
+        free = int(torch.cuda.mem_get_info(device)[0])
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     except (RuntimeError, AssertionError):
         return None
+    return free + max(0, int(cached))
 
 
 def gigabytes(value: int) -> str:

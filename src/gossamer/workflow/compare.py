@@ -49,22 +49,29 @@ from gossamer.results import (
     table_to_csv,
 )
 from gossamer.workflow.callbacks import Callback, ProgressCallback
-from gossamer.workflow.loop import ProgressArg
+from gossamer.workflow.loop import ProgressArg, check_callbacks
 from gossamer.workflow.runs import check_report, prepare_runs, run_or_continue, run_progress
 
 
 def load_variants(
-    source: Mapping[str, Any] | str | Path | None,
+    source: Config | Mapping[str, Any] | str | Path | None,
     overrides: Sequence[str] = (),
     protocols: Sequence[str] = (),
 ) -> dict[str, Config]:
     """Validated configs of every variant, by name; ConfigError before any work."""
     if source is None:
         raw: dict[str, Any] = {}
+    elif isinstance(source, Config):  # the base of every variant
+        raw = source.model_dump(mode="json")
     elif isinstance(source, Mapping):
         raw = copy.deepcopy(dict(source))
-    else:
+    elif isinstance(source, (str, Path)):
         raw = read_config_file(Path(source))
+    else:
+        raise ConfigError(
+            "config: expected a Config, a mapping or the path of a YAML/TOML file; got "
+            f"{type(source).__name__}"
+        )
     specs = raw.pop("variants", None) or {}
     if not isinstance(specs, Mapping):
         raise ConfigError(
@@ -117,7 +124,7 @@ def protocol_overrides(spec: str) -> list[str]:
 
 
 def compare(
-    source: Mapping[str, Any] | str | Path | None = None,
+    source: Config | Mapping[str, Any] | str | Path | None = None,
     *,
     overrides: Sequence[str] = (),
     protocols: Sequence[str] = (),
@@ -146,11 +153,12 @@ def compare(
     configs = load_variants(source, overrides, protocols)
     out = Path(out) if out is not None else None
     folders = dict(zip(configs, directory_names(list(configs)), strict=True))
+    shown = run_progress(progress, len(configs))  # bad arguments: before any work
+    callbacks = check_callbacks(callbacks, 1)
     if out is not None:
         planned = [(out / folders[name], config) for name, config in configs.items()]
         prepare_runs(out, "comparison", planned, force)
     results = {}
-    shown = run_progress(progress, len(configs))
     for index, (name, config) in enumerate(configs.items()):
         run_dir = out / folders[name] if out is not None else None
         results[name] = run_or_continue(config, run_dir, force, shown(index, name, name), callbacks)

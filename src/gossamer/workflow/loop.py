@@ -142,8 +142,11 @@ def check_callbacks(callbacks: Sequence[Callback], ranks: int) -> list[Callback]
 
 
 def begin_progress(progress: ProgressArg, rounds: int) -> Callback | None:
-    """The progress callback of a run about to be set up (a display starts showing it)."""
+    """The progress callback of a run about to be set up (a display starts showing it);
+    None on ranks other than 0 (under torchrun only rank 0 shows progress)."""
     display = resolve_progress(progress)
+    if distributed.rank() != 0:
+        return None
     if isinstance(display, ProgressDisplay) and not display.active:
         display.begin(rounds, display.label)
     return display
@@ -245,7 +248,7 @@ def callbacks_for(
     callbacks: list[Callback] = []
     if writer is not None:
         callbacks.append(RunFiles(writer))
-    if writer is not None or run_dir is None:  # not on the other ranks
+    if sim.population.shard.rank == 0:  # one tracker run, not one per rank
         callbacks += open_trackers(sim.config, writer.path if writer else None, sim.next_round)
     if run_dir is not None:
         callbacks.append(Checkpointer(run_dir))  # after the files it must agree with

@@ -24,7 +24,7 @@ import torch
 
 from gossamer.config import Config, comparison_base, load_config
 from gossamer.sim import Simulation
-from gossamer.sim.memory import available_bytes, gpu_free_bytes, plan_for_config
+from gossamer.sim import memory as memory_plan  # looked up when called (tests replace them)
 
 
 def plan_run(
@@ -38,13 +38,16 @@ def plan_run(
     and, with ``probe`` (on one rank, when it fits), the seconds a round and an
     evaluation take and an estimate of the whole run."""
     config = load_config(comparison_base(config), overrides)
-    memory = plan_for_config(config, ranks)
     on_gpu = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
-    # on CUDA a rank's share is checked against its GPU's free memory (one GPU per rank)
-    available = gpu_free_bytes(torch.device("cuda")) if on_gpu else available_bytes()
-    needed = memory.total - memory.terms["process"] - memory.terms["data"]
+    device = torch.device("cuda" if on_gpu else "cpu")  # as the run resolves it
+    memory = memory_plan.plan_for_config(config, ranks, device)
+    # On CUDA a rank's share is checked against its GPU's free memory (one GPU per
+    # rank; unknown without a GPU here), the dataset included: a run moves it there.
+    # On the CPU the ranks started by --ranks share this machine's memory.
+    available = memory_plan.gpu_free_bytes(device) if on_gpu else memory_plan.available_bytes()
+    needed = memory.total - memory.terms["process"]
     if not on_gpu:
-        needed *= ranks  # ranks started by --ranks share this machine's memory
+        needed = (needed - memory.terms["data"]) * ranks
     largest, _ = memory.largest
     plan: dict[str, Any] = {
         "nodes": config.nodes,

@@ -197,7 +197,8 @@ class LineProgress(ProgressDisplay):
         self.write(f"set-up ({rounds} rounds)")
 
     def rounds_start(self) -> None:
-        accuracy = "" if self.accuracy is None else f"; initial accuracy {self.accuracy:.3f}"
+        what = "accuracy" if self.done else "initial accuracy"  # resumed: the latest
+        accuracy = "" if self.accuracy is None else f"; {what} {self.accuracy:.3f}"
         resumed = f"; resumed at round {self.done}" if self.done else ""
         self.write(f"set-up done in {_duration(self.setup_seconds)}{accuracy}{resumed}")
         self._tick = self._ticks()

@@ -49,7 +49,7 @@ from gossamer.results import (
 )
 from gossamer.results.sweep import METRICS
 from gossamer.workflow.callbacks import Callback, ProgressCallback
-from gossamer.workflow.loop import ProgressArg
+from gossamer.workflow.loop import ProgressArg, check_callbacks
 from gossamer.workflow.runs import check_report, prepare_runs, run_or_continue, run_progress
 
 
@@ -154,11 +154,12 @@ def sweep(
     def run_dir(index: int, seed: int) -> Path:
         return out / folders[index] / f"seed-{seed}"
 
+    shown = run_progress(progress, len(runs))  # bad arguments: before any work
+    callbacks = check_callbacks(callbacks, 1)
     if out is not None:
         planned = [(run_dir(points.index(p), s), config) for p, s, config in runs]
         prepare_runs(out, "sweep", planned, force)
     results: dict[tuple[int, int], Result] = {}
-    shown = run_progress(progress, len(runs))
     for number, (point, seed, config) in enumerate(runs):
         index = points.index(point)
         name = ", ".join(f"{k}={v}" for k, v in point.items()) or "base"

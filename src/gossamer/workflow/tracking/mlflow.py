@@ -45,7 +45,7 @@ class MlflowTracker(Callback):
         from mlflow.exceptions import MlflowException
 
         try:
-            previous = remembered_id(self.run_dir, "mlflow") if sim.history else None
+            previous = remembered_id(self.run_dir, "mlflow") if sim.next_round > 0 else None
             if previous is not None:
                 self.client.update_run(previous, status="RUNNING")
                 self.run_id = previous

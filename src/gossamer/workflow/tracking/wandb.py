@@ -36,7 +36,7 @@ class WandbTracker(Callback):
         import wandb
 
         settings = self.settings
-        previous = remembered_id(self.run_dir, "wandb") if sim.history else None
+        previous = remembered_id(self.run_dir, "wandb") if sim.next_round > 0 else None
         where = settings.dir or self.run_dir
         if where is not None:
             Path(where).mkdir(parents=True, exist_ok=True)
