@@ -22,17 +22,26 @@ from gossamer.results import Result
 SMOOTHING = 5  # rounds in the moving average of per-round losses
 
 
-def traffic_per_round(results: Mapping[str, Result], drifts: list[int]) -> Plot:
-    """Cumulative bytes against rounds, from every round's record."""
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
-    colors = variant_colors(results)
+def _cumulative_bytes(
+    results: Mapping[str, Result],
+) -> tuple[dict[str, np.ndarray], bool, float, str]:
+    """Each variant's cumulative bytes by round; whether an axis of them is logarithmic
+    (the totals differ more than LOG_SPAN-fold); the axis unit's scale and name."""
     totals = {
         n: np.cumsum(np.asarray(r.rounds["bytes_sent"], dtype=float)) for n, r in results.items()
     }
     positive = [float(t[-1]) for t in totals.values() if t[-1] > 0]
     log = len(positive) > 1 and max(positive) / min(positive) > LOG_SPAN
     scale, name = axis_unit(positive, "B")
+    return totals, log, scale, name
+
+
+def traffic_per_round(results: Mapping[str, Result], drifts: list[int]) -> Plot:
+    """Cumulative bytes against rounds, from every round's record."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    colors = variant_colors(results)
+    totals, log, scale, name = _cumulative_bytes(results)
     for label, result in results.items():
         rounds, sent = result.rounds["round"], totals[label] / scale
         shown = sent > 0 if log else np.ones(len(sent), dtype=bool)
@@ -68,12 +77,8 @@ def prequential(results: Mapping[str, Result], by_bytes: bool) -> Plot:
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     colors = variant_colors(results)
-    sent = {
-        n: np.cumsum(np.asarray(r.rounds["bytes_sent"], dtype=float)) for n, r in results.items()
-    }
-    positive = [float(s[-1]) for s in sent.values() if s[-1] > 0]
-    log = by_bytes and len(positive) > 1 and max(positive) / min(positive) > LOG_SPAN
-    scale, name = axis_unit(positive, "B")
+    sent, log, scale, name = _cumulative_bytes(results)
+    log = by_bytes and log
     silent = []
     for label, result in results.items():
         loss = np.asarray(result.rounds["cumulative_prequential_loss"], dtype=float)

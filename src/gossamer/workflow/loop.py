@@ -29,6 +29,7 @@ from gossamer.config import (
 )
 from gossamer.results import CHECKPOINT, Result, RunWriter, rows_to_columns
 from gossamer.sim import Simulation
+from gossamer.sim.shard import Shard
 from gossamer.workflow import checkpoint, distributed
 from gossamer.workflow.callbacks import Callback, Checkpointer, ProgressCallback, Report, RunFiles
 from gossamer.workflow.progress import ProgressDisplay, resolve_progress
@@ -104,9 +105,7 @@ def run(
     display = begin_progress(progress, config.rounds)
     try:
         with distributed.process_group(config):
-            world = distributed.world(config)
-            distributed.check_same_config(world, config)
-            sim = distributed.agree(world, lambda: Simulation.build(config))
+            world, sim = _build(config)
             if world.rank != 0:  # rank 0 writes the directory; the others only checkpoints
                 writer, display, callbacks = None, None, []
             if writer is not None:
@@ -139,6 +138,14 @@ def check_callbacks(callbacks: Sequence[Callback], ranks: int) -> list[Callback]
             "callbacks are told), or use ranks=1"
         )
     return callbacks
+
+
+def _build(config: Config) -> tuple[Shard, Simulation]:
+    """This rank's place among the ranks (which must all run ``config``) and its part of
+    the simulation, built once every rank has built its own (inside the process group)."""
+    world = distributed.world(config)
+    distributed.check_same_config(world, config)
+    return world, distributed.agree(world, lambda: Simulation.build(config))
 
 
 def begin_progress(progress: ProgressArg, rounds: int) -> Callback | None:
@@ -190,9 +197,7 @@ def resume(
     display = begin_progress(progress, config.rounds)
     try:
         with distributed.process_group(config):
-            world = distributed.world(config)
-            distributed.check_same_config(world, config)
-            sim = distributed.agree(world, lambda: Simulation.build(config))
+            world, sim = _build(config)
             elapsed = distributed.agree(world, lambda: _restore(sim, run_dir))
             if world.rank != 0:
                 writer, display, callbacks = None, None, []
