@@ -9,9 +9,6 @@ the chunking never changes which batch a node draws, only float rounding at most
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import sys
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -33,7 +30,7 @@ from gossamer.sim.optim import (
 )
 from gossamer.sim.optim.base import State
 from gossamer.sim.shard import NodeRows, Shard
-from gossamer.sim.stacked import StackedTensors
+from gossamer.sim.stacked import StackedTensors, libc
 
 _EVAL_ACTIVATION_BUDGET = 64 * 2**20  # floats of activations per evaluation chunk
 # Automatic node chunk on CPU: keep one chunk's layer outputs near the last-level cache.
@@ -316,12 +313,8 @@ def tune_allocator() -> bool:
     (PERFORMANCE.md: 1.1-2.9x on steps that allocate large temporaries), but applied at
     run time with ``mallopt``. Returns whether it was applied (glibc only).
     """
-    if not sys.platform.startswith("linux"):
+    c = libc()
+    if c is None or not hasattr(c, "mallopt"):  # not glibc
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4
-        ok = libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1)
-        return bool(ok)
-    except (OSError, AttributeError):
-        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(c.mallopt(m_mmap_max, 0) and c.mallopt(m_trim_threshold, 2**31 - 1))

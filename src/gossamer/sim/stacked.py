@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 from collections.abc import Sequence
 from math import prod
@@ -29,6 +30,19 @@ import torch
 _CHUNK_VALUES = 2**23  # values per temporary in reductions (64 MB in float64)
 _HUGE_PAGE = 2 * 2**20
 HUGE_PAGES = True  # back large CPU allocations with transparent huge pages (see below)
+
+
+@functools.cache
+def libc() -> ctypes.CDLL | None:
+    """The C library, loaded once (finding it runs ``ldconfig``); None off Linux or
+    where it cannot be loaded. ``advise_huge_pages`` and the engine's ``tune_allocator``
+    call into it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
 
 
 def advise_huge_pages(buffer: torch.Tensor) -> bool:
@@ -43,17 +57,14 @@ def advise_huge_pages(buffer: torch.Tensor) -> bool:
     size = buffer.numel() * buffer.element_size()
     if not HUGE_PAGES or buffer.device.type != "cpu" or size < 4 * _HUGE_PAGE:
         return False
-    if not sys.platform.startswith("linux"):
+    c = libc()
+    if c is None or not hasattr(c, "madvise"):
         return False
     start = -(-buffer.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE  # whole huge pages inside
     end = (buffer.data_ptr() + size) // _HUGE_PAGE * _HUGE_PAGE
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        madvise = libc.madvise
-        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        return madvise(start, end - start, 14) == 0  # MADV_HUGEPAGE
-    except (OSError, AttributeError):
-        return False
+    madvise = c.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return madvise(start, end - start, 14) == 0  # MADV_HUGEPAGE
 
 
 class StackedTensors:
