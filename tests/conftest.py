@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,17 @@ def small_config(**overrides):
     """SMALL as a Config; keyword overrides use dotted keys as in --set."""
     base = copy.deepcopy(SMALL)
     return load_config(base, [f"{k}={v}" for k, v in overrides.items()])
+
+
+def stop_at(round_: int):
+    """A progress callback that presses Ctrl-C once ``round_`` rounds are done (the run
+    stops after that round, with a checkpoint when it has a directory)."""
+
+    def progress(done, row):
+        if done == round_:
+            signal.raise_signal(signal.SIGINT)
+
+    return progress
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import gossamer
-from conftest import ROOT
+from conftest import ROOT, stop_at
 from gossamer.config import ConfigError, load_config
 from gossamer.sim import Simulation, topology
 from gossamer.sim.shard import Halo, Shard, block_bounds
@@ -216,18 +215,10 @@ def test_more_ranks_than_nodes_is_refused_before_starting():
 # ------------------------------------------------------------------ resume across ranks
 
 
-def _stop_at(round_: int):
-    def progress(done, row):
-        if done == round_:
-            signal.raise_signal(signal.SIGINT)
-
-    return progress
-
-
 def _interrupted_run(rank: int, world: int, store: str, overrides: list[str], out: str) -> None:
     _join(rank, world, store)
     try:
-        gossamer.run(BASE, overrides=overrides, out=out, progress=_stop_at(5))
+        gossamer.run(BASE, overrides=overrides, out=out, progress=stop_at(5))
     except gossamer.RunInterrupted as stop:
         assert stop.rounds_done == 5
     else:
@@ -258,7 +249,7 @@ def test_a_run_saved_on_two_ranks_resumes_on_one_and_vice_versa(tmp_path):
     # saved on 1, resumed on 2
     one = tmp_path / "one"
     with pytest.raises(gossamer.RunInterrupted):
-        gossamer.run(BASE, overrides=RESUMED, out=one, progress=_stop_at(5))
+        gossamer.run(BASE, overrides=RESUMED, out=one, progress=stop_at(5))
     spawn(_resumed_run, 2, tmp_path, str(one))
     for run_dir in (two, one):
         resumed = gossamer.load(run_dir)

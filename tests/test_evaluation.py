@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import gossamer
-from conftest import small_config
+from conftest import small_config, stop_at
 from gossamer.config import ConfigError
 from gossamer.sim import EVAL_COLUMNS, Simulation
 from gossamer.sim.evaluation import mean_accuracy_ci95, node_sample, stratified_subset
@@ -130,16 +130,10 @@ def test_sampling_more_than_there_is_is_refused():
 
 
 def test_a_resumed_sampled_run_equals_an_uninterrupted_one(tmp_path):
-    import signal
-
-    def stop_at(done, row):
-        if done == 3:
-            signal.raise_signal(signal.SIGINT)
-
     config = small_config(**SAMPLED, **{"eval.nodes": 4, "eval.test_samples": 30})
     whole = gossamer.run(config)
     with pytest.raises(gossamer.RunInterrupted):
-        gossamer.run(config, out=tmp_path / "run", progress=stop_at)
+        gossamer.run(config, out=tmp_path / "run", progress=stop_at(3))
     resumed = gossamer.resume(tmp_path / "run")
     for key in ("test_accuracy_mean", "test_accuracy_mean_ci95", "avg_model_loss"):
         assert np.array_equal(whole.metrics[key], resumed.metrics[key]), key

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import gossamer
-from conftest import small_config
+from conftest import small_config, stop_at
 from gossamer.config import ConfigError, DataError, registered_names
 from gossamer.sim import Simulation
 from gossamer.sim.conditions import Availability
@@ -20,7 +20,7 @@ from gossamer.sim.data import sample_batch_indices
 from gossamer.sim.rng import Purpose, uniform
 from gossamer.workflow import RunInterrupted
 from reference import LoopPopulation
-from test_workflow import RICH, _stop_at, assert_same_run
+from test_workflow import RICH, assert_same_run
 
 CHURN = {"network.availability": "{kind: bernoulli, online: 0.7}", "network.delivery": 0.9}
 
@@ -378,7 +378,7 @@ def test_resumed_under_churn_and_loss_equals_uninterrupted(tmp_path, protocol):
     config = small_config(**RICH, **network, protocol=protocol)
     gossamer.run(config, out=tmp_path / "whole")
     with pytest.raises(RunInterrupted):
-        gossamer.run(config, out=tmp_path / "cut", progress=_stop_at(17))
+        gossamer.run(config, out=tmp_path / "cut", progress=stop_at(17))
     gossamer.resume(tmp_path / "cut")
     assert_same_run(tmp_path / "whole", tmp_path / "cut")
     lost = gossamer.load(tmp_path / "whole").summary["totals"]["messages_lost"]

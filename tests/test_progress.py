@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 import gossamer
-from conftest import SMALL, small_config
+from conftest import SMALL, small_config, stop_at
 from gossamer.cli.app import app
 from gossamer.config import ConfigError
 from gossamer.report.tables import format_bytes
@@ -180,15 +180,8 @@ def test_lines_also_every_few_minutes_and_the_eta_from_the_pace():
 def test_a_resumed_run_says_where_it_resumed(tmp_path):
     config = small_config(rounds=8)
 
-    class StopAfter(gossamer.Callback):
-        def on_round(self, sim, row):
-            if sim.next_round == 3:
-                import signal
-
-                signal.raise_signal(signal.SIGINT)
-
     with pytest.raises(gossamer.RunInterrupted):
-        gossamer.run(config, out=tmp_path / "cut", callbacks=[StopAfter()])
+        gossamer.run(config, out=tmp_path / "cut", progress=stop_at(3))
     stream = io.StringIO()
     gossamer.resume(tmp_path / "cut", progress=LineProgress(stream, every_percent=50))
     lines = stream.getvalue().splitlines()

@@ -135,8 +135,9 @@ def test_time_varying_settings_are_checked():
 
 
 def test_runs_on_time_varying_graphs_learn_and_resume(tmp_path):
+    from conftest import stop_at
     from gossamer.workflow import RunInterrupted
-    from test_workflow import _stop_at, assert_same_run
+    from test_workflow import assert_same_run
 
     for kind in ("epidemic", "one_peer_exponential"):
         config = small_config(
@@ -145,6 +146,6 @@ def test_runs_on_time_varying_graphs_learn_and_resume(tmp_path):
         whole = gossamer.run(config, out=tmp_path / f"{kind}-whole")
         assert whole.summary["topology"]["time_varying"] is True
         with pytest.raises(RunInterrupted):
-            gossamer.run(config, out=tmp_path / f"{kind}-cut", progress=_stop_at(7))
+            gossamer.run(config, out=tmp_path / f"{kind}-cut", progress=stop_at(7))
         gossamer.resume(tmp_path / f"{kind}-cut")
         assert_same_run(tmp_path / f"{kind}-whole", tmp_path / f"{kind}-cut")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
 import struct
 from pathlib import Path
 
 import pytest
 
 import gossamer
-from conftest import small_config
+from conftest import small_config, stop_at
 from gossamer.config import ConfigError, load_config
 
 
@@ -84,13 +83,8 @@ def test_mlflow_a_resumed_run_logs_into_the_same_run(tmp_path, mlflow_store, ini
     overrides["eval.initial"] = str(initial).lower()
     config = small_config(rounds=8, eval_every=4, **overrides)
 
-    class StopAfter(gossamer.Callback):
-        def on_round(self, sim, row):
-            if sim.next_round == 3:
-                signal.raise_signal(signal.SIGINT)
-
     with pytest.raises(gossamer.RunInterrupted):
-        gossamer.run(config, out=tmp_path / "cut", callbacks=[StopAfter()])
+        gossamer.run(config, out=tmp_path / "cut", progress=stop_at(3))
     _, stopped = _mlflow_run(mlflow_store, "gossamer")
     assert stopped.info.status == "KILLED"
     result = gossamer.resume(tmp_path / "cut")

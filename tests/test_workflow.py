@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 import gossamer
-from conftest import small_config
+from conftest import small_config, stop_at
 from gossamer.cli import app
 from gossamer.config import ConfigError, dump_config, registered_names
 from gossamer.sim import Simulation
@@ -112,7 +112,7 @@ def test_the_safetensors_package_reads_our_checkpoints(tmp_path):
 
     out = tmp_path / "run"
     with pytest.raises(RunInterrupted):
-        gossamer.run(small_config(**RICH, protocol="dynamic"), out=out, progress=_stop_at(10))
+        gossamer.run(small_config(**RICH, protocol="dynamic"), out=out, progress=stop_at(10))
     theirs = safetensors_torch.load_file(out / checkpoint.CHECKPOINT)
     ours, _ = checkpoint.read_safetensors(out / checkpoint.CHECKPOINT)
     assert theirs.keys() == ours.keys()
@@ -122,21 +122,11 @@ def test_the_safetensors_package_reads_our_checkpoints(tmp_path):
 # ------------------------------------------------------------------ checkpoints and resume
 
 
-def _stop_at(round_: int):
-    """A progress callback that presses Ctrl-C once ``round_`` rounds are done."""
-
-    def progress(done, row):
-        if done == round_:
-            signal.raise_signal(signal.SIGINT)
-
-    return progress
-
-
 def test_checkpoint_holds_the_whole_state(tmp_path):
     config = small_config(**RICH, protocol="dynamic")
     out = tmp_path / "run"
     with pytest.raises(RunInterrupted) as stop:
-        gossamer.run(config, out=out, progress=_stop_at(13))
+        gossamer.run(config, out=out, progress=stop_at(13))
     assert stop.value.rounds_done == 13
     tensors, metadata = checkpoint.read_safetensors(out / checkpoint.CHECKPOINT)
     meta = json.loads(metadata["gossamer"])
@@ -167,7 +157,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, protocol):
     config = small_config(**RICH, protocol=protocol)
     gossamer.run(config, out=tmp_path / "whole")
     with pytest.raises(RunInterrupted):
-        gossamer.run(config, out=tmp_path / "cut", progress=_stop_at(17))
+        gossamer.run(config, out=tmp_path / "cut", progress=stop_at(17))
     assert not (tmp_path / "cut" / "summary.json").exists()
     assert (tmp_path / "cut" / checkpoint.CHECKPOINT).exists()
     resumed = gossamer.resume(tmp_path / "cut")
@@ -241,7 +231,7 @@ def test_ctrl_c_stops_with_a_checkpoint_and_a_partial_report(tmp_path):
 def test_resume_through_the_cli_and_its_errors(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(RunInterrupted):
-        gossamer.run(small_config(**RICH), out=out, progress=_stop_at(5))
+        gossamer.run(small_config(**RICH), out=out, progress=stop_at(5))
     done = runner.invoke(app, ["resume", str(out), "-q"])
     assert done.exit_code == 0, done.output
     assert (out / "summary.json").exists() and "Unfinished" not in (out / "report.html").read_text()
@@ -251,7 +241,7 @@ def test_resume_through_the_cli_and_its_errors(tmp_path):
 
     stopped = tmp_path / "stopped"  # a new run would throw the checkpoint away
     with pytest.raises(RunInterrupted):
-        gossamer.run(small_config(**RICH), out=stopped, progress=_stop_at(5))
+        gossamer.run(small_config(**RICH), out=stopped, progress=stop_at(5))
     config_file = _write_config(tmp_path / "rich.yaml", small_config(**RICH))
     rerun = runner.invoke(app, ["run", str(config_file), "--out", str(stopped)])
     assert rerun.exit_code == 2 and f"continue it with gossamer resume {stopped}" in rerun.stderr
@@ -269,14 +259,14 @@ def test_resume_through_the_cli_and_its_errors(tmp_path):
 
     changed = tmp_path / "changed"
     with pytest.raises(RunInterrupted):
-        gossamer.run(small_config(**RICH), out=changed, progress=_stop_at(5))
+        gossamer.run(small_config(**RICH), out=changed, progress=stop_at(5))
     _write_config(changed / "config.yaml", small_config(**{**RICH, "optimizer.lr": 0.5}))
     result = runner.invoke(app, ["resume", str(changed)])
     assert result.exit_code == 2 and "differs from the config" in result.stderr
 
     torn = tmp_path / "torn"
     with pytest.raises(RunInterrupted):
-        gossamer.run(small_config(**RICH), out=torn, progress=_stop_at(5))
+        gossamer.run(small_config(**RICH), out=torn, progress=stop_at(5))
     data = (torn / checkpoint.CHECKPOINT).read_bytes()
     (torn / checkpoint.CHECKPOINT).write_bytes(data[: len(data) // 2])
     result = runner.invoke(app, ["resume", str(torn)])
@@ -523,7 +513,7 @@ def test_rerun_of_a_stopped_sweep_keeps_finished_runs_and_resumes(tmp_path):
 
     def progress(point, seed):
         calls.append((point["optimizer.lr"], seed))
-        return _stop_at(5) if len(calls) == 2 else None  # Ctrl-C in the second run
+        return stop_at(5) if len(calls) == 2 else None  # Ctrl-C in the second run
 
     # Runs go seed by seed: (0.05, seed 3), (0.1, seed 3), (0.05, seed 4), (0.1, seed 4).
 
@@ -627,7 +617,7 @@ def test_tensorboard_logs_every_evaluation(tmp_path, monkeypatch):
     logged.clear()
     config = small_config(rounds=8, **{"logging.tensorboard": "true"})
     with pytest.raises(RunInterrupted):
-        gossamer.run(config, out=tmp_path / "cut", progress=_stop_at(3))
+        gossamer.run(config, out=tmp_path / "cut", progress=stop_at(3))
     gossamer.resume(tmp_path / "cut")
     assert purges[-2:] == [None, 4]
     steps = [e[2] for e in logged if e != "closed" and e[0] == "test_loss_mean"]
@@ -678,7 +668,7 @@ def test_a_stopped_forced_comparison_continues_without_force(tmp_path):
 
     def progress(name):
         names.append(name)
-        return _stop_at(2) if name == "nosync" else None
+        return stop_at(2) if name == "nosync" else None
 
     with pytest.raises(RunInterrupted):
         gossamer.compare(
@@ -729,7 +719,7 @@ def test_ctrl_c_in_the_last_round_of_a_sweep_stops_the_sweep(tmp_path):
 
     def progress(point, seed):
         calls.append(seed)
-        return _stop_at(4)  # rounds=4: the last round
+        return stop_at(4)  # rounds=4: the last round
 
     with pytest.raises(RunInterrupted):
         gossamer.sweep(small_config(), seeds=3, out=tmp_path / "s", progress=progress)
@@ -761,7 +751,7 @@ def test_reports_of_unusual_directories(tmp_path):
     # Stopped before its first checkpoint (a crash): metrics, no rounds.csv.
     crashed = tmp_path / "crashed"
     with pytest.raises(RunInterrupted):
-        gossamer.run(small_config(**RICH), out=crashed, progress=_stop_at(7))
+        gossamer.run(small_config(**RICH), out=crashed, progress=stop_at(7))
     for name in ("rounds.csv", checkpoint.CHECKPOINT, "report.html"):
         (crashed / name).unlink(missing_ok=True)
     gossamer.report.write_report([crashed])
@@ -789,7 +779,7 @@ def test_reports_of_unusual_directories(tmp_path):
 def test_resume_refreshes_an_existing_report(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(RunInterrupted):
-        gossamer.run(small_config(**RICH), out=out, progress=_stop_at(5), report=True)
+        gossamer.run(small_config(**RICH), out=out, progress=stop_at(5), report=True)
     assert "Unfinished run" in (out / "report.html").read_text()
     gossamer.resume(out)  # report=False, but the old report must not stay stale
     assert "Unfinished run" not in (out / "report.html").read_text()
@@ -811,7 +801,7 @@ def test_paths_in_a_config_are_made_absolute_so_resume_works_from_anywhere(tmp_p
     )
     assert config.topology.path == here / "g.txt"
     with pytest.raises(RunInterrupted):
-        gossamer.run(config, out="run", progress=_stop_at(3))
+        gossamer.run(config, out="run", progress=stop_at(3))
     assert f"path: {here / 'g.txt'}" in (here / "run" / "config.yaml").read_text()
     monkeypatch.chdir(tmp_path)  # elsewhere
     assert gossamer.resume(here / "run").summary["topology"]["edges"] == 256 * 6 // 2
