@@ -49,8 +49,8 @@ from gossamer.results import (
     table_to_csv,
 )
 from gossamer.workflow.callbacks import Callback, ProgressCallback
-from gossamer.workflow.loop import ProgressArg, check_callbacks
-from gossamer.workflow.runs import check_report, prepare_runs, run_or_continue, run_progress
+from gossamer.workflow.loop import ProgressArg, check_callbacks, check_report
+from gossamer.workflow.runs import prepare_runs, run_or_continue, run_progress
 
 
 def load_variants(

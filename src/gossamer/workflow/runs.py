@@ -15,7 +15,7 @@ from typing import Any
 from gossamer.config import Config, ConfigError, RunDirectoryError, arg, config_hash, load_config
 from gossamer.results import CHECKPOINT, FINISH_MARKS, Result, directory_kind, load_run
 from gossamer.workflow.callbacks import Callback
-from gossamer.workflow.loop import ProgressArg, RunInterrupted, check_report, resume, run  # noqa: F401 - check_report for compare, sweep
+from gossamer.workflow.loop import ProgressArg, RunInterrupted, resume, run
 from gossamer.workflow.progress import ProgressDisplay, resolve_progress
 from gossamer.workflow.tracking import check_tracking
 

@@ -49,8 +49,8 @@ from gossamer.results import (
 )
 from gossamer.results.sweep import METRICS
 from gossamer.workflow.callbacks import Callback, ProgressCallback
-from gossamer.workflow.loop import ProgressArg, check_callbacks
-from gossamer.workflow.runs import check_report, prepare_runs, run_or_continue, run_progress
+from gossamer.workflow.loop import ProgressArg, check_callbacks, check_report
+from gossamer.workflow.runs import prepare_runs, run_or_continue, run_progress
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
