@@ -230,6 +230,7 @@ def shown_error(command: Command) -> re.Pattern | None:
 def test_the_commands_in_the_docs_run(tmp_path, monkeypatch):
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PWD", str(tmp_path))  # $PWD in a command: the directory it runs in
     made = iter(range(1000))  # two runs in one second would get the same default --out
     default_out = lambda what: Path("runs") / f"{next(made)}-{what}"  # noqa: E731
     monkeypatch.setattr("gossamer.cli.run.default_out", default_out)
