@@ -2,9 +2,10 @@
 
 For the MLP 784-200-10 (batch 32, one local step, random 6-regular graph) at several
 population sizes, prints the wall time of a whole round (``Simulation.step``:
-training, gossip, the ledger and the round's bookkeeping), of training alone and of
-the gossip step alone, each the mean over a few rounds measured in this run, and the
-round's rate against training alone.
+training, gossip, the ledger and the round's bookkeeping), of training alone, of
+the gossip step alone and of one copy of the parameters X (reading and writing X
+once: the floor of any gossip pass over memory), each the median over a few rounds
+measured interleaved in this run, and the round's rate against training alone.
 
 Usage:
     python benchmarks/round.py                 # N = 256, 1,000 and 10,000 (about 2 minutes)
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -46,20 +48,26 @@ def measure(nodes: int, hidden: int, features: int, rounds: int, huge_pages: boo
     )
     sim = Simulation.build(config)
     sim.step(0)  # warm up
-    parts = {"round": 0.0, "training": 0.0, "gossip": 0.0}
+    # Interleaved and summarized by the median: this machine's memory bandwidth halves
+    # for seconds at a time (other tenants), which would otherwise land on one part.
+    parts: dict[str, list[float]] = {"round": [], "training": [], "gossip": [], "copy": []}
+    params = sim.network.params.blocks
     for t in range(1, rounds + 1):
         start = time.perf_counter()
         sim.step(t)
-        parts["round"] += time.perf_counter() - start
-    for t in range(rounds):
+        parts["round"].append(time.perf_counter() - start)
         start = time.perf_counter()
         sim.population.train(1, round=t)
-        parts["training"] += time.perf_counter() - start
+        parts["training"].append(time.perf_counter() - start)
         start = time.perf_counter()
         sim.network.gossip()
-        parts["gossip"] += time.perf_counter() - start
+        parts["gossip"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for block in params:  # reading and writing X once: the floor of any gossip pass
+            block.mul_(1.0)
+        parts["copy"].append(time.perf_counter() - start)
     row = {"nodes": nodes, "huge_pages": huge_pages}
-    row.update({f"{k}_s": v / rounds for k, v in parts.items()})
+    row.update({f"{k}_s": statistics.median(v) for k, v in parts.items()})
     row["round_node_steps_per_s"] = nodes / row["round_s"]
     row["training_node_steps_per_s"] = nodes / row["training_s"]
     row["round_over_training"] = row["training_s"] / row["round_s"]
@@ -85,7 +93,7 @@ def main() -> None:
     for nodes in sizes:
         for huge_pages in pages:
             hidden, features = (8, 16) if args.smoke else (200, 784)
-            row = measure(nodes, hidden, features, 2 if args.smoke else 5, huge_pages)
+            row = measure(nodes, hidden, features, 2 if args.smoke else 7, huge_pages)
             rows.append(row)
             print("  " + ", ".join(f"{k} {v:,.4g}" for k, v in row.items()))
     if args.json:

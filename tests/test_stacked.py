@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 
@@ -80,3 +81,38 @@ def test_large_populations_are_advised_huge_pages_and_start_at_zero(monkeypatch)
     assert all(not block.any() for block in large.blocks + small.blocks)
     monkeypatch.setattr(stacked, "HUGE_PAGES", False)
     assert real(torch.empty(2**23)) is False
+
+
+def _huge_kb_at(address: int) -> int:
+    """AnonHugePages (kB) of the mapping of this process holding ``address``."""
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(part, 16) for part in head.split("-"))
+            inside = lo <= address < hi
+        elif inside and head == "AnonHugePages:":
+            return int(line.split()[1])
+    return 0
+
+
+def test_huge_page_buffers_start_on_a_huge_page_zeroed_and_backed_by_one():
+    """The gossip step's column block: zeroed, contiguous, on a 2 MB boundary and (where
+    the kernel's THP mode allows) backed by huge pages; plain zeros when turned off."""
+    buffer = stacked.huge_page_zeros(1000, 600, torch.float32)  # 2.4 MB: two huge pages
+    assert buffer.shape == (1000, 600) and buffer.is_contiguous() and not buffer.any()
+    buffer.fill_(3.0)  # writable, and still mapped after the function returned
+    assert float(buffer.sum()) == 3.0 * 600_000
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if sys.platform.startswith("linux"):
+        assert buffer.data_ptr() % 2**21 == 0
+        if thp.exists() and "[never]" not in thp.read_text():
+            assert _huge_kb_at(buffer.data_ptr()) >= 2048
+    doubles = stacked.huge_page_zeros(3, 5, torch.float64)
+    assert doubles.dtype == torch.float64 and doubles.shape == (3, 5) and not doubles.any()
+
+
+def test_huge_page_buffers_are_plain_zeros_when_turned_off(monkeypatch):
+    monkeypatch.setattr(stacked, "HUGE_PAGES", False)
+    buffer = stacked.huge_page_zeros(1000, 600, torch.float32)
+    assert buffer.shape == (1000, 600) and buffer.is_contiguous() and not buffer.any()

@@ -39,7 +39,7 @@ from gossamer.sim.shard import Shard, block_bounds
 
 PROCESS_BYTES = int(0.40e9)  # RSS of a process with torch and gossamer, kernels loaded
 _HALO_SPAN_BYTES = 64 * 2**20  # see gossamer.sim.topology._EXCHANGE_BYTES
-_MIX_BLOCK_BYTES = 4 * 2**20  # see gossamer.sim.topology._BLOCK_BYTES
+_MIX_BLOCK_BYTES = 2 * 2**20  # see gossamer.sim.topology._BLOCK_BYTES
 
 
 @dataclass
@@ -117,7 +117,8 @@ def estimate_memory(
     gossip = 0
     if config.protocol.uses_topology:
         halo = nodes if ranks > 1 else n
-        gossip = n * max(64, _MIX_BLOCK_BYTES // (f32 * halo)) * f32
+        # a contiguous copy of a column block of the rows read, and its mixed rows
+        gossip = (halo + n) * max(64, _MIX_BLOCK_BYTES // (f32 * halo)) * f32
         if ranks > 1:
             gossip += _HALO_SPAN_BYTES
     terms["gossip"] = gossip

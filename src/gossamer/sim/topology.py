@@ -27,14 +27,15 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from gossamer.config import Config, ConfigError, TopologyConfig, near_square_rows
 from gossamer.sim.rng import Purpose, numpy_generator
 from gossamer.sim.shard import Halo, Shard
-from gossamer.sim.stacked import StackedTensors
+from gossamer.sim.stacked import StackedTensors, huge_page_zeros
 
 _DENSE_EIG_MAX_NODES = 4096
-_BLOCK_BYTES = 4 * 2**20  # column block of X kept cache-resident during gossip
+_BLOCK_BYTES = 2 * 2**20  # column block of X kept cache-resident during gossip
 _EXCHANGE_BYTES = 64 * 2**20  # halo rows fetched from other ranks at a time
 
 
@@ -226,11 +227,16 @@ def spectral_gap(topology: Topology) -> float:
 class Mixer:
     """In-place gossip ``X <- W X`` over stacked parameters X (N, P).
 
-    On CPU, X is processed in column blocks sized to stay in cache: each one is
-    multiplied by the sparse CSR W into a reusable buffer and copied back, so X is read
-    and written once from memory (a full-width sparse product would re-read neighbour
-    rows from memory for every node). A W that is exactly the uniform average (the
-    complete graph with Metropolis–Hastings weights) is applied as a mean.
+    On CPU, X is processed in column blocks sized to stay in cache: each block is
+    copied into a reusable contiguous buffer, every node's weighted sum of its
+    neighbours' rows is taken there (``embedding_bag`` over W's CSR rows: the column
+    indices are the bags' members, the weights their per-sample weights, summed in
+    column order) and the result is copied back. So X is read and written once from
+    memory; a full-width sparse product would re-read neighbour rows from memory for
+    every node. The weighted gather is 1.3-2x faster than MKL's CSR product on the
+    same block, and the explicit copy avoids ``addmm`` on a strided block (4x slower
+    at N = 10,000). A W that is exactly the uniform average (the complete graph with
+    Metropolis–Hastings weights) is applied as a mean.
 
     Sharded over ranks, X holds this rank's rows; each gossip step first fetches the
     rows of other ranks that its rows of W read (:class:`gossamer.sim.shard.Halo`,
@@ -250,7 +256,7 @@ class Mixer:
         n = topology.num_nodes if topology is not None else nodes
         self.device = device
         self.shard = shard or Shard.single(n)
-        self._buffer: torch.Tensor | None = None
+        self._buffer: torch.Tensor | None = None  # (halo, block) contiguous copy of X's block
         identity = np.arange(n)
         if topology is None or all_rows:
             self.halo = Halo(self.shard, identity, identity, dense_share=-1.0)
@@ -283,6 +289,10 @@ class Mixer:
                 .to_sparse_csr()
                 .to(self.device)
             )
+        # W's CSR rows as bags of X's rows, for the CPU weighted gather in _apply_block
+        self._members = self.matrix.col_indices()
+        self._bags = self.matrix.crow_indices()[:-1].contiguous()
+        self._weights = self.matrix.values()
         self.is_average = False
 
     def apply_(self, blocks: Iterable[torch.Tensor]) -> None:
@@ -298,7 +308,7 @@ class Mixer:
             mean = self.shard.mean(StackedTensors([(params.shape[1],)], [params]))
             params.copy_(mean.blocks[0].expand_as(params))
             return
-        n, p = params.shape
+        p = params.shape[1]
         width = min(self.block, p)  # columns multiplied at a time (cache-sized on CPU)
         span = p  # columns fetched from other ranks at a time (bounds the halo's memory);
         if self.shard.distributed:  # the same on every rank: each span is a collective
@@ -309,13 +319,18 @@ class Mixer:
             if params.device.type != "cpu":
                 params[:, first : first + span].copy_(torch.sparse.mm(self.matrix, source))
                 continue
-            if self._buffer is None or self._buffer.shape[1] < width:
-                self._buffer = torch.zeros(n, width, dtype=params.dtype)
+            buffer = self._buffer
+            if buffer is None or buffer.shape[1] < width or buffer.dtype != params.dtype:
+                self._buffer = huge_page_zeros(source.shape[0], width, params.dtype)
+            weights = self._weights.to(params.dtype)
             for lo in range(0, source.shape[1], width):
                 columns = source[:, lo : lo + width]
-                out = self._buffer[:, : columns.shape[1]]
-                torch.addmm(out, self.matrix, columns, beta=0.0, out=out)
-                params[:, first + lo : first + lo + out.shape[1]].copy_(out)
+                held = self._buffer[:, : columns.shape[1]]
+                held.copy_(columns)
+                mixed = F.embedding_bag(
+                    self._members, held, self._bags, mode="sum", per_sample_weights=weights
+                )
+                params[:, first + lo : first + lo + mixed.shape[1]].copy_(mixed)
 
 
 def describe_topology(config: Config) -> dict[str, float | int | bool | str]:
