@@ -74,6 +74,9 @@ VARIANTS = {
     # a ring: each rank reads two rows of the others (a sparse halo, not all rows)
     "ring_churn": ["topology.kind=ring", *CHURN],
     "ring_dynamic_gossip": ["topology.kind=ring", "protocol={name: dynamic_gossip, delta: 0.01}"],
+    # the gossip step of large populations (a weighted gather; see build)
+    "dpsgd_gather": [],
+    "ring_churn_gather": ["topology.kind=ring", *CHURN],
     "cnn": [
         "data.synthetic.shape=[1, 8, 8]",
         "model={name: cnn, channels: [4], hidden: 8}",
@@ -85,6 +88,20 @@ VARIANTS = {
 
 def config(name: str):
     return load_config(BASE, VARIANTS[name])
+
+
+def build(name: str) -> Simulation:
+    """The variant's simulation; ``*_gather`` ones mix as populations of over
+    topology._GATHER_MIN_NODES nodes do."""
+    saved = topology._GATHER_MIN_NODES
+    if name.endswith("_gather"):
+        topology._GATHER_MIN_NODES = 0
+    try:
+        sim = Simulation.build(config(name))
+    finally:
+        topology._GATHER_MIN_NODES = saved
+    assert not name.endswith("_gather") or sim.network.mixer.gather
+    return sim
 
 
 def outcome(sim: Simulation, result) -> dict:
@@ -123,7 +140,7 @@ def _run_variants(rank: int, world: int, store: str, names: list[str], out: str)
         topology._EXCHANGE_BYTES = 4 * 10 * 40
     results = {}
     for name in names:
-        sim = Simulation.build(config(name))
+        sim = build(name)
         assert sim.population.local_nodes == sim.population.shard.local_nodes < 10
         results[name] = outcome(sim, execute(sim, None))
     if rank == 0:
@@ -141,7 +158,7 @@ def single():
     """Every variant on one process."""
     results = {}
     for name in VARIANTS:
-        sim = Simulation.build(config(name))
+        sim = build(name)
         results[name] = outcome(sim, execute(sim, None))
     return results
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from gossamer.config import ConfigError, TopologyConfig, load_config
+from gossamer.sim import topology
 from gossamer.sim.topology import Mixer, build_topology, with_weights
 from reference import loop_gossip
 
@@ -112,8 +113,11 @@ def _neighbours(t):
     return [sorted(t.graph.neighbors(i)) for i in range(t.num_nodes)]
 
 
+@pytest.mark.parametrize("gather", [False, True], ids=["product", "gather"])
 @pytest.mark.parametrize("kind", ["ring", "regular", "erdos_renyi", "torus"])
-def test_mixing_equals_loop_over_neighbour_state_dicts(kind):
+def test_mixing_equals_loop_over_neighbour_state_dicts(kind, gather, monkeypatch):
+    """Both CPU kernels (MKL's CSR product; the weighted gather of N > 2,048 nodes)."""
+    monkeypatch.setattr(topology, "_GATHER_MIN_NODES", 0 if gather else 2048)
     t = topo(kind, nodes=16, degree=3 if kind == "regular" else 4, p=0.3)
     deg = t.degree
     gen = torch.Generator().manual_seed(0)
@@ -130,6 +134,7 @@ def test_mixing_equals_loop_over_neighbour_state_dicts(kind):
     expected = loop_gossip(sds, _neighbours(t), mh)
     stacked = torch.stack([torch.cat([sd["w"].flatten(), sd["b"]]) for sd in sds])
     mixer = Mixer(t, torch.device("cpu"))
+    assert mixer.gather == gather
     mixer.block = 4  # force several column blocks, one of them partial
     mixer.apply_([stacked[:, :10], stacked[:, 10:]])  # two parameter blocks, stacked in place
     for i, sd in enumerate(expected):

@@ -36,10 +36,10 @@ from gossamer.sim.data import Dataset, NodeData, dataset_info, load_partitioned
 from gossamer.sim.engine import _EVAL_ACTIVATION_BUDGET, auto_chunk
 from gossamer.sim.models import StackedModel, build_model
 from gossamer.sim.shard import Shard, block_bounds
+from gossamer.sim.topology import mixing_buffer_bytes
 
 PROCESS_BYTES = int(0.40e9)  # RSS of a process with torch and gossamer, kernels loaded
 _HALO_SPAN_BYTES = 64 * 2**20  # see gossamer.sim.topology._EXCHANGE_BYTES
-_MIX_BLOCK_BYTES = 2 * 2**20  # see gossamer.sim.topology._BLOCK_BYTES
 
 
 @dataclass
@@ -117,8 +117,7 @@ def estimate_memory(
     gossip = 0
     if config.protocol.uses_topology:
         halo = nodes if ranks > 1 else n
-        # a contiguous copy of a column block of the rows read, and its mixed rows
-        gossip = (halo + n) * max(64, _MIX_BLOCK_BYTES // (f32 * halo)) * f32
+        gossip = mixing_buffer_bytes(nodes, n, halo)
         if ranks > 1:
             gossip += _HALO_SPAN_BYTES
     terms["gossip"] = gossip

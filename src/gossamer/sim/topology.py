@@ -35,7 +35,12 @@ from gossamer.sim.shard import Halo, Shard
 from gossamer.sim.stacked import StackedTensors, huge_page_zeros
 
 _DENSE_EIG_MAX_NODES = 4096
-_BLOCK_BYTES = 2 * 2**20  # column block of X kept cache-resident during gossip
+# Gossip on CPU (see Mixer): up to _GATHER_MIN_NODES nodes, MKL's CSR product on
+# column blocks of _PRODUCT_BLOCK_BYTES; above, a weighted gather on copies of column
+# blocks of _GATHER_BLOCK_BYTES (each the fastest measured at its sizes).
+_GATHER_MIN_NODES = 2048
+_PRODUCT_BLOCK_BYTES = 4 * 2**20
+_GATHER_BLOCK_BYTES = 2 * 2**20
 _EXCHANGE_BYTES = 64 * 2**20  # halo rows fetched from other ranks at a time
 
 
@@ -224,19 +229,40 @@ def spectral_gap(topology: Topology) -> float:
     return float(1.0 - moduli[-2])
 
 
+def _block_columns(gather: bool, halo: int) -> int:
+    """Columns of X mixed at a time on CPU, ``halo`` rows read (see Mixer)."""
+    return max(64, (_GATHER_BLOCK_BYTES if gather else _PRODUCT_BLOCK_BYTES) // (4 * halo))
+
+
+def mixing_buffer_bytes(nodes: int, rows: int, halo: int) -> int:
+    """Bytes of the CPU gossip step's buffers: ``nodes`` in all, ``rows`` on this rank,
+    ``halo`` rows read (the product's output block, or the gather's copy of a block and
+    its mixed rows)."""
+    gather = nodes > _GATHER_MIN_NODES
+    width = _block_columns(gather, halo)
+    return (halo + rows if gather else rows) * width * 4
+
+
 class Mixer:
     """In-place gossip ``X <- W X`` over stacked parameters X (N, P).
 
-    On CPU, X is processed in column blocks sized to stay in cache: each block is
-    copied into a reusable contiguous buffer, every node's weighted sum of its
-    neighbours' rows is taken there (``embedding_bag`` over W's CSR rows: the column
-    indices are the bags' members, the weights their per-sample weights, summed in
-    column order) and the result is copied back. So X is read and written once from
-    memory; a full-width sparse product would re-read neighbour rows from memory for
-    every node. The weighted gather is 1.3-2x faster than MKL's CSR product on the
-    same block, and the explicit copy avoids ``addmm`` on a strided block (4x slower
-    at N = 10,000). A W that is exactly the uniform average (the complete graph with
-    Metropolis–Hastings weights) is applied as a mean.
+    On CPU, X is processed in column blocks sized to stay in cache, so X is read and
+    written once from memory; a full-width sparse product would re-read neighbour rows
+    from memory for every node. How a block is mixed depends on the number of nodes N
+    (all ranks' together, so that a sharded run sums in the same order as one process):
+
+    - N <= 2,048: MKL's sparse CSR product of W with the block (4 MB of it) into a
+      reusable buffer, copied back;
+    - N > 2,048: the block (2 MB) is copied into a reusable buffer on a 2 MB huge page,
+      every node's weighted sum of its neighbours' rows is taken there
+      (``embedding_bag`` over W's CSR rows: the column indices are a bag's members, the
+      weights their per-sample weights, summed in column order) and copied back.
+
+    Measured on this project's 2-core machine (MLP, 6-regular graph): the product is
+    7-17% faster at N = 256-1,000 and 4x slower at N = 10,000 (5.2 against 1.2 s),
+    where its strided block rows are 416-byte pieces of different pages; they cross
+    over between N = 2,000 and 4,000. A W that is exactly the uniform average (the
+    complete graph with Metropolis–Hastings weights) is applied as a mean.
 
     Sharded over ranks, X holds this rank's rows; each gossip step first fetches the
     rows of other ranks that its rows of W read (:class:`gossamer.sim.shard.Halo`,
@@ -256,13 +282,14 @@ class Mixer:
         n = topology.num_nodes if topology is not None else nodes
         self.device = device
         self.shard = shard or Shard.single(n)
-        self._buffer: torch.Tensor | None = None  # (halo, block) contiguous copy of X's block
+        self._buffer: torch.Tensor | None = None  # the product's out, or the gather's copy
         identity = np.arange(n)
         if topology is None or all_rows:
             self.halo = Halo(self.shard, identity, identity, dense_share=-1.0)
         else:
             self.halo = Halo(self.shard, topology.rows, topology.cols, dense_share)
-        self.block = max(64, _BLOCK_BYTES // (4 * self.halo.size))
+        self.gather = self.shard.num_nodes > _GATHER_MIN_NODES
+        self.block = _block_columns(self.gather, self.halo.size)
         if topology is None:  # weights come round by round (time-varying topologies)
             self.set_weights(identity, identity, np.ones(n), n)
             return
@@ -319,18 +346,32 @@ class Mixer:
             if params.device.type != "cpu":
                 params[:, first : first + span].copy_(torch.sparse.mm(self.matrix, source))
                 continue
+            if self.gather:
+                self._gather_columns(source, params[:, first : first + span], width)
+                continue
             buffer = self._buffer
             if buffer is None or buffer.shape[1] < width or buffer.dtype != params.dtype:
-                self._buffer = huge_page_zeros(source.shape[0], width, params.dtype)
-            weights = self._weights.to(params.dtype)
+                self._buffer = torch.zeros(params.shape[0], width, dtype=params.dtype)
             for lo in range(0, source.shape[1], width):
                 columns = source[:, lo : lo + width]
-                held = self._buffer[:, : columns.shape[1]]
-                held.copy_(columns)
-                mixed = F.embedding_bag(
-                    self._members, held, self._bags, mode="sum", per_sample_weights=weights
-                )
-                params[:, first + lo : first + lo + mixed.shape[1]].copy_(mixed)
+                out = self._buffer[:, : columns.shape[1]]
+                torch.addmm(out, self.matrix, columns, beta=0.0, out=out)
+                params[:, first + lo : first + lo + out.shape[1]].copy_(out)
+
+    def _gather_columns(self, source: torch.Tensor, target: torch.Tensor, width: int) -> None:
+        """target <- W source, ``width`` columns at a time, by a weighted gather."""
+        buffer = self._buffer
+        if buffer is None or buffer.shape[1] < width or buffer.dtype != source.dtype:
+            self._buffer = huge_page_zeros(source.shape[0], width, source.dtype)
+        weights = self._weights.to(source.dtype)
+        for lo in range(0, source.shape[1], width):
+            columns = source[:, lo : lo + width]
+            held = self._buffer[:, : columns.shape[1]]
+            held.copy_(columns)
+            mixed = F.embedding_bag(
+                self._members, held, self._bags, mode="sum", per_sample_weights=weights
+            )
+            target[:, lo : lo + mixed.shape[1]].copy_(mixed)
 
 
 def describe_topology(config: Config) -> dict[str, float | int | bool | str]:
