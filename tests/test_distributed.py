@@ -166,7 +166,8 @@ def single():
 @pytest.mark.parametrize("world", [2, 4])
 def test_every_protocol_gives_the_numbers_of_one_process(world, single, tmp_path):
     out = tmp_path / "results.pkl"
-    names = [name for name in VARIANTS if world == 2 or name != "cnn"]
+    # the CNN and the gather kernel on two ranks only (not to crowd this 2-core machine)
+    names = [n for n in VARIANTS if world == 2 or not (n == "cnn" or n.endswith("_gather"))]
     spawn(_run_variants, world, tmp_path, names, str(out))
     sharded = pickle.loads(out.read_bytes())
     for name in names:
