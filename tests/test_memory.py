@@ -108,16 +108,23 @@ CASES = {
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_estimate_is_within_a_quarter_of_the_measured_peak(case):
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(CASES[case])],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        check=True,
-    )
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
-    ratio = measured["plan"] / measured["peak"]
+    # A convolution network's peak varies between identical runs (1.02-1.47 GB here:
+    # freed temporaries fragment the tuned allocator's heap differently each time), so
+    # its estimate is held to the median of three runs; the others' to one run.
+    probes = 3 if case.startswith("cnn") else 1
+    measured = []
+    for _ in range(probes):
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, json.dumps(CASES[case])],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+            check=True,
+        )
+        measured.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    peak = sorted(m["peak"] for m in measured)[probes // 2]
+    ratio = measured[0]["plan"] / peak
     assert 0.75 <= ratio <= 1.25, (case, measured)
 
 
