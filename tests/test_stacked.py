@@ -83,15 +83,16 @@ def test_large_populations_are_advised_huge_pages_and_start_at_zero(monkeypatch)
     assert real(torch.empty(2**23)) is False
 
 
-def _huge_kb_at(address: int) -> int:
-    """AnonHugePages (kB) of the mapping of this process holding ``address``."""
+def _smaps_field(address: int, field: str) -> int:
+    """A field of /proc/self/smaps (e.g. ``AnonHugePages:`` in kB) for the mapping
+    holding ``address``."""
     inside = False
     for line in Path("/proc/self/smaps").read_text().splitlines():
         head = line.split()[0]
         if "-" in head and not head.endswith(":"):
             lo, hi = (int(part, 16) for part in head.split("-"))
             inside = lo <= address < hi
-        elif inside and head == "AnonHugePages:":
+        elif inside and head == field:
             return int(line.split()[1])
     return 0
 
@@ -106,8 +107,9 @@ def test_huge_page_buffers_start_on_a_huge_page_zeroed_and_backed_by_one():
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     if sys.platform.startswith("linux"):
         assert buffer.data_ptr() % 2**21 == 0
-        if thp.exists() and "[never]" not in thp.read_text():
-            assert _huge_kb_at(buffer.data_ptr()) >= 2048
+        assert not buffer.untyped_storage().resizable()  # a mapping of its own
+        if thp.exists() and "[never]" not in thp.read_text():  # advised: eligible
+            assert _smaps_field(buffer.data_ptr(), "THPeligible:") == 1
     doubles = stacked.huge_page_zeros(3, 5, torch.float64)
     assert doubles.dtype == torch.float64 and doubles.shape == (3, 5) and not doubles.any()
 
@@ -116,3 +118,4 @@ def test_huge_page_buffers_are_plain_zeros_when_turned_off(monkeypatch):
     monkeypatch.setattr(stacked, "HUGE_PAGES", False)
     buffer = stacked.huge_page_zeros(1000, 600, torch.float32)
     assert buffer.shape == (1000, 600) and buffer.is_contiguous() and not buffer.any()
+    assert buffer.untyped_storage().resizable()  # torch's own memory, not a mapping

@@ -79,7 +79,7 @@ def huge_page_zeros(rows: int, cols: int, dtype: torch.dtype) -> torch.Tensor:
     For small hot buffers such as the gossip step's column block: with 4 kB pages
     its physical pages land anywhere, and the gathers from it collide in the caches
     in some processes and not in others (the N = 10,000 gossip step took 1.0 s or
-    3.0 s from one process to the next); one physically contiguous page does not.
+    3.0 s from one process to the next); physically contiguous 2 MB pages do not.
     """
     count = rows * cols
     c = libc()

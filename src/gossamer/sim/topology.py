@@ -253,9 +253,9 @@ class Mixer:
 
     - N <= 2,048: MKL's sparse CSR product of W with the block (4 MB of it) into a
       reusable buffer, copied back;
-    - N > 2,048: the block (2 MB) is copied into a reusable buffer on a 2 MB huge page,
-      every node's weighted sum of its neighbours' rows is taken there
-      (``embedding_bag`` over W's CSR rows: the column indices are a bag's members, the
+    - N > 2,048: the block (2 MB, at least 64 columns) is copied into a reusable buffer
+      on 2 MB huge pages, every node's weighted sum of its neighbours' rows is taken
+      there (``embedding_bag`` over W's CSR rows: the column indices are a bag's members, the
       weights their per-sample weights, summed in column order) and copied back.
 
     Measured on this project's 2-core machine (MLP, 6-regular graph): the product is
@@ -316,7 +316,7 @@ class Mixer:
                 .to_sparse_csr()
                 .to(self.device)
             )
-        # W's CSR rows as bags of X's rows, for the CPU weighted gather in _apply_block
+        # W's CSR rows as bags of X's rows, for the CPU weighted gather (_gather_columns)
         self._members = self.matrix.col_indices()
         self._bags = self.matrix.crow_indices()[:-1].contiguous()
         self._weights = self.matrix.values()
@@ -349,8 +349,7 @@ class Mixer:
             if self.gather:
                 self._gather_columns(source, params[:, first : first + span], width)
                 continue
-            buffer = self._buffer
-            if buffer is None or buffer.shape[1] < width or buffer.dtype != params.dtype:
+            if not self._reusable(params.shape[0], width, params.dtype):
                 self._buffer = torch.zeros(params.shape[0], width, dtype=params.dtype)
             for lo in range(0, source.shape[1], width):
                 columns = source[:, lo : lo + width]
@@ -358,10 +357,18 @@ class Mixer:
                 torch.addmm(out, self.matrix, columns, beta=0.0, out=out)
                 params[:, first + lo : first + lo + out.shape[1]].copy_(out)
 
+    def _reusable(self, rows: int, width: int, dtype: torch.dtype) -> bool:
+        buffer = self._buffer
+        return (
+            buffer is not None
+            and buffer.shape[0] == rows
+            and buffer.shape[1] >= width
+            and buffer.dtype == dtype
+        )
+
     def _gather_columns(self, source: torch.Tensor, target: torch.Tensor, width: int) -> None:
         """target <- W source, ``width`` columns at a time, by a weighted gather."""
-        buffer = self._buffer
-        if buffer is None or buffer.shape[1] < width or buffer.dtype != source.dtype:
+        if not self._reusable(source.shape[0], width, source.dtype):
             self._buffer = huge_page_zeros(source.shape[0], width, source.dtype)
         weights = self._weights.to(source.dtype)
         for lo in range(0, source.shape[1], width):
