@@ -99,7 +99,7 @@ def _smaps_field(address: int, field: str) -> int:
 
 def test_huge_page_buffers_start_on_a_huge_page_zeroed_and_backed_by_one():
     """The gossip step's column block: zeroed, contiguous, on a 2 MB boundary and (where
-    the kernel's THP mode allows) backed by huge pages; plain zeros when turned off."""
+    the kernel's THP mode allows) backed by huge pages."""
     buffer = stacked.huge_page_zeros(1000, 600, torch.float32)  # 2.4 MB: two huge pages
     assert buffer.shape == (1000, 600) and buffer.is_contiguous() and not buffer.any()
     buffer.fill_(3.0)  # writable, and still mapped after the function returned

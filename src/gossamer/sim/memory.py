@@ -39,7 +39,6 @@ from gossamer.sim.shard import Shard, block_bounds
 from gossamer.sim.topology import mixing_buffer_bytes
 
 PROCESS_BYTES = int(0.40e9)  # RSS of a process with torch and gossamer, kernels loaded
-_HALO_SPAN_BYTES = 64 * 2**20  # see gossamer.sim.topology._EXCHANGE_BYTES
 
 
 @dataclass
@@ -117,9 +116,7 @@ def estimate_memory(
     gossip = 0
     if config.protocol.uses_topology:
         halo = nodes if ranks > 1 else n
-        gossip = mixing_buffer_bytes(nodes, n, halo)
-        if ranks > 1:
-            gossip += _HALO_SPAN_BYTES
+        gossip = mixing_buffer_bytes(nodes, n, halo, distributed=ranks > 1)
     terms["gossip"] = gossip
     # Training and evaluation do not overlap: the larger of the two working sets.
     # Training: one layer's gradients for a chunk of nodes, and its layer outputs (x3:

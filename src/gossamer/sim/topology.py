@@ -234,13 +234,15 @@ def _block_columns(gather: bool, halo: int) -> int:
     return max(64, (_GATHER_BLOCK_BYTES if gather else _PRODUCT_BLOCK_BYTES) // (4 * halo))
 
 
-def mixing_buffer_bytes(nodes: int, rows: int, halo: int) -> int:
+def mixing_buffer_bytes(nodes: int, rows: int, halo: int, distributed: bool) -> int:
     """Bytes of the CPU gossip step's buffers: ``nodes`` in all, ``rows`` on this rank,
     ``halo`` rows read (the product's output block, or the gather's copy of a block and
-    its mixed rows)."""
+    its mixed rows) and, on several ranks, at most one span of rows fetched from the
+    others (see Mixer._apply_block)."""
     gather = nodes > _GATHER_MIN_NODES
     width = _block_columns(gather, halo)
-    return (halo + rows if gather else rows) * width * 4
+    fetched = _EXCHANGE_BYTES if distributed else 0
+    return (halo + rows if gather else rows) * width * 4 + fetched
 
 
 class Mixer:
@@ -316,10 +318,6 @@ class Mixer:
                 .to_sparse_csr()
                 .to(self.device)
             )
-        # W's CSR rows as bags of X's rows, for the CPU weighted gather (_gather_columns)
-        self._members = self.matrix.col_indices()
-        self._bags = self.matrix.crow_indices()[:-1].contiguous()
-        self._weights = self.matrix.values()
         self.is_average = False
 
     def apply_(self, blocks: Iterable[torch.Tensor]) -> None:
@@ -370,14 +368,14 @@ class Mixer:
         """target <- W source, ``width`` columns at a time, by a weighted gather."""
         if not self._reusable(source.shape[0], width, source.dtype):
             self._buffer = huge_page_zeros(source.shape[0], width, source.dtype)
-        weights = self._weights.to(source.dtype)
+        # W's CSR rows as bags of source rows: a row's column indices are its members
+        members, bags = self.matrix.col_indices(), self.matrix.crow_indices()[:-1]
+        weights = self.matrix.values().to(source.dtype)
         for lo in range(0, source.shape[1], width):
             columns = source[:, lo : lo + width]
             held = self._buffer[:, : columns.shape[1]]
             held.copy_(columns)
-            mixed = F.embedding_bag(
-                self._members, held, self._bags, mode="sum", per_sample_weights=weights
-            )
+            mixed = F.embedding_bag(members, held, bags, mode="sum", per_sample_weights=weights)
             target[:, lo : lo + mixed.shape[1]].copy_(mixed)
 
 
