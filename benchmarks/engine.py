@@ -11,7 +11,7 @@ Prints, measured in one run on this machine:
    against one copy of X and against a naive loop over state dicts.
 
 Both contenders run in the same process after ``tune_allocator()`` (see
-PERFORMANCE.md). Contenders are timed *interleaved* (one call of each in turn, until
+docs/engine.md). Contenders are timed *interleaved* (one call of each in turn, until
 the time budget is spent) and each figure is the median of its calls, so a ratio
 compares calls made under the same conditions on a shared machine.
 

@@ -282,7 +282,7 @@ class EngineConfig(Section):
     )
     eval_batch: int = Field(1024, ge=1, description="test samples per evaluation chunk")
     tune_allocator: bool = Field(
-        True, description="glibc: keep freed memory mapped (see PERFORMANCE.md)"
+        True, description="glibc: keep freed memory mapped (see docs/engine.md, Memory planning)"
     )
     check_memory: bool = Field(
         True, description="refuse a run whose estimated memory exceeds what is available"

@@ -310,7 +310,7 @@ def tune_allocator() -> bool:
     """Keep freed memory mapped in glibc malloc (no mmap per large temporary, no trim).
 
     The same as starting Python with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...``
-    (PERFORMANCE.md: 1.1-2.9x on steps that allocate large temporaries), but applied at
+    (up to 2.9x faster on steps that allocate large temporaries; docs/engine.md), but applied at
     run time with ``mallopt``. Returns whether it was applied (glibc only).
     """
     c = libc()

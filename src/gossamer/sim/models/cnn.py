@@ -4,7 +4,7 @@ Per node: ``[Conv(k x k, same padding) - (GroupNorm) - ReLU - MaxPool(2)] x
 len(channels)``, then an optional hidden Linear-ReLU and a Linear classifier. All
 nodes run as one convolution with ``groups = n`` (see ``layers``). The backward pass
 is autograd's; ``engine.precision: bfloat16`` runs the forward pass under bf16
-autocast in channels-last layout with fp32 master weights (PERFORMANCE.md).
+autocast in channels-last layout with fp32 master weights (docs/engine.md, Performance).
 
 Two published instances are registered under their own names:
 
@@ -68,7 +68,7 @@ class CNN(StackedModel):
 
     def forward(self, params, inputs, shared=False):
         n = params[0].shape[0]
-        # bf16 convolutions are fastest in channels_last (PERFORMANCE.md), and so is
+        # bf16 convolutions are fastest in channels_last (docs/engine.md), and so is
         # evaluation (``shared``: every node on the same test batch) in fp32: its first
         # layer, one ungrouped convolution of the batch into n x C_out channels, runs at
         # ~40 GFLOP/s in NCHW and 1.3-1.6x faster in channels_last. Training in fp32:

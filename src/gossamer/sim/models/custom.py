@@ -17,7 +17,7 @@ BatchNorm (which keeps running statistics that would mix nodes) is handled by
 
 Dropout and other random layers draw independent masks per node
 (``randomness="different"``); those masks depend on how nodes are batched, the one
-exception to gossamer's batching-independent randomness (PERFORMANCE.md).
+exception to gossamer's batching-independent randomness (docs/datasets.md).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ The step runs the forward pass with ``baddbmm`` over all nodes, back-propagates 
 hand and applies the optimizer *inside* the backward pass: each weight's gradient is
 handed over as the accumulator ``W.baddbmm_(dz^T, h, beta, alpha)`` as soon as its
 input gradient ``dz W`` has been taken, so with SGD the gradient of the (n, P)
-parameters is never stored (PERFORMANCE.md:
-~68% of the matmul ceiling, the fastest technique measured for MLP-sized models).
+parameters is never stored (60-65% of the
+matmul rate, the fastest technique measured for MLP-sized models; docs/engine.md,
+Performance).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ The gradient is never materialized by the interface: a model hands each paramete
 gradient over as an *accumulator* ``accumulate(target, beta, alpha)`` that performs
 ``target <- beta * target + alpha * grad`` in place. A model that knows its gradient as
 a product (``dz^T h`` for a linear layer) passes ``target.baddbmm_(dz^T, h, beta=beta,
-alpha=alpha)``, and SGD then costs one pass over the weights (PERFORMANCE.md: the
-fused update is the fastest MLP step); an optimizer that needs the gradient itself
+alpha=alpha)``, and SGD then costs one pass over the weights (the fused update is
+the fastest MLP step measured; docs/engine.md, Performance); an optimizer that needs the gradient itself
 (Adam) accumulates it into a zeroed buffer. In-place updates break the optax habit
 of pure functions on purpose: a stacked population's parameters and optimizer state
 are the largest tensors in the process.
