@@ -58,8 +58,9 @@ def test_evaluation_benchmark_smoke_run(tmp_path):
     measured = smoke_run("evaluation.py", tmp_path)
     assert {row["model"] for row in measured["rate"]} == {"lenet", "mlp"}
     assert all(row["gflops"] > 0 for row in measured["rate"])
-    full, sampled = measured["skiptrain_cifar10"]
-    assert 0 < sampled["share"] < full["share"] < 1
+    full, nodes_only, sampled = measured["skiptrain_cifar10"]
+    assert 0 < sampled["share"] < nodes_only["share"] < full["share"] < 1
+    assert len(measured["sampling"]) == 4
     assert all(0 <= row["covered"] <= 1 for row in measured["sampling"])
 
 

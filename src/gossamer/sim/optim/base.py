@@ -10,10 +10,10 @@ gradient over as an *accumulator* ``accumulate(target, beta, alpha)`` that perfo
 ``target <- beta * target + alpha * grad`` in place. A model that knows its gradient as
 a product (``dz^T h`` for a linear layer) passes ``target.baddbmm_(dz^T, h, beta=beta,
 alpha=alpha)``, and SGD then costs one pass over the weights (the fused update is
-the fastest MLP step measured; docs/engine.md, Performance); an optimizer that needs the gradient itself
-(Adam) accumulates it into a zeroed buffer. In-place updates break the optax habit
-of pure functions on purpose: a stacked population's parameters and optimizer state
-are the largest tensors in the process.
+the fastest MLP step measured; docs/engine.md, Performance); an optimizer that needs
+the gradient itself (Adam) accumulates it into a zeroed buffer. In-place updates
+break the optax habit of pure functions on purpose: a stacked population's
+parameters and optimizer state are the largest tensors in the process.
 
 Adding an optimizer is one file: a config section (a subclass of
 :class:`~gossamer.config.OptimizerConfig` with ``name`` fixed by a Literal) and an
