@@ -214,3 +214,43 @@ def test_plan_from_the_api_and_the_command_line():
     assert "round_seconds" not in shown
     table = CliRunner().invoke(app, ["plan", "--set", "rounds=20"])
     assert "memory: total" in table.stdout and "seconds a round" in table.stdout
+
+
+def test_plan_advises_sampling_nodes_when_evaluating_dominates():
+    from gossamer.workflow.planning import evaluation_advice
+
+    config = load_config({"nodes": 256, "rounds": 100, "eval_every": 10})
+    probe = {  # 11 evaluations (initial, 10, ..., 100) of all 256 nodes, 1 s each
+        "round_seconds": 0.1,
+        "evaluation_seconds": 1.0,
+        "final_evaluation_seconds": 1.0,
+        "evaluations": 11,
+        "run_seconds": 10 + 11,
+        "evaluating_share": 11 / 21,
+    }
+    # by hand: 10 evaluations of k nodes (k / 256 s each) + 1 s final <= 10% of the run
+    # <=> 10 k / 256 <= 10 / 9 - 1  <=>  k <= 2.84
+    aim = "(about 10% of the run evaluating)"
+    assert evaluation_advice(probe, config) == f"--set eval.nodes=2 {aim}"
+    probe["final_evaluation_seconds"] = 0.2  # (the average model, say); k <= 23.3
+    assert evaluation_advice(probe, config) == f"--set eval.nodes=23 {aim}"
+    # already sampling 64 nodes (0.25 s an evaluation): the same per-node cost
+    sampled = load_config({"nodes": 256, "rounds": 100, "eval_every": 10, "eval": {"nodes": 64}})
+    probe.update(evaluation_seconds=0.25, run_seconds=10 + 2.7, evaluating_share=2.7 / 12.7)
+    assert evaluation_advice(probe, sampled) == f"--set eval.nodes=23 {aim}"
+    # too costly even at 2 nodes (0.5 s each): fewer evaluations, 10 x 2 x 0.5 s > 0.91 s
+    probe.update(evaluation_seconds=128.0, run_seconds=1290.2, evaluating_share=1280.2 / 1290.2)
+    assert evaluation_advice(probe, config) == f"--set eval.nodes=2 --set eval_every=100 {aim}"
+    # the final evaluation alone is 5 / 15 of the run: the 10 others get 10% of the
+    # 10 s of training, 1 s: k <= 1 / (10 / 256) = 25.6
+    probe.update(evaluation_seconds=1.0, final_evaluation_seconds=5.0, evaluating_share=15 / 25)
+    assert evaluation_advice(probe, config) == (
+        "--set eval.nodes=25 (the evaluations before the last at about 10% of the training "
+        "time; the last (every node, the whole test set) alone is 33% of the run)"
+    )
+    probe.update(evaluations=1)  # eval.initial: false, eval_every >= rounds
+    assert evaluation_advice(probe, config) == (
+        "none: the only evaluation is the last (every node, the whole test set), 33%"
+    )
+    probe.update(evaluation_seconds=0.01, run_seconds=10.1, evaluating_share=0.1 / 10.1)
+    assert evaluation_advice(probe, config) is None  # 1% evaluating: no advice

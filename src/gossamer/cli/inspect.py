@@ -154,6 +154,8 @@ def plan(
         rows["evaluations"] = planned["evaluations"]
         rows["estimated run (h)"] = planned["run_seconds"] / 3600
         rows["share evaluating"] = planned["evaluating_share"]
+        if planned["evaluation_advice"]:
+            rows["to evaluate less"] = planned["evaluation_advice"]
     output.pairs(rows, title=f"gossamer plan: {planned['nodes']} nodes on {ranks} rank(s)")
 
 

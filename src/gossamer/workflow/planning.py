@@ -62,7 +62,55 @@ def plan_run(
     }
     if probe and plan["fits"] and ranks == 1:
         plan.update(_probe(config))
+        plan["evaluation_advice"] = evaluation_advice(plan, config)
     return plan
+
+
+ADVISE_ABOVE = 0.2  # share of the run spent evaluating above which plan advises sampling
+ADVISED_SHARE = 0.1  # what the advice aims at
+
+
+def evaluation_advice(probe: dict[str, Any], config: Config) -> str | None:
+    """What brings a run that spends more than ``ADVISE_ABOVE`` of its time evaluating
+    down to ``ADVISED_SHARE``, from the probe's times (None below it).
+
+    Fewer nodes first (``eval.nodes``: their models are close, so a sample of them
+    errs least; docs/outputs.md), then fewer evaluations (``eval_every``). An
+    evaluation's time is taken as proportional to the nodes it measures. The final
+    evaluation (every node, the whole test set) is kept; where it alone takes more
+    than the aim, the evaluations before it are brought to ``ADVISED_SHARE`` of the
+    training time.
+    """
+    if probe["evaluating_share"] <= ADVISE_ABOVE:
+        return None
+    training = config.rounds * probe["round_seconds"]
+    final = probe["final_evaluation_seconds"]
+    # evaluating <= share x run  <=>  the evaluations before the last <= budget
+    aim = f"about {ADVISED_SHARE:.0%} of the run evaluating"
+    budget = ADVISED_SHARE / (1 - ADVISED_SHARE) * training - final
+    if budget <= 0:
+        budget = ADVISED_SHARE * training
+        aim = (
+            f"the evaluations before the last at about {ADVISED_SHARE:.0%} of the training "
+            f"time; the last (every node, the whole test set) alone is "
+            f"{final / (training + final):.0%} of the run"
+        )
+    others = probe["evaluations"] - 1
+    if not others:
+        share = final / (training + final)
+        return (
+            f"none: the only evaluation is the last (every node, the whole test set), {share:.0%}"
+        )
+    measured = config.eval.nodes or config.nodes  # nodes an evaluation measures now
+    per_node = probe["evaluation_seconds"] / measured  # one node, one evaluation
+    nodes = int(budget / (others * per_node))
+    if config.nodes > 2 and nodes >= 2:  # eval.nodes: at least 2
+        return f"--set eval.nodes={min(nodes, measured)} ({aim})"
+    sampled = 2 if config.nodes > 2 else measured
+    allowed = max(1, int(budget / (sampled * per_node)))  # evaluations besides the final
+    every = -(-config.rounds // allowed)
+    fewer = "--set eval.nodes=2 " if config.nodes > 2 else ""
+    return f"{fewer}--set eval_every={every} ({aim})"
 
 
 def _probe(config: Config) -> dict[str, float]:
