@@ -216,41 +216,68 @@ def test_plan_from_the_api_and_the_command_line():
     assert "memory: total" in table.stdout and "seconds a round" in table.stdout
 
 
-def test_plan_advises_sampling_nodes_when_evaluating_dominates():
-    from gossamer.workflow.planning import evaluation_advice
-
-    config = load_config({"nodes": 256, "rounds": 100, "eval_every": 10})
-    probe = {  # 11 evaluations (initial, 10, ..., 100) of all 256 nodes, 1 s each
-        "round_seconds": 0.1,
-        "evaluation_seconds": 1.0,
-        "final_evaluation_seconds": 1.0,
-        "evaluations": 11,
-        "run_seconds": 10 + 11,
-        "evaluating_share": 11 / 21,
+def _probe_of(rounds, round_s, evaluations, nodes, evaluation_s, final_s):
+    """A probe's numbers, with the run and the share computed as plan_run does."""
+    run = rounds * round_s + (evaluations - 1) * evaluation_s + final_s
+    return {
+        "round_seconds": round_s,
+        "evaluation_seconds": evaluation_s,
+        "evaluation_nodes": nodes,
+        "final_evaluation_seconds": final_s,
+        "evaluations": evaluations,
+        "run_seconds": run,
+        "evaluating_share": (run - rounds * round_s) / run,
     }
-    # by hand: 10 evaluations of k nodes (k / 256 s each) + 1 s final <= 10% of the run
-    # <=> 10 k / 256 <= 10 / 9 - 1  <=>  k <= 2.84
+
+
+def test_plan_advises_sampling_nodes_when_evaluating_dominates(monkeypatch):
+    from gossamer.workflow import planning
+
+    advice = planning.evaluation_advice
     aim = "(about 10% of the run evaluating)"
-    assert evaluation_advice(probe, config) == f"--set eval.nodes=2 {aim}"
-    probe["final_evaluation_seconds"] = 0.2  # (the average model, say); k <= 23.3
-    assert evaluation_advice(probe, config) == f"--set eval.nodes=23 {aim}"
-    # already sampling 64 nodes (0.25 s an evaluation): the same per-node cost
-    sampled = load_config({"nodes": 256, "rounds": 100, "eval_every": 10, "eval": {"nodes": 64}})
-    probe.update(evaluation_seconds=0.25, run_seconds=10 + 2.7, evaluating_share=2.7 / 12.7)
-    assert evaluation_advice(probe, sampled) == f"--set eval.nodes=23 {aim}"
-    # too costly even at 2 nodes (0.5 s each): fewer evaluations, 10 x 2 x 0.5 s > 0.91 s
-    probe.update(evaluation_seconds=128.0, run_seconds=1290.2, evaluating_share=1280.2 / 1290.2)
-    assert evaluation_advice(probe, config) == f"--set eval.nodes=2 --set eval_every=100 {aim}"
-    # the final evaluation alone is 5 / 15 of the run: the 10 others get 10% of the
-    # 10 s of training, 1 s: k <= 1 / (10 / 256) = 25.6
-    probe.update(evaluation_seconds=1.0, final_evaluation_seconds=5.0, evaluating_share=15 / 25)
-    assert evaluation_advice(probe, config) == (
-        "--set eval.nodes=25 (the evaluations before the last at about 10% of the training "
-        "time; the last (every node, the whole test set) alone is 33% of the run)"
+    # 1,000 rounds of 0.1 s, 11 evaluations of all 256 nodes at 4 s (the last too):
+    # 44 of 144 s. By hand: 10 x k x 4 / 256 + 4 <= 100 / 9  <=>  k <= 45.5
+    config = load_config({"nodes": 256, "rounds": 1000, "eval_every": 100})
+    probe = _probe_of(1000, 0.1, 11, 256, 4.0, 4.0)
+    assert advice(probe, config) == f"--set eval.nodes=45 {aim}"
+    assert 0.099 < (10 * 45 * 4 / 256 + 4) / (100 + 10 * 45 * 4 / 256 + 4) < 0.1
+    # with eval.nodes: 64 already, 4 s each (1/16 s a node) and 16 s for the last:
+    # the last alone is 16 / 116 = 14%, so the 10 others get 10% of 100 s: k <= 16
+    sampled = load_config({"nodes": 256, "rounds": 1000, "eval_every": 100, "eval": {"nodes": 64}})
+    probe = _probe_of(1000, 0.1, 11, 64, 4.0, 16.0)
+    assert advice(probe, sampled) == (
+        "--set eval.nodes=16 (the evaluations before the last at about 10% of the training "
+        "time; the last alone is 14% of the run)"
     )
-    probe.update(evaluations=1)  # eval.initial: false, eval_every >= rounds
-    assert evaluation_advice(probe, config) == (
-        "none: the only evaluation is the last (every node, the whole test set), 33%"
+    # followed (26 of 126 s evaluating: still over 20%), it is not repeated
+    probe = _probe_of(1000, 0.1, 11, 16, 1.0, 16.0)
+    assert advice(probe, sampled) == (
+        "nothing to sample: the last evaluation (every node, the whole test set) alone is "
+        "14% of the run"
     )
-    probe.update(evaluation_seconds=0.01, run_seconds=10.1, evaluating_share=0.1 / 10.1)
-    assert evaluation_advice(probe, config) is None  # 1% evaluating: no advice
+    # 100 rounds of 0.1 s and 128 s an evaluation of 256 nodes (0.5 s a node): the 1 s
+    # the others may take is 2 nodes once: one evaluation before the last (the initial)
+    config = load_config({"nodes": 256, "rounds": 100, "eval_every": 10})
+    probe = _probe_of(100, 0.1, 11, 256, 128.0, 128.0)
+    assert advice(probe, config).startswith("--set eval.nodes=2 --set eval_every=100 (")
+    probe = _probe_of(100, 0.1, 11, 256, 512.0, 512.0)  # 2 s a node: not even once
+    assert advice(probe, config).startswith(
+        "--set eval.nodes=2 --set eval_every=100 --set eval.initial=false ("
+    )
+    two = load_config(
+        {"nodes": 2, "rounds": 100, "eval_every": 10, "topology": {"kind": "complete"}}
+    )
+    probe = _probe_of(100, 0.1, 11, 2, 0.5, 0.5)  # 10 / 9 - 0.5 s for the others: one
+    assert advice(probe, two).startswith("--set eval_every=100 (")
+    probe = _probe_of(100, 0.1, 1, 256, 5.0, 5.0)  # only the last: 5 of 15 s
+    assert advice(probe, config) == (
+        "nothing to sample: the last evaluation (every node, the whole test set) alone is "
+        "33% of the run"
+    )
+    assert advice(_probe_of(100, 0.1, 11, 256, 0.01, 0.01), config) is None  # 1%: none
+
+    # the command line shows it
+    monkeypatch.setattr(planning, "_probe", lambda config: _probe_of(1000, 0.1, 11, 256, 4.0, 4.0))
+    table = CliRunner().invoke(app, ["plan", "--set", "rounds=1000", "--set", "eval_every=100"])
+    assert table.exit_code == 0, table.output
+    assert "to evaluate less" in table.stdout and "eval.nodes=" in table.stdout

@@ -76,15 +76,17 @@ def evaluation_advice(probe: dict[str, Any], config: Config) -> str | None:
 
     Fewer nodes first (``eval.nodes``: their models are close, so a sample of them
     errs least; docs/outputs.md), then fewer evaluations (``eval_every``). An
-    evaluation's time is taken as proportional to the nodes it measures. The final
-    evaluation (every node, the whole test set) is kept; where it alone takes more
+    evaluation's time is taken as proportional to the nodes it measures (it also
+    measures the average model, so this overstates a sampled one a little). The final
+    evaluation (every node, the whole test set) is kept: where it alone takes more
     than the aim, the evaluations before it are brought to ``ADVISED_SHARE`` of the
-    training time.
+    training time, and once they are, only the final one is reported.
     """
     if probe["evaluating_share"] <= ADVISE_ABOVE:
         return None
     training = config.rounds * probe["round_seconds"]
     final = probe["final_evaluation_seconds"]
+    final_share = final / (training + final)
     # evaluating <= share x run  <=>  the evaluations before the last <= budget
     aim = f"about {ADVISED_SHARE:.0%} of the run evaluating"
     budget = ADVISED_SHARE / (1 - ADVISED_SHARE) * training - final
@@ -92,24 +94,25 @@ def evaluation_advice(probe: dict[str, Any], config: Config) -> str | None:
         budget = ADVISED_SHARE * training
         aim = (
             f"the evaluations before the last at about {ADVISED_SHARE:.0%} of the training "
-            f"time; the last (every node, the whole test set) alone is "
-            f"{final / (training + final):.0%} of the run"
+            f"time; the last alone is {final_share:.0%} of the run"
         )
     others = probe["evaluations"] - 1
-    if not others:
-        share = final / (training + final)
-        return (
-            f"none: the only evaluation is the last (every node, the whole test set), {share:.0%}"
-        )
-    measured = config.eval.nodes or config.nodes  # nodes an evaluation measures now
+    measured = probe["evaluation_nodes"]  # nodes an evaluation measures now
     per_node = probe["evaluation_seconds"] / measured  # one node, one evaluation
+    if others * probe["evaluation_seconds"] <= budget:  # sampling cannot gain more
+        return (
+            f"nothing to sample: the last evaluation (every node, the whole test set) "
+            f"alone is {final_share:.0%} of the run"
+        )
     nodes = int(budget / (others * per_node))
     if config.nodes > 2 and nodes >= 2:  # eval.nodes: at least 2
-        return f"--set eval.nodes={min(nodes, measured)} ({aim})"
+        return f"--set eval.nodes={nodes} ({aim})"
     sampled = 2 if config.nodes > 2 else measured
-    allowed = max(1, int(budget / (sampled * per_node)))  # evaluations besides the final
-    every = -(-config.rounds // allowed)
     fewer = "--set eval.nodes=2 " if config.nodes > 2 else ""
+    allowed = int(budget / (sampled * per_node))  # evaluations besides the last
+    if allowed < 1:
+        return f"{fewer}--set eval_every={config.rounds} --set eval.initial=false ({aim})"
+    every = -(-config.rounds // allowed)  # with the initial one, at most `allowed`
     return f"{fewer}--set eval_every={every} ({aim})"
 
 
@@ -126,9 +129,8 @@ def _probe(config: Config) -> dict[str, float]:
     sim.population.evaluate(nodes=nodes, test=test)
     sim.population.evaluate(sim.population.mean(), test=test)
     evaluation_s = time.perf_counter() - start
-    measured = (int(nodes.sum()) if nodes is not None else config.nodes) * (
-        len(test[1]) if test is not None else len(sim.dataset.y_test)
-    )
+    measured_nodes = int(nodes.sum()) if nodes is not None else config.nodes
+    measured = measured_nodes * (len(test[1]) if test is not None else len(sim.dataset.y_test))
     final_s = evaluation_s * config.nodes * len(sim.dataset.y_test) / measured
     evaluations = config.rounds // config.eval_every + (1 if config.eval.initial else 0)
     if config.rounds % config.eval_every:
@@ -137,6 +139,7 @@ def _probe(config: Config) -> dict[str, float]:
     return {
         "round_seconds": round_s,
         "evaluation_seconds": evaluation_s,
+        "evaluation_nodes": measured_nodes,
         "final_evaluation_seconds": final_s,
         "evaluations": evaluations,
         "run_seconds": run_s,

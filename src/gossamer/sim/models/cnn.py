@@ -68,8 +68,8 @@ class CNN(StackedModel):
 
     def forward(self, params, inputs, shared=False):
         n = params[0].shape[0]
-        # bf16 convolutions are fastest in channels_last (docs/engine.md), and so is
-        # evaluation (``shared``: every node on the same test batch) in fp32: its first
+        # bf16 convolutions run in channels_last (docs/engine.md, Performance), and so
+        # does evaluation (``shared``: every node on the same test batch) in fp32: its first
         # layer, one ungrouped convolution of the batch into n x C_out channels, runs at
         # ~40 GFLOP/s in NCHW and 1.3-1.6x faster in channels_last. Training in fp32:
         # NCHW (grouped convolutions forward and backward).
