@@ -5,7 +5,8 @@ Prints, measured in one run on this machine:
 1. **the evaluation path against its FLOP bound**: n nodes' models on M test samples
    (LeNet on CIFAR-10-sized images, the MLP 784-200-10 on MNIST-sized ones): the
    rate in GFLOP/s of forward passes, against this machine's dense float32 matmul
-   rate (the bound), and the time per node and test sample;
+   rate (the bound), and the time per node and test sample; and how much faster
+   evaluation's convolutions run in channels_last than in NCHW (LeNet, ResNet-20);
 2. **the share of wall time the SkipTrain CIFAR-10 example spends evaluating**
    (256 nodes, LeNet, 1,000 rounds of 20 local steps of batch 32, an evaluation
    every 50 rounds and of the initial models, 10,000 test images), from the measured
@@ -22,7 +23,7 @@ Prints, measured in one run on this machine:
    interval held the full evaluation's value.
 
 Usage:
-    python benchmarks/evaluation.py            # about 5 minutes on 2 cores
+    python benchmarks/evaluation.py            # about 4 minutes on 2 cores
     python benchmarks/evaluation.py --smoke    # tiny sizes: checks the script runs
     python benchmarks/evaluation.py --json out.json
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -42,10 +44,12 @@ from engine import matmul_gflops  # the sibling benchmark's matmul rate
 from gossamer.config import load_config
 from gossamer.sim import Simulation
 from gossamer.sim.engine import tune_allocator
+from gossamer.sim.models import layers
 
 MODELS = {
     "lenet": ({"name": "lenet"}, [3, 32, 32]),
     "mlp": ({"name": "mlp", "hidden": [200]}, [784]),
+    "resnet20": ({"name": "resnet20"}, [3, 32, 32]),
 }
 
 
@@ -88,6 +92,31 @@ def evaluation_rate(model: str, nodes: int, test: int, repeats: int) -> dict:
         "seconds": seconds,
         "gflops": flops / seconds / 1e9,
         "us_per_node_sample": seconds / (nodes * measured) * 1e6,
+    }
+
+
+def layout_speedup(model: str, nodes: int, test: int, repeats: int) -> dict:
+    """Evaluation in float32 with its convolutions in channels_last (gossamer's choice)
+    against NCHW, timed interleaved; the median of ``repeats`` calls each."""
+    sim = build(model, nodes, test)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for _ in range(repeats + 1):  # the first of each warms up
+            for channels_last in (True, False):
+                layers.EVALUATION_CHANNELS_LAST = channels_last
+                start = time.perf_counter()
+                sim.population.evaluate()
+                times[channels_last].append(time.perf_counter() - start)
+    finally:
+        layers.EVALUATION_CHANNELS_LAST = True
+    fast, plain = (statistics.median(times[k][1:]) for k in (True, False))
+    return {
+        "model": model,
+        "nodes": nodes,
+        "test_samples": len(sim.dataset.y_test),
+        "channels_last_s": fast,
+        "nchw_s": plain,
+        "speedup": plain / fast,
     }
 
 
@@ -186,6 +215,21 @@ def main() -> None:
         row = evaluation_rate(model, nodes, test, 1 if args.smoke else 3)
         row["bound_over_rate"] = bound / row["gflops"]
         results["rate"].append(row)
+        show(row)
+    print("   evaluation's convolutions in channels_last against NCHW (float32)")
+    layouts = (
+        {"lenet": (2, 64), "resnet20": (2, 32)}
+        if args.smoke
+        else {
+            "lenet": (32, 1000),
+            "resnet20": (8, 256),
+        }
+    )
+    results["layout"] = [
+        layout_speedup(model, nodes, test, 1 if args.smoke else 3)
+        for model, (nodes, test) in layouts.items()
+    ]
+    for row in results["layout"]:
         show(row)
     print("2. the SkipTrain CIFAR-10 example's time evaluating")
     step_s = training_step_seconds("lenet", 2 if args.smoke else 32, 1 if args.smoke else 3)

@@ -57,6 +57,8 @@ def test_distributed_benchmark_smoke_run(tmp_path):
 def test_evaluation_benchmark_smoke_run(tmp_path):
     measured = smoke_run("evaluation.py", tmp_path)
     assert {row["model"] for row in measured["rate"]} == {"lenet", "mlp"}
+    assert [row["model"] for row in measured["layout"]] == ["lenet", "resnet20"]
+    assert all(row["speedup"] > 0 for row in measured["layout"])
     assert all(row["gflops"] > 0 for row in measured["rate"])
     full, nodes_only, sampled = measured["skiptrain_cifar10"]
     assert 0 < sampled["share"] < nodes_only["share"] < full["share"] < 1

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
@@ -68,13 +67,7 @@ class CNN(StackedModel):
 
     def forward(self, params, inputs, shared=False):
         n = params[0].shape[0]
-        # bf16 convolutions run in channels_last (docs/engine.md, Performance), and so
-        # does evaluation (``shared``: every node on the same test batch) in fp32: its first
-        # layer, one ungrouped convolution of the batch into n x C_out channels, runs at
-        # ~40 GFLOP/s in NCHW and 1.3-1.6x faster in channels_last. Training in fp32:
-        # NCHW (grouped convolutions forward and backward).
-        fast_layout = self.autocast_dtype is not None or shared
-        layout = torch.channels_last if fast_layout else torch.contiguous_format
+        layout = layers.conv_layout(self.autocast_dtype is not None, shared)
         h = layers.split_input(inputs, n, shared)
         k = 0  # index into params
         for layer in range(len(self.conv_shapes)):

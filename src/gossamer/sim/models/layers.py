@@ -13,6 +13,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Evaluation (every node on one shared test batch) runs its convolutions in
+# channels_last in float32 too: its first layer is one ungrouped convolution of the
+# batch into n x C_out channels, ~40 GFLOP/s in NCHW here and 1.3-1.6x faster in
+# channels_last (docs/engine.md, Evaluation). benchmarks/evaluation.py turns this
+# off to measure the difference.
+EVALUATION_CHANNELS_LAST = True
+
+
+def conv_layout(autocast: bool, shared: bool) -> torch.memory_format:
+    """The layout of a stacked network's convolutions: channels_last under bf16
+    autocast (where its kernels are fastest, docs/engine.md) and for evaluation;
+    NCHW for float32 training, where the grouped convolutions are faster forward
+    and backward."""
+    fast = autocast or (shared and EVALUATION_CHANNELS_LAST)
+    return torch.channels_last if fast else torch.contiguous_format
+
 
 def conv2d(
     h: torch.Tensor,
