@@ -12,6 +12,7 @@ Usage:
     python benchmarks/round.py --nodes 512     # other sizes
     python benchmarks/round.py --huge-pages both  # also with 4 kB pages (the effect of THP)
     python benchmarks/round.py --smoke         # tiny sizes: checks the script runs
+    python benchmarks/round.py --device cuda --nodes 1000 10000 100000   # on a GPU
     python benchmarks/round.py --json out.json
 """
 
@@ -23,23 +24,28 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
+
 from gossamer.config import load_config
 from gossamer.sim import Simulation, stacked
 from gossamer.sim.engine import tune_allocator
 
 
-def measure(nodes: int, hidden: int, features: int, rounds: int, huge_pages: bool) -> dict:
+def measure(
+    nodes: int, hidden: int, features: int, rounds: int, huge_pages: bool, device: str = "cpu"
+) -> dict:
     stacked.HUGE_PAGES = huge_pages
+    per_node = 64 if nodes <= 10_000 else 10  # generating samples is set-up, not the measure
     config = load_config(
         {
             "nodes": nodes,
             "rounds": 1000,
-            "device": "cpu",
+            "device": device,
             "data": {
                 "dataset": "synthetic",
                 "partition": "iid",
                 "batch_size": 32,
-                "synthetic": {"samples": max(nodes * 64, 20_000), "shape": [features]},
+                "synthetic": {"samples": max(nodes * per_node, 20_000), "shape": [features]},
             },
             "model": {"name": "mlp", "hidden": [hidden]},
             "optimizer": {"lr": 0.01},
@@ -48,25 +54,35 @@ def measure(nodes: int, hidden: int, features: int, rounds: int, huge_pages: boo
     )
     sim = Simulation.build(config)
     sim.step(0)  # warm up
+
+    def sync() -> None:  # a CUDA call returns before its kernels end
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     # Interleaved and summarized by the median: this machine's memory bandwidth halves
     # for seconds at a time (other tenants), which would otherwise land on one part.
     parts: dict[str, list[float]] = {"round": [], "training": [], "gossip": [], "copy": []}
     params = sim.network.params.blocks
     for t in range(1, rounds + 1):
+        sync()
         start = time.perf_counter()
         sim.step(t)
+        sync()
         parts["round"].append(time.perf_counter() - start)
         start = time.perf_counter()
         sim.population.train(1, round=t)
+        sync()
         parts["training"].append(time.perf_counter() - start)
         start = time.perf_counter()
         sim.network.gossip()
+        sync()
         parts["gossip"].append(time.perf_counter() - start)
         start = time.perf_counter()
         for block in params:  # reading and writing X once: the floor of any gossip pass
             block.mul_(1.0)
+        sync()
         parts["copy"].append(time.perf_counter() - start)
-    row = {"nodes": nodes, "huge_pages": huge_pages}
+    row = {"nodes": nodes, "device": device, "huge_pages": huge_pages}
     row.update({f"{k}_s": statistics.median(v) for k, v in parts.items()})
     row["round_node_steps_per_s"] = nodes / row["round_s"]
     row["training_node_steps_per_s"] = nodes / row["training_s"]
@@ -83,19 +99,26 @@ def main() -> None:
         default="on",
         help="back the population with transparent huge pages (gossamer's default: on)",
     )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds measured per size")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the script runs")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     args = parser.parse_args()
-    tune_allocator()
+    if args.device == "cpu":
+        tune_allocator()
     rows = []
     sizes = [16] if args.smoke else args.nodes
     pages = {"on": [True], "off": [False], "both": [True, False]}[args.huge_pages]
     for nodes in sizes:
         for huge_pages in pages:
             hidden, features = (8, 16) if args.smoke else (200, 784)
-            row = measure(nodes, hidden, features, 2 if args.smoke else 7, huge_pages)
+            rounds = 2 if args.smoke else args.rounds
+            row = measure(nodes, hidden, features, rounds, huge_pages, args.device)
             rows.append(row)
-            print("  " + ", ".join(f"{k} {v:,.4g}" for k, v in row.items()))
+            shown = (f"{k} {v}" if isinstance(v, str) else f"{k} {v:,.4g}" for k, v in row.items())
+            print("  " + ", ".join(shown), flush=True)
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
     if args.json:
         args.json.write_text(json.dumps({"rounds": rows}, indent=2))
 

@@ -137,8 +137,12 @@ def test_all_nodes_start_from_the_same_seeded_model():
     assert torch.equal(a, b) and (a == a[0]).all() and not torch.equal(a, c)
 
 
-def test_automatic_node_chunk_bounds_activations_on_cpu_only():
-    from gossamer.sim.engine import _TRAIN_ACTIVATION_BUDGET, auto_chunk
+def test_automatic_node_chunk_bounds_activations():
+    from gossamer.sim.engine import (
+        _GPU_TRAIN_ACTIVATION_BUDGET,
+        _TRAIN_ACTIVATION_BUDGET,
+        auto_chunk,
+    )
     from gossamer.sim.models import build_model
 
     mlp = build_model(small_config(**{"model.hidden": "[200]"}).model, (784,), 10)
@@ -148,7 +152,10 @@ def test_automatic_node_chunk_bounds_activations_on_cpu_only():
     per_node = 32 * cnn.activations_per_sample()
     assert per_node == 32 * (16 * 28 * 28 + 32 * 14 * 14 + 32 * 7 * 7 + 64 + 10)
     assert auto_chunk(cnn, 256, 32, cpu) == _TRAIN_ACTIVATION_BUDGET // per_node
-    assert auto_chunk(cnn, 256, 32, cuda) == 256
+    assert auto_chunk(cnn, 256, 32, cuda) == 256  # 168 M floats: within the GPU's bound
+    resnet = build_model(small_config(model="{name: resnet20}").model, (3, 32, 32), 10)
+    per_node = 32 * resnet.activations_per_sample()
+    assert auto_chunk(resnet, 4096, 32, cuda) == _GPU_TRAIN_ACTIVATION_BUDGET // per_node == 89
 
 
 def test_evaluation_chunking_does_not_change_metrics():
@@ -158,3 +165,14 @@ def test_evaluation_chunking_does_not_change_metrics():
         sim.population.train(2, round=0)
     for a, b in zip(whole.population.evaluate(), pieces.population.evaluate(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_tf32_on_a_cpu_warns_and_computes_in_float32():
+    """TF32 is a CUDA precision: on a CPU the run says so and is the float32 run."""
+    with pytest.warns(UserWarning, match="'tf32' is a CUDA precision"):
+        tf32 = Simulation.build(small_config(**{"engine.precision": "tf32"}))
+    fp32 = Simulation.build(small_config())
+    for sim in (tf32, fp32):
+        sim.population.train(3, round=0)
+    assert not tf32.population.tf32
+    assert torch.equal(tf32.population.params.matrix(), fp32.population.params.matrix())

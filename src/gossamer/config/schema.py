@@ -277,8 +277,11 @@ class EngineConfig(Section):
     """How the stacked engine computes; never changes results beyond float rounding."""
 
     node_chunk: int = Field(0, ge=0, description="nodes per batched computation (0: automatic)")
-    precision: Literal["float32", "bfloat16"] = Field(
-        "float32", description="autocast precision of convolutions (master weights stay fp32)"
+    precision: Literal["float32", "tf32", "bfloat16"] = Field(
+        "float32", description="IEEE fp32; TF32 on CUDA; bf16 autocast of convolutions"
+    )
+    autotune: bool = Field(
+        True, description="CUDA: cuDNN keeps its fastest convolutions (false: bit for bit)"
     )
     eval_batch: int = Field(1024, ge=1, description="test samples per evaluation chunk")
     tune_allocator: bool = Field(

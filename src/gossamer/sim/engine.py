@@ -9,6 +9,9 @@ the chunking never changes which batch a node draws, only float rounding at most
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -37,6 +40,10 @@ _EVAL_ACTIVATION_BUDGET = 64 * 2**20  # floats of activations per evaluation chu
 # Measured (cnn on 28x28, N=256, bf16): chunks of 256/64/16 nodes ran 345/621/695
 # node-steps/s; the MLP 784-200-10 (6.7k floats per node) stays unchunked to N ~ 1,250.
 _TRAIN_ACTIVATION_BUDGET = 2**23  # floats
+# On CUDA, chunks as large as memory allows fill the GPU; this bound (4 GB of layer
+# outputs, ~12 GB with their gradients and temporaries) keeps the CNNs within a 16 GB
+# card: ResNet-20 at batch 32 writes 12 M floats a node, so 89 nodes a chunk.
+_GPU_TRAIN_ACTIVATION_BUDGET = 2**30  # floats
 
 
 @dataclass
@@ -79,8 +86,12 @@ class Population:
         shift: ConceptShift | None = None,
         augmentation: AugmentConfig | None = None,
         shard: Shard | None = None,
+        tf32: bool = False,
+        autotune: bool = False,
     ):
         self.model = model
+        self.tf32 = tf32  # CUDA matmuls and convolutions in TF32 (engine.precision: tf32)
+        self.autotune = autotune  # cuDNN times its convolution algorithms (engine.autotune)
         self.dataset = dataset
         self.node_data = node_data
         self.optimizer = optimizer
@@ -154,11 +165,12 @@ class Population:
         n = self.local_nodes
         local = None if mask is None else self.shard.local(mask)
         totals = torch.zeros(n, 2, dtype=torch.float64, device=self.device)
-        for _ in range(steps):
-            for lo in range(0, n, self.chunk):
-                hi = min(lo + self.chunk, n)
-                active = None if local is None else local[lo:hi]
-                self._train_chunk(lo, hi, active, totals, lr)
+        with cuda_settings(self.device, self.tf32, self.autotune):
+            for _ in range(steps):
+                for lo in range(0, n, self.chunk):
+                    hi = min(lo + self.chunk, n)
+                    active = None if local is None else local[lo:hi]
+                    self._train_chunk(lo, hi, active, totals, lr)
         totals = self.shard.gather(totals / steps).T.contiguous()  # (2, N)
         if mask is not None:
             totals = torch.where(mask, totals, torch.nan)
@@ -266,7 +278,8 @@ class Population:
             # whichever nodes are evaluated with it, and on whichever rank
             budget = _EVAL_ACTIVATION_BUDGET // (per_sample * self.chunk)
             batch = max(1, min(len(y), self.eval_batch, budget))
-            loss_sum, correct = self.model.evaluate(rows.tensors(), x, y, batch)
+            with cuda_settings(self.device, self.tf32, self.autotune):
+                loss_sum, correct = self.model.evaluate(rows.tensors(), x, y, batch)
             losses.append(loss_sum / len(y))
             accuracies.append(correct.double() / len(y))
         return torch.cat(losses), torch.cat(accuracies)
@@ -297,13 +310,57 @@ class Population:
 def auto_chunk(model: StackedModel, nodes: int, batch_size: int, device: torch.device) -> int:
     """Nodes per batched computation when ``engine.node_chunk`` is 0.
 
-    On CUDA all nodes at once (batching across nodes is what fills a GPU); on CPU as
-    many nodes as keep a chunk's layer outputs within ``_TRAIN_ACTIVATION_BUDGET``.
+    On CPU as many nodes as keep a chunk's layer outputs within
+    ``_TRAIN_ACTIVATION_BUDGET`` (near the last-level cache); on CUDA as many as keep
+    them within ``_GPU_TRAIN_ACTIVATION_BUDGET`` (batching across nodes is what fills
+    a GPU; the bound is fixed, not the card's free memory, so a run chunks alike on
+    every GPU).
     """
-    if device.type != "cpu":
-        return nodes
     per_node = batch_size * max(1, model.activations_per_sample())
-    return max(1, min(nodes, _TRAIN_ACTIVATION_BUDGET // per_node))
+    budget = _TRAIN_ACTIVATION_BUDGET if device.type == "cpu" else _GPU_TRAIN_ACTIVATION_BUDGET
+    return max(1, min(nodes, budget // per_node))
+
+
+def set_precision(model: StackedModel, precision: str, device: torch.device) -> bool:
+    """Apply ``engine.precision`` to ``model`` (bf16 autocast for the models that use
+    it); returns whether the engine computes in TF32 (CUDA only: elsewhere a warning,
+    and float32)."""
+    if precision == "bfloat16" and model.uses_autocast:
+        model.autocast_dtype = torch.bfloat16
+    if precision == "tf32" and device.type != "cuda":
+        warnings.warn(
+            f"engine.precision: 'tf32' is a CUDA precision; on {device.type} the run "
+            "computes in float32",
+            stacklevel=3,
+        )
+    return precision == "tf32" and device.type == "cuda"
+
+
+@contextlib.contextmanager
+def cuda_settings(device: torch.device, tf32: bool, autotune: bool = False) -> Iterator[None]:
+    """On CUDA, float32 matmuls and cuDNN convolutions in TF32 (``tf32``) or in IEEE
+    float32, and cuDNN's benchmark mode on or off (``autotune``), the previous settings
+    restored after; nothing elsewhere.
+
+    PyTorch's defaults differ (TF32 off for matmuls, on for convolutions: a CNN's fp32
+    step then differed from the CPU's by 1.3-1.6% of its update on an H200), so the
+    engine sets both: ``engine.precision: float32`` is float32 on every device. In
+    benchmark mode cuDNN times its algorithms for each new convolution shape and keeps
+    the fastest (the grouped convolutions of N stacked CNNs ran 1.7-2.0x faster on an
+    H200; docs/engine.md); which one wins can change between processes, and with it
+    the float rounding, so results then agree across runs to rounding, not bit for bit.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark
+    matmul.allow_tf32 = cudnn.allow_tf32 = tf32
+    cudnn.benchmark = autotune
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = saved
 
 
 def tune_allocator() -> bool:

@@ -116,7 +116,9 @@ def estimate_memory(
     gossip = 0
     if config.protocol.uses_topology:
         halo = nodes if ranks > 1 else n
-        gossip = mixing_buffer_bytes(nodes, n, halo, distributed=ranks > 1)
+        gossip = mixing_buffer_bytes(
+            nodes, n, halo, distributed=ranks > 1, gpu=device.type == "cuda"
+        )
     terms["gossip"] = gossip
     # Training and evaluation do not overlap: the larger of the two working sets.
     # Training: one layer's gradients for a chunk of nodes, and its layer outputs (x3:

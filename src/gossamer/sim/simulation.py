@@ -31,7 +31,7 @@ from gossamer.sim.data import (
     drift_schedule,
     load_partitioned,
 )
-from gossamer.sim.engine import Population, auto_chunk, tune_allocator
+from gossamer.sim.engine import Population, auto_chunk, set_precision, tune_allocator
 from gossamer.sim.evaluation import mean_accuracy_ci95, node_sample, stratified_subset
 from gossamer.sim.memory import check_fits, plan_memory
 from gossamer.sim.models import StackedModel, build_model
@@ -104,8 +104,7 @@ class Simulation:
         input_shape, classes = dataset_info(config.data)
         model = build_model(config.model, input_shape, classes)  # ConfigError if unusable
         check_augmentation(config.data, input_shape)  # known only now for npz and folders
-        if config.engine.precision == "bfloat16" and model.uses_autocast:
-            model.autocast_dtype = torch.bfloat16
+        tf32 = set_precision(model, config.engine.precision, device)
         devices, clock, conditions = fleet(config, model)  # before the data: no data needed
         energy = devices if config.energy.enabled else None
         topology = schedule = None
@@ -154,6 +153,8 @@ class Simulation:
             shift,
             config.data.augment,
             shard,
+            tf32=tf32,
+            autotune=config.engine.autotune,
         )
         network = Network(
             population.params,
@@ -387,7 +388,9 @@ class Simulation:
                 "initial": config.eval.initial,
                 "nodes": config.eval.nodes or config.nodes,
                 "test_samples": config.eval.test_samples or len(self.dataset.y_test),
-                "precision": "bfloat16" if self.model.autocast_dtype else "float32",
+                "precision": "bfloat16"
+                if self.model.autocast_dtype
+                else ("tf32" if self.population.tf32 else "float32"),
                 "final": "every node on the whole test set",
             },
             "device": str(self.population.device),

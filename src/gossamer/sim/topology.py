@@ -42,6 +42,10 @@ _GATHER_MIN_NODES = 2048
 _PRODUCT_BLOCK_BYTES = 4 * 2**20
 _GATHER_BLOCK_BYTES = 2 * 2**20
 _EXCHANGE_BYTES = 64 * 2**20  # halo rows fetched from other ranks at a time
+# Gossip on a GPU: cuSPARSE's CSR product on spans of columns of this many bytes (the
+# product's output and a contiguous copy of its input), so that mixing N = 100,000
+# MLPs (64 GB of X) does not need a second X.
+_GPU_SPAN_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -234,14 +238,18 @@ def _block_columns(gather: bool, halo: int) -> int:
     return max(64, (_GATHER_BLOCK_BYTES if gather else _PRODUCT_BLOCK_BYTES) // (4 * halo))
 
 
-def mixing_buffer_bytes(nodes: int, rows: int, halo: int, distributed: bool) -> int:
-    """Bytes of the CPU gossip step's buffers: ``nodes`` in all, ``rows`` on this rank,
-    ``halo`` rows read (the product's output block, or the gather's copy of a block and
-    its mixed rows) and, on several ranks, at most one span of rows fetched from the
-    others (see Mixer._apply_block)."""
+def mixing_buffer_bytes(
+    nodes: int, rows: int, halo: int, distributed: bool, gpu: bool = False
+) -> int:
+    """Bytes of the gossip step's buffers: ``nodes`` in all, ``rows`` on this rank,
+    ``halo`` rows read (on CPU the product's output block, or the gather's copy of a
+    block and its mixed rows; on a GPU a span's input copy and output) and, on several
+    ranks, at most one span of rows fetched from the others (see Mixer._apply_block)."""
+    fetched = _EXCHANGE_BYTES if distributed else 0
+    if gpu:
+        return 2 * _GPU_SPAN_BYTES + fetched
     gather = nodes > _GATHER_MIN_NODES
     width = _block_columns(gather, halo)
-    fetched = _EXCHANGE_BYTES if distributed else 0
     return (halo + rows if gather else rows) * width * 4 + fetched
 
 
@@ -338,6 +346,8 @@ class Mixer:
         span = p  # columns fetched from other ranks at a time (bounds the halo's memory);
         if self.shard.distributed:  # the same on every rank: each span is a collective
             span = max(1, _EXCHANGE_BYTES // (4 * self.shard.num_nodes))
+        if params.device.type != "cpu":  # bounds the product's temporaries
+            span = min(span, max(1, _GPU_SPAN_BYTES // (4 * self.shard.num_nodes)))
         for first in range(0, p, span):
             # (halo, s) rows of X this rank's rows of W read; params itself on one process
             source = self.halo.exchange(params[:, first : first + span])
