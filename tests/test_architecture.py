@@ -34,6 +34,7 @@ SIM_ORDER = [
     "engine",
     "memory",
     "protocols",
+    "outputs",
     "simulation",
 ]
 

@@ -75,7 +75,11 @@ def test_config_command_prints_resolved_yaml():
     result = runner.invoke(app, ["config", "--set", "protocol=periodic"])
     assert result.exit_code == 0
     resolved = yaml.safe_load(result.stdout)
-    assert resolved["protocol"] == {"name": "periodic", "period": 10}
+    assert resolved["protocol"] == {
+        "name": "periodic",
+        "compression": {"name": "none"},
+        "period": 10,
+    }
     assert resolved["data"]["dataset"] == "digits"
 
 

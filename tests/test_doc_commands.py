@@ -307,6 +307,7 @@ def test_quickstart_comments_list_every_choice():
         "topology.kind": set(TOPOLOGY_KINDS),
         "topology.weights": set(TopologyConfig.model_fields["weights"].annotation.__args__),
         "protocol.name": {*registered_names("protocol"), "custom"},
+        "protocol.compression.name": {*registered_names("compression"), "custom"},
     }
     assert listed == expected
     assert load_config(yaml.safe_load(text)) == load_config()  # the quickstart, spelled out

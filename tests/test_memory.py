@@ -281,3 +281,18 @@ def test_plan_advises_sampling_nodes_when_evaluating_dominates(monkeypatch):
     table = CliRunner().invoke(app, ["plan", "--set", "rounds=1000", "--set", "eval_every=100"])
     assert table.exit_code == 0, table.output
     assert "to evaluate less" in table.stdout and "eval.nodes=" in table.stdout
+
+
+def test_compression_terms_count_messages_residuals_and_the_coordinators_models():
+    """Decoded messages and the compressor's temporaries, a residual per node with error
+    feedback, and for coordinator protocols b_i and what the coordinator decoded."""
+    p = 100 * 159_010 * 4  # one (n, P) float32 tensor of the test's 100 nodes
+    assert plan_of([]).terms["compression"] == 0
+    top_k = plan_of(["protocol.compression=top_k"]).terms["compression"]
+    assert top_k == p + 4 * p  # the decoded messages; matrix, |x|, kept, blocks
+    feedback = ["protocol.compression=top_k", "protocol.compression.error_feedback=true"]
+    assert plan_of(feedback).terms["compression"] == top_k + p
+    periodic = ["protocol=periodic", "protocol.compression=sign"]
+    assert plan_of(periodic).terms["compression"] == 3 * p + 2 * p  # + b_i, estimates
+    choco = plan_of(["protocol=choco", "protocol.compression=top_k"])
+    assert choco.terms["protocol"] == p  # the public copies x_hat

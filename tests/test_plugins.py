@@ -96,6 +96,7 @@ def test_a_protocol_from_a_file_runs_stops_and_resumes_in_new_processes(tmp_path
     recorded = yaml.safe_load((cut / "config.yaml").read_text())["protocol"]
     assert recorded == {
         "name": "custom",
+        "compression": {"name": "none"},
         "skip": 3,
         "import_path": f"{tmp_path / 'my_protocols.py'}:EveryK",
     }

@@ -160,7 +160,8 @@ def plan(
 
 
 def list_components(as_json: JsonOpt = False) -> None:
-    """List what a config can name: protocols, models, optimizers, datasets, topologies.
+    """List what a config can name: protocols, models, optimizers, datasets, compressors,
+    topologies.
 
     One line each, without importing torch (plugins are imported).
 
@@ -169,13 +170,18 @@ def list_components(as_json: JsonOpt = False) -> None:
     from gossamer.cli.output import Output, errors_as_messages
     from gossamer.config import REGISTRIES, TOPOLOGY_KINDS
 
+    where = {"compression": "protocol.compression"}  # a section inside another
     with errors_as_messages():
-        listing = {f"{kind}.name": registry.describe() for kind, registry in REGISTRIES.items()}
-    listing["topology.kind"] = dict(TOPOLOGY_KINDS)
+        kinds = {kind: registry.describe() for kind, registry in REGISTRIES.items()}
+    kinds["topology"] = dict(TOPOLOGY_KINDS)
     output = Output(as_json=as_json)
     if as_json:
-        output.json({key.partition(".")[0]: named for key, named in listing.items()})
+        output.json(kinds)
         return
+    key = {kind: f"{where.get(kind, kind)}.name" for kind in REGISTRIES} | {
+        "topology": "topology.kind"
+    }
+    listing = {key[kind]: named for kind, named in kinds.items()}
     gap = ""
     for key, named in listing.items():
         output.line(f"{gap}{key}:")

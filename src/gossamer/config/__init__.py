@@ -20,7 +20,9 @@ from gossamer.config.loading import (
     read_config_file,
 )
 from gossamer.config.network import AvailabilityConfig, NetworkConfig
+from gossamer.config.protocol import CompressionConfig, LossyCompressionConfig, ProtocolConfig
 from gossamer.config.registry import (
+    COMPRESSORS,
     DATASETS,
     MODELS,
     OPTIMIZERS,
@@ -45,7 +47,6 @@ from gossamer.config.schema import (
     Mnist1dConfig,
     ModelConfig,
     OptimizerConfig,
-    ProtocolConfig,
     ScheduleConfig,
     SyntheticConfig,
     TopologyConfig,
@@ -55,6 +56,7 @@ from gossamer.config.schema import (
 from gossamer.config.tracking import LoggingConfig, MlflowConfig, WandbConfig
 
 __all__ = [
+    "COMPRESSORS",
     "DATASETS",
     "TOPOLOGY_KINDS",
     "MODELS",
@@ -64,6 +66,7 @@ __all__ = [
     "AugmentConfig",
     "AvailabilityConfig",
     "CheckpointError",
+    "CompressionConfig",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -77,6 +80,7 @@ __all__ = [
     "DivergedError",
     "GossamerError",
     "LoggingConfig",
+    "LossyCompressionConfig",
     "MlflowConfig",
     "Mnist1dConfig",
     "ModelConfig",

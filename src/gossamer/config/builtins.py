@@ -16,12 +16,14 @@ MODULE = "gossamer.sim"
 #: kind -> name -> one line for ``gossamer list`` (at most 55 characters).
 BUILTINS: dict[str, dict[str, str]] = {
     "protocol": {
+        "choco": "CHOCO-SGD: gossip of compressed model changes",
         "dpsgd": "D-PSGD: train, then average with neighbours",
         "dynamic": "dynamic averaging: a coordinator syncs drifted models",
         "dynamic_gossip": "dynamic averaging without a coordinator, by gossip",
         "greedy": "train every round until the energy budget is spent",
         "nosync": "local training only, no communication (lower bound)",
         "periodic": "periodic averaging by a coordinator (FedAvg-style)",
+        "pushsum": "Stochastic Gradient Push: push-sum gossip",
         "skiptrain": "SkipTrain: some rounds only share and average",
         "skiptrain_constrained": "SkipTrain spreading each node's energy budget",
     },
@@ -38,6 +40,14 @@ BUILTINS: dict[str, dict[str, str]] = {
         "adam": "Adam (Kingma & Ba 2015), weight decay as an L2 term",
         "adamw": "Adam with decoupled weight decay (default 0.01)",
         "sgd": "SGD with heavy-ball or Nesterov momentum",
+    },
+    "compression": {
+        "none": "every message is the whole model in float32",
+        "power": "PowerSGD: rank-r factors of each weight matrix",
+        "qsgd": "QSGD: s-level stochastic quantization, unbiased",
+        "random_k": "k random entries; receivers regenerate the indices",
+        "sign": "scaled sign: one bit per entry, one scale per tensor",
+        "top_k": "the k largest-magnitude entries, with indices",
     },
     "dataset": {
         "cifar10": "CIFAR-10 python batches (or a verified download)",

@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from gossamer.config.errors import ConfigError, arg, format_validation_error
-from gossamer.config.registry import REGISTRIES, SELECTED_SECTIONS
+from gossamer.config.registry import SELECTED_SECTIONS
 from gossamer.config.schema import Config
 
 try:  # Python >= 3.11
@@ -123,24 +123,25 @@ def apply_override(raw: dict[str, Any], override: str, label: str | None = None)
     parts = key.split(".")
     for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
-        if isinstance(child, str) and part in SELECTED_SECTIONS:  # `protocol: dpsgd`
+        prefix = ".".join(parts[: depth + 1])
+        if isinstance(child, str) and prefix in SELECTED_SECTIONS:  # `protocol: dpsgd`
             child = {"name": child}
         if child is None:
             child = {}
         if not isinstance(child, dict):
-            prefix = ".".join(parts[: depth + 1])
             raise ConfigError(f"{label} {key}: '{prefix}' is a value, not a section")
         node[part] = child
         node = child
-    selects = parts[-1] == "name" and len(parts) == 2 and parts[0] in SELECTED_SECTIONS
-    if selects and _name(parts[0], node) != value:  # another protocol, model or optimizer:
-        node.clear()  # its keys start afresh
+    section = ".".join(parts[:-1])
+    selects = parts[-1] == "name" and section in SELECTED_SECTIONS
+    if selects and _name(section, node) != value:  # another protocol, model, optimizer
+        node.clear()  # or compressor: its keys start afresh
     node[parts[-1]] = value
 
 
-def _name(kind: str, section: dict[str, Any]) -> Any:
-    """The name a section selects: its own, or the default of its kind."""
-    return section.get("name", REGISTRIES[kind].default)
+def _name(section: str, value: dict[str, Any]) -> Any:
+    """The name a section (a key of SELECTED_SECTIONS) selects: its own, or the default."""
+    return value.get("name", SELECTED_SECTIONS[section].default)
 
 
 def merge_config(raw: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -150,18 +151,23 @@ def merge_config(raw: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     changes is replaced, not merged: the keys of one protocol mean nothing to another.
     A section without a name selects its kind's default (``sgd``, ``dpsgd``, ``mlp``).
     """
+    return _merge(raw, patch, "")
+
+
+def _merge(raw: dict[str, Any], patch: dict[str, Any], prefix: str) -> dict[str, Any]:
     merged = dict(raw)
     for key, value in patch.items():
         base = merged.get(key)
-        if key in SELECTED_SECTIONS:
+        path = f"{prefix}{key}"
+        if path in SELECTED_SECTIONS:
             base = {"name": base} if isinstance(base, str) else base
             value = {"name": value} if isinstance(value, str) else value
             if isinstance(base, dict) and isinstance(value, dict):
-                current = _name(key, base)
+                current = _name(path, base)
                 if value.get("name", current) != current:
                     base = {}
         if isinstance(base, dict) and isinstance(value, dict):
-            merged[key] = merge_config(base, value)
+            merged[key] = _merge(base, value, f"{path}.")
         else:
             merged[key] = value
     return merged

@@ -102,50 +102,51 @@ class Registry:
         load_plugins()
         return name in self.builtins or name in self._entries
 
-    def config_class(self, name: str) -> type[Section] | None:
-        return self._lookup(name)[0]
+    def config_class(self, name: str, key: str | None = None) -> type[Section] | None:
+        return self._lookup(name, key)[0]
 
     def implementation(self, name: str) -> Any:
         return self._lookup(name)[1]
 
-    def _lookup(self, name: str) -> tuple[type[Section] | None, Any]:
+    def _lookup(self, name: str, key: str | None = None) -> tuple[type[Section] | None, Any]:
         if name not in self:
             raise ConfigError(
-                f"{self.kind}.name: expected one of {', '.join(self.names())}; got {name!r}"
+                f"{key or self.kind}.name: expected one of {', '.join(self.names())}; got {name!r}"
             )
         if name not in self._entries:
             load_builtins()
         return self._entries[name]
 
-    def section(self, value: Any) -> Section:
+    def section(self, value: Any, key: str | None = None) -> Section:
         """Validate a config section with the class its ``name`` selects.
 
-        ``value`` is a mapping, a bare name (``protocol: periodic``) or a section.
+        ``value`` is a mapping, a bare name (``protocol: periodic``) or a section;
+        ``key`` is where the section sits in the config, for errors (default: the kind).
         """
+        key = key or self.kind
         if isinstance(value, Section):
             value = value.model_dump()
         if isinstance(value, str):
             value = {"name": value}
         if not isinstance(value, Mapping):
             raise ConfigError(
-                f"{self.kind}: expected a mapping with a 'name' key, "
-                f"got {type(value).__name__} {value!r}"
+                f"{key}: expected a mapping with a 'name' key, got {type(value).__name__} {value!r}"
             )
         name = value.get("name", self.default)
         if not isinstance(name, str):
-            raise ConfigError(f"{self.kind}.name: expected a string; got {name!r}")
+            raise ConfigError(f"{key}.name: expected a string; got {name!r}")
         if self.imports and name == FROM_IMPORT_PATH:
-            cls = self._imported_section(value.get("import_path"))
+            cls = self._imported_section(value.get("import_path"), key)
             value = {**value, "import_path": absolute_import_path(value["import_path"])}
         else:
-            cls = self.config_class(name)
+            cls = self.config_class(name, key)
         if cls is None:
-            raise ConfigError(f"{self.kind}.name: {name!r} has no config section")
+            raise ConfigError(f"{key}.name: {name!r} has no config section")
         try:
             return cls.model_validate({**value, "name": name})
         except ValidationError as error:
-            lines = format_validation_error(error, cls, prefix=self.kind)
-            raise ConfigError(f"{self.kind} {name!r}:\n{lines}") from None
+            lines = format_validation_error(error, cls, prefix=key)
+            raise ConfigError(f"{key} {name!r}:\n{lines}") from None
 
     def describe(self) -> dict[str, str]:
         """Every registered name with one line: a built-in's from ``config/builtins.py``
@@ -166,10 +167,10 @@ class Registry:
             return import_object(section.import_path, f"{self.kind}.import_path")
         return self.implementation(section.name)
 
-    def _imported_section(self, path: Any) -> type[Section]:
+    def _imported_section(self, path: Any, prefix: str | None = None) -> type[Section]:
         """The config class of an implementation named by ``import_path``, with ``name:
         custom`` and ``import_path`` added to its keys."""
-        key = f"{self.kind}.import_path"
+        key = f"{prefix or self.kind}.import_path"
         load_builtins()  # they set self.base
         if not isinstance(path, str):
             raise ConfigError(
@@ -307,9 +308,16 @@ PROTOCOLS = Registry("protocol", default="dpsgd", imports=True)
 MODELS = Registry("model", default="mlp")
 OPTIMIZERS = Registry("optimizer", default="sgd")
 DATASETS = Registry("dataset", default="digits")
-REGISTRIES = {r.kind: r for r in (PROTOCOLS, MODELS, OPTIMIZERS, DATASETS)}
-#: Config keys whose section is chosen by its ``name`` (a new name starts the section afresh).
-SELECTED_SECTIONS = ("protocol", "model", "optimizer")
+COMPRESSORS = Registry("compression", default="none", imports=True)
+REGISTRIES = {r.kind: r for r in (PROTOCOLS, MODELS, OPTIMIZERS, DATASETS, COMPRESSORS)}
+#: Config keys whose section is chosen by its ``name`` (a new name starts the section
+#: afresh), dotted for a section inside another, with the registry that selects it.
+SELECTED_SECTIONS = {
+    "protocol": PROTOCOLS,
+    "model": MODELS,
+    "optimizer": OPTIMIZERS,
+    "protocol.compression": COMPRESSORS,
+}
 
 
 def registered_names(kind: str) -> list[str]:

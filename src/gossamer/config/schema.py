@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +24,7 @@ from pydantic import (
 
 from gossamer.config.errors import ConfigError
 from gossamer.config.network import NetworkConfig
+from gossamer.config.protocol import ProtocolConfig
 from gossamer.config.registry import DATASETS, MODELS, OPTIMIZERS, PROTOCOLS, Section
 from gossamer.config.tracking import LoggingConfig
 
@@ -33,19 +34,6 @@ AbsolutePath = Annotated[Path, AfterValidator(lambda path: path.expanduser().abs
 
 
 # ---------------------------------------------------------------- sections selected by name
-
-
-class ProtocolConfig(Section):
-    """Base of a protocol's config section; subclasses fix ``name`` with a Literal."""
-
-    name: str
-    #: Whether the protocol communicates over ``topology`` (else the graph is not built).
-    uses_topology: ClassVar[bool] = True
-    #: Whether the protocol needs the energy model (budgets): ``energy.enabled`` must be on.
-    needs_energy: ClassVar[bool] = False
-    #: Whether the protocol can run on a graph that changes between rounds: it gossips
-    #: only through ``network.gossip`` (protocols opt in).
-    time_varying: ClassVar[bool] = False
 
 
 class ModelConfig(Section):

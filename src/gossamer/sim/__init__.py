@@ -5,7 +5,7 @@ protocols with the config layer's registries; they import it on the first lookup
 one (``config/builtins.py``), so that the command line starts without torch.
 """
 
-from gossamer.sim import data, models, optim, protocols  # noqa: F401 - registers built-ins
+from gossamer.sim import data, models, network, optim, protocols  # noqa: F401 - registers built-ins
 from gossamer.sim.simulation import EVAL_COLUMNS, METRIC_COLUMNS, STREAM_COLUMNS, Simulation
 
 __all__ = ["EVAL_COLUMNS", "METRIC_COLUMNS", "STREAM_COLUMNS", "Simulation"]

@@ -35,6 +35,7 @@ from gossamer.config import Config, ConfigError
 from gossamer.sim.data import Dataset, NodeData, dataset_info, load_partitioned
 from gossamer.sim.engine import _EVAL_ACTIVATION_BUDGET, auto_chunk
 from gossamer.sim.models import StackedModel, build_model
+from gossamer.sim.network import build_compressor
 from gossamer.sim.shard import Shard, block_bounds
 from gossamer.sim.topology import mixing_buffer_bytes
 
@@ -70,6 +71,7 @@ class MemoryPlan:
             "protocol": "more ranks, or fewer nodes",
             "data": "a smaller dataset or fewer samples",
             "gossip": "more ranks",
+            "compression": "no error feedback, or more ranks",
         }.get(name, "fewer nodes or more ranks")
 
 
@@ -107,12 +109,13 @@ def estimate_memory(
         "optimizer state": n * p * f32 * moments + (n * 8 if moments >= 2 else 0),
     }
     protocol = 0
-    if config.protocol.name == "dynamic_gossip":
-        protocol = n * p * f32
+    if config.protocol.public_models:  # each node's public model, and copies under loss
+        protocol = n * p * f32  # the public models (the consensus step's W s: one block)
         if not config.network.ideal:
             degree = _mean_degree(config)
             protocol += int(n * degree) * p * f32
     terms["protocol"] = protocol
+    terms["compression"] = compression_bytes(config, model, n)
     gossip = 0
     if config.protocol.uses_topology:
         halo = nodes if ranks > 1 else n
@@ -139,6 +142,20 @@ def estimate_memory(
     terms["data"] = data_bytes + indices
     terms["process"] = PROCESS_BYTES
     return MemoryPlan(terms, ranks)
+
+
+def compression_bytes(config: Config, model: StackedModel, nodes: int) -> int:
+    """What compressing the protocol's messages holds for ``nodes`` nodes: the decoded
+    messages and the compressor's temporaries, the error-feedback residuals, and for a
+    coordinator the model each node last received and what it decoded of each."""
+    section = config.protocol.compression
+    if not section.lossy:
+        return 0
+    compressor = build_compressor(section, model.param_shapes, config.seed)
+    held = 1 + int(getattr(section, "error_feedback", False))
+    if not config.protocol.uses_topology:  # uploads: b_i and b_i + C(x_i - b_i)
+        held += 2
+    return held * nodes * model.num_params * 4 + compressor.temporary_bytes(nodes)
 
 
 def _mean_degree(config: Config) -> float:

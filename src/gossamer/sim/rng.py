@@ -34,6 +34,7 @@ class Purpose(IntEnum):
     AVAILABILITY = 11
     DELIVERY = 12
     EVALUATION = 13
+    COMPRESSION = 14
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:

@@ -35,37 +35,21 @@ from gossamer.sim.engine import Population, auto_chunk, set_precision, tune_allo
 from gossamer.sim.evaluation import mean_accuracy_ci95, node_sample, stratified_subset
 from gossamer.sim.memory import check_fits, plan_memory
 from gossamer.sim.models import StackedModel, build_model
-from gossamer.sim.network import Network
+from gossamer.sim.network import Encoder, Network, build_compressor
 from gossamer.sim.optim import build_optimizer
+from gossamer.sim.outputs import (  # noqa: F401 - the columns are re-exported
+    _TIMED,
+    ENERGY_COLUMNS,
+    EVAL_COLUMNS,
+    METRIC_COLUMNS,
+    STREAM_COLUMNS,
+    node_table,
+    run_summary,
+)
 from gossamer.sim.protocols import Context, Protocol, build_protocol
 from gossamer.sim.shard import Shard
 from gossamer.sim.timevarying import DYNAMIC_KINDS, TimeVarying, time_varying
-from gossamer.sim.topology import Mixer, Topology, build_topology, topology_summary
-
-METRIC_COLUMNS = (
-    "round",
-    "test_accuracy_mean",
-    "test_accuracy_min",
-    "test_accuracy_max",
-    "test_loss_mean",
-    "avg_model_accuracy",
-    "avg_model_loss",
-    "consensus_distance",
-    "train_loss",
-    "messages",
-    "bytes_sent",
-    "local_steps",
-    "energy_joules",
-    "online_nodes",
-    "simulated_seconds",
-    "wall_seconds",
-)
-_TIMED = ("samples_trained", "bytes_sent", "bytes_received", "messages_sent", "messages_received")
-ENERGY_COLUMNS = ("energy_joules", "training_joules", "communication_joules")
-# Added to metrics.csv and rounds.csv when data.stream is on.
-STREAM_COLUMNS = ("cumulative_prequential_loss", "cumulative_prequential_error")
-# With eval.nodes or eval.test_samples: what was measured, and a 95% interval half-width.
-EVAL_COLUMNS = ("evaluated_nodes", "evaluated_test_samples", "test_accuracy_mean_ci95")
+from gossamer.sim.topology import Mixer, Topology, build_topology
 
 
 @dataclass
@@ -105,6 +89,7 @@ class Simulation:
         model = build_model(config.model, input_shape, classes)  # ConfigError if unusable
         check_augmentation(config.data, input_shape)  # known only now for npz and folders
         tf32 = set_precision(model, config.engine.precision, device)
+        build_compressor(config.protocol.compression, model.param_shapes, config.seed)  # checks
         devices, clock, conditions = fleet(config, model)  # before the data: no data needed
         energy = devices if config.energy.enabled else None
         topology = schedule = None
@@ -169,6 +154,14 @@ class Simulation:
             weights=config.topology.weights,
             schedule=schedule,
             shard=shard,
+            encoder=Encoder(
+                config.protocol.compression,
+                model.param_shapes,
+                config.seed,
+                shard.local_nodes,
+                device,
+                shard.lo,
+            ),
             **conditions,
         )
         context = Context(
@@ -368,73 +361,11 @@ class Simulation:
     # ------------------------------------------------------------ what a run reports
     def summary(self, wall_seconds: float, version: str) -> dict[str, Any]:
         """summary.json: final metrics (the last evaluation), totals, model, energy."""
-        config = self.config
-        final_keys = METRIC_COLUMNS[1:9] + (STREAM_COLUMNS if config.data.stream else ())
-        last = self.history[-1]
-        summary = {
-            "gossamer_version": version,
-            "protocol": config.protocol.name,
-            "rounds": config.rounds,
-            "nodes": config.nodes,
-            "model": {"name": config.model.name, "parameters": self.model.num_params},
-            "message_bytes": self.network.message_bytes,
-            "topology": topology_summary(
-                self.config, self.topology, self.network.schedule is not None
-            ),
-            "final": {k: last[k] for k in final_keys},
-            "totals": {**self.ledger.totals(), "simulated_seconds": self.simulated_seconds},
-            "evaluation": {
-                "every": config.eval_every,
-                "initial": config.eval.initial,
-                "nodes": config.eval.nodes or config.nodes,
-                "test_samples": config.eval.test_samples or len(self.dataset.y_test),
-                "precision": "bfloat16"
-                if self.model.autocast_dtype
-                else ("tf32" if self.population.tf32 else "float32"),
-                "final": "every node on the whole test set",
-            },
-            "device": str(self.population.device),
-            "ranks": self.population.shard.world,
-            # bytes torch.distributed moved between ranks: overhead, not simulated messages
-            "distributed_bytes": int(
-                self.population.shard.total(self.population.shard.moved_bytes)
-            ),
-            "wall_seconds": wall_seconds,
-        }
-        energy = self.ledger.energy
-        if energy is not None:
-            summary["energy"] = {
-                "scaling": config.energy.scaling,
-                "link": energy.link.name,
-                "per_device": energy.per_device(self.ledger.node, ENERGY_COLUMNS),
-            }
-        if self.drift_events:
-            summary["drift"] = [
-                {"round": e.round, "concept": e.concept, "nodes": int(e.nodes.sum())}
-                for e in self.drift_events
-            ]
-        return summary
+        return run_summary(self, wall_seconds, version)
 
     def node_table(self) -> dict[str, np.ndarray]:
         """nodes.csv: per node samples, degree, final accuracy and loss, the ledger's counters."""
-        n = self.config.nodes
-        table = {
-            "node": np.arange(n),
-            "train_samples": self.node_data.counts.cpu().numpy(),
-            "degree": self.topology.degree
-            if self.topology is not None
-            else np.zeros(n, dtype=np.int64),
-            "test_accuracy": self.node_accuracy.cpu().numpy(),
-            "test_loss": self.node_loss.cpu().numpy(),
-        }
-        if self.drift_events:
-            table["concept"] = self.population.shard.gather(self.population.state.concept)
-            table["concept"] = table["concept"].cpu().numpy()
-        if self.ledger.energy is not None:
-            table["device"] = np.array(self.ledger.energy.device_names())
-            table["budget_rounds"] = self.ledger.energy.budget_rounds
-        table.update(self.ledger.node)
-        return table
+        return node_table(self)
 
 
 def resolve_device(name: str) -> torch.device:

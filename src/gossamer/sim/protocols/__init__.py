@@ -9,12 +9,14 @@ from gossamer.sim.protocols.baselines import (
     PeriodicAveraging,
     PeriodicConfig,
 )
+from gossamer.sim.protocols.choco import ChocoConfig, ChocoSGD
 from gossamer.sim.protocols.dynamic import (
     DynamicAveraging,
     DynamicConfig,
     DynamicGossip,
     DynamicGossipConfig,
 )
+from gossamer.sim.protocols.pushsum import PushSumConfig, StochasticGradientPush
 from gossamer.sim.protocols.skiptrain import (
     Greedy,
     GreedyConfig,
@@ -26,6 +28,8 @@ from gossamer.sim.protocols.skiptrain import (
 
 __all__ = [
     "DPSGD",
+    "ChocoConfig",
+    "ChocoSGD",
     "Context",
     "DPSGDConfig",
     "DynamicAveraging",
@@ -39,10 +43,12 @@ __all__ = [
     "PeriodicAveraging",
     "PeriodicConfig",
     "Protocol",
+    "PushSumConfig",
     "SkipTrain",
     "SkipTrainConfig",
     "SkipTrainConstrained",
     "SkipTrainConstrainedConfig",
+    "StochasticGradientPush",
     "build_protocol",
     "register_protocol",
 ]

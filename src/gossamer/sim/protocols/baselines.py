@@ -71,6 +71,7 @@ class PeriodicAveraging(Protocol):
 class NoSyncConfig(ProtocolConfig):
     name: Literal["nosync"] = "nosync"
     uses_topology = False
+    sends_models = False
 
 
 @register_protocol(NoSyncConfig)

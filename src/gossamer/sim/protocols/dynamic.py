@@ -155,6 +155,7 @@ class DynamicAveraging(Protocol):
 
 class DynamicGossipConfig(ProtocolConfig):
     name: Literal["dynamic_gossip"] = "dynamic_gossip"
+    public_models = True
     delta: float = Field(1.0, ge=0, description="send threshold: a squared distance")
     period: int = Field(1, ge=1, description="rounds between checks and gossip steps")
     consensus_step: float = Field(1.0, gt=0, le=1, description="gamma of the mixing step")
@@ -181,12 +182,14 @@ class DynamicGossip(Protocol):
     Step 2 is the consensus step of CHOCO-SGD (Koloskova, Stich, Jaggi, ICML 2019)
     and SPARQ-SGD (Singh, Data, George, Diggavi, 2019, arXiv 1910.14280), whose
     event-triggered communication this protocol shares: a node sends only when its
-    model has changed enough. Unlike SPARQ-SGD it sends whole models (no
-    compression) and the trigger is a fixed squared distance, not a decaying
-    threshold. Because every node uses the same s_j, a doubly stochastic W preserves
-    the network mean (stale copies do not bias it). With delta 0, period 1 and
-    gamma 1 every node that moved sends, s = x, and the step is x <- W x: exactly
-    D-PSGD.
+    model has changed enough. With ``compression`` a sender sends the compressed
+    change ``C(x_i - s_i)`` and s_i (and its neighbours' copies) add it, as SPARQ-SGD
+    does; the trigger stays a fixed squared distance, not SPARQ-SGD's decaying
+    threshold. s_i and the copies are the network's public models
+    (``gossamer.sim.network.public``). Because every node uses the same s_j, a
+    doubly stochastic W preserves the network mean (stale copies do not bias it).
+    With delta 0, period 1, gamma 1 and no compression every node that moved sends,
+    s = x, and the step is x <- W x: exactly D-PSGD.
 
     **Churn and loss** (``network:``): only online nodes check, send and mix; each
     node mixes with the last model it *received* from each neighbour, so a lost
@@ -196,23 +199,13 @@ class DynamicGossip(Protocol):
 
     def __init__(self, config: DynamicGossipConfig, context: Context):
         super().__init__(config, context)
-        self.last_sent = self.population.params.clone()  # (n, P) of this rank's nodes
+        self.network.start_public()  # s_i: the common start model, which every node knows
 
     def communicate(self, round: int) -> dict[str, float]:
         if (round + 1) % self.config.period:
             return {"senders": 0}
-        population = self.population
-        moved = population.squared_distance(self.last_sent) > self.config.delta  # (N,)
+        moved = self.population.squared_distance(self.network.public) > self.config.delta  # (N,)
         senders = moved & self.network.online.to(moved.device)
-        index = population.shard.local(senders).nonzero().squeeze(1)  # this rank's senders
-        if len(index):
-            self.last_sent.index_copy_(index, population.params.index_select(index))
-        self.network.send_to_neighbours(senders)
-        self.network.mix_last_sent(self.last_sent, self.config.consensus_step)
+        self.network.publish(senders)
+        self.network.consensus(self.config.consensus_step)
         return {"senders": int(senders.sum())}
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"last_sent": self.population.rows(self.last_sent.matrix())}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.last_sent.copy_from_matrix(state["last_sent"])
