@@ -77,6 +77,21 @@ VARIANTS = {
     # the gossip step of large populations (a weighted gather; see build)
     "dpsgd_gather": [],
     "ring_churn_gather": ["topology.kind=ring", *CHURN],
+    # what is sent: compressed gossip, public copies, uploads and push-sum
+    "choco_top_k": [
+        "protocol={name: choco, compression: {name: top_k, ratio: 0.2, error_feedback: true}}"
+    ],
+    "choco_qsgd_churn": ["protocol={name: choco, compression: {name: qsgd, levels: 4}}", *CHURN],
+    "dpsgd_random_k_churn": ["protocol.compression={name: random_k, ratio: 0.3}", *CHURN],
+    "periodic_power_churn": [
+        "protocol={name: periodic, period: 2, compression: {name: power, error_feedback: true}}",
+        *CHURN,
+    ],
+    "dynamic_gossip_sign_churn": [
+        "protocol={name: dynamic_gossip, delta: 0.01, compression: sign}",
+        *CHURN,
+    ],
+    "pushsum_one_peer": ["protocol=pushsum", "topology.kind=one_peer_exponential", *CHURN],
     "cnn": [
         "data.synthetic.shape=[1, 8, 8]",
         "model={name: cnn, channels: [4], hidden: 8}",

@@ -166,6 +166,26 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, protocol):
     assert_same_run(tmp_path / "whole", tmp_path / "cut")
 
 
+COMPRESSED = {  # what is sent, with per-node state: residuals, warm starts, copies, bases
+    "choco_top_k_ef": "{name: choco, compression: {name: top_k, ratio: 0.1, error_feedback: true}}",
+    "periodic_power_ef": (
+        "{name: periodic, period: 4, compression: {name: power, error_feedback: true}}"
+    ),
+    "dynamic_qsgd": "{name: dynamic, delta: 0.001, compression: {name: qsgd, levels: 4}}",
+    "dynamic_gossip_sign": "{name: dynamic_gossip, delta: 0.001, compression: sign}",
+}
+
+
+@pytest.mark.parametrize("protocol", list(COMPRESSED))
+def test_a_compressed_run_interrupted_and_resumed_equals_uninterrupted(tmp_path, protocol):
+    config = small_config(**RICH, protocol=COMPRESSED[protocol], **{"network.delivery": 0.8})
+    gossamer.run(config, out=tmp_path / "whole")
+    with pytest.raises(RunInterrupted):
+        gossamer.run(config, out=tmp_path / "cut", progress=stop_at(17))
+    gossamer.resume(tmp_path / "cut")
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
+
+
 def _write_config(path: Path, config) -> Path:
     path.write_text(dump_config(config))
     return path
