@@ -279,3 +279,84 @@ def test_compression_is_charged_in_bytes_seconds_and_joules():
         sparse.ledger.totals()["communication_joules"]
         < dense.ledger.totals()["communication_joules"]
     )
+
+
+@pytest.mark.parametrize("conditions", [{}, LOSSY], ids=["ideal", "loss"])
+def test_ef21_gossip_matches_a_per_node_loop(conditions):
+    """error_feedback: ef21 (Richtarik et al. 2021, for models): each node sends
+    top_k(x_i - h_i) and everyone holding h_i adds it; x_i <- W_ii x_i + sum_j W_ij h_ij."""
+    ratio = 0.25
+    config = small_config(
+        nodes=N,
+        **{"protocol.compression": f"{{name: top_k, ratio: {ratio}, error_feedback: ef21}}"},
+        **conditions,
+    )
+    sim = Simulation.build(config)
+    w, neighbours = _graph(sim)
+    start = sim.population.params.matrix()[0]
+    own = [start.clone() for _ in range(N)]
+    held = {(i, j): start.clone() for i in range(N) for j in neighbours[i]}
+    delivery = conditions.get("network.delivery", 1.0)
+    for t in range(5):
+        x = _trained(sim, t)
+        sent = [top_k(x[i] - own[i], ratio) for i in range(N)]
+        for i in range(N):
+            own[i] = own[i] + sent[i]
+            for j in neighbours[i]:
+                if delivery == 1.0 or arrives_by_hand(config.seed, t, 1, j, i, delivery):
+                    held[i, j] = held[i, j] + sent[j]
+        expected = x.clone()
+        for i in range(N):
+            expected[i] = w[i, i] * x[i] + sum(w[i, j] * held[i, j] for j in neighbours[i])
+        sim.protocol.communicate(t)
+        torch.testing.assert_close(sim.population.params.matrix(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ef21_uploads_keep_an_estimate_between_downloads():
+    """Periodic averaging with ef21: the estimate h_i the coordinator holds moves by
+    each compressed upload and is reset by each download."""
+    ratio = 0.3
+    config = small_config(
+        nodes=N,
+        protocol=(
+            "{name: periodic, period: 2, compression: "
+            f"{{name: top_k, ratio: {ratio}, error_feedback: ef21}}}}"
+        ),
+    )
+    sim = Simulation.build(config)
+    estimate = sim.population.params.matrix().clone()
+    for t in range(6):
+        x = _trained(sim, t)
+        expected = x.clone()
+        if (t + 1) % 2 == 0:
+            for i in range(N):
+                estimate[i] = estimate[i] + top_k(x[i] - estimate[i], ratio)
+            average = estimate.double().mean(0).float()
+            expected[:] = average
+            estimate[:] = average
+        sim.protocol.communicate(t)
+        torch.testing.assert_close(sim.population.params.matrix(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ef21_is_refused_where_it_adds_nothing_or_cannot_work():
+    from gossamer.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="already sends compressed changes"):
+        load_config(
+            {
+                "protocol": {
+                    "name": "choco",
+                    "compression": {"name": "sign", "error_feedback": "ef21"},
+                }
+            }
+        )
+    with pytest.raises(ConfigError, match="keeps estimates per neighbour"):
+        load_config(
+            {
+                "topology": {"kind": "one_peer_exponential"},
+                "protocol": {
+                    "name": "dpsgd",
+                    "compression": {"name": "sign", "error_feedback": "ef21"},
+                },
+            }
+        )

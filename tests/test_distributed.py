@@ -92,6 +92,10 @@ VARIANTS = {
         *CHURN,
     ],
     "pushsum_one_peer": ["protocol=pushsum", "topology.kind=one_peer_exponential", *CHURN],
+    "dpsgd_ef21_churn": [
+        "protocol.compression={name: top_k, ratio: 0.2, error_feedback: ef21}",
+        *CHURN,
+    ],
     "cnn": [
         "data.synthetic.shape=[1, 8, 8]",
         "model={name: cnn, channels: [4], hidden: 8}",

@@ -173,6 +173,8 @@ COMPRESSED = {  # what is sent, with per-node state: residuals, warm starts, cop
     ),
     "dynamic_qsgd": "{name: dynamic, delta: 0.001, compression: {name: qsgd, levels: 4}}",
     "dynamic_gossip_sign": "{name: dynamic_gossip, delta: 0.001, compression: sign}",
+    "dpsgd_ef21": "{name: dpsgd, compression: {name: top_k, ratio: 0.1, error_feedback: ef21}}",
+    "periodic_ef21": "{name: periodic, period: 3, compression: {name: sign, error_feedback: ef21}}",
 }
 
 

@@ -8,7 +8,7 @@ message the protocol sends carries (``gossamer.sim.network.compression``). The d
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
@@ -27,11 +27,23 @@ class CompressionConfig(Section):
 
 
 class LossyCompressionConfig(CompressionConfig):
-    """Base of a compressor that loses information: it may keep an error-feedback residual."""
+    """Base of a compressor that loses information: it may feed its errors back."""
 
-    error_feedback: bool = Field(
-        False, description="add what compression lost to the next message (Seide et al. 2014)"
+    error_feedback: bool | Literal["ef21"] = Field(
+        False,
+        description="true: add what compression lost to the next message (Seide et al. "
+        "2014); ef21: send compressed changes of an estimate (Richtarik et al. 2021)",
     )
+
+    @property
+    def residual(self) -> bool:
+        """Whether each node keeps a residual of what compression lost (classic EF)."""
+        return self.error_feedback is True
+
+    @property
+    def ef21(self) -> bool:
+        """Whether messages are compressed changes of a shared estimate (EF21)."""
+        return self.error_feedback == "ef21"
 
 
 class ProtocolConfig(Section):
@@ -70,6 +82,11 @@ class ProtocolConfig(Section):
             raise ValueError(
                 f"compression: protocol {self.name!r} sends no model to compress; got "
                 f"{self.compression.name!r} (use none)"
+            )
+        if getattr(self.compression, "ef21", False) and self.public_models:
+            raise ValueError(
+                f"compression.error_feedback: protocol {self.name!r} already sends "
+                "compressed changes of public copies (what 'ef21' adds); use true or false"
             )
         if self.compression.lossy and not self.compressible:
             raise ValueError(

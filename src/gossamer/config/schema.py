@@ -326,10 +326,13 @@ class Config(Section):
         if self.protocol.uses_topology:
             _check_topology(topo, n)
         dynamic = topo.resample_every or topo.kind in ("epidemic", "one_peer_exponential")
-        if dynamic and self.protocol.uses_topology and not self.protocol.time_varying:
+        ef21 = getattr(self.protocol.compression, "ef21", False)
+        if dynamic and self.protocol.uses_topology and (ef21 or not self.protocol.time_varying):
+            why = " (error_feedback 'ef21' keeps estimates per neighbour)" if ef21 else ""
             raise ConfigError(
-                f"topology.kind: protocol {self.protocol.name!r} needs a fixed graph; got a "
-                f"time-varying one (kind {topo.kind!r}, resample_every {topo.resample_every})"
+                f"topology.kind: protocol {self.protocol.name!r} needs a fixed graph{why}; "
+                f"got a time-varying one (kind {topo.kind!r}, resample_every "
+                f"{topo.resample_every})"
             )
         if self.eval.nodes == 1 or self.eval.nodes > self.nodes:  # an interval needs two
             raise ConfigError(

@@ -152,9 +152,13 @@ def compression_bytes(config: Config, model: StackedModel, nodes: int) -> int:
     if not section.lossy:
         return 0
     compressor = build_compressor(section, model.param_shapes, config.seed)
-    held = 1 + int(getattr(section, "error_feedback", False))
+    held = 1 + int(getattr(section, "residual", False))
     if not config.protocol.uses_topology:  # uploads: b_i and b_i + C(x_i - b_i)
         held += 2
+    elif getattr(section, "ef21", False) and not config.protocol.public_models:
+        held += 1  # the estimates h (and per-edge copies under conditions)
+        if not config.network.ideal:
+            held += int(_mean_degree(config))
     return held * nodes * model.num_params * 4 + compressor.temporary_bytes(nodes)
 
 

@@ -6,7 +6,10 @@ model it last received from the coordinator (initially the common start model), 
 both sides know: node i sends ``C(x_i - b_i)`` and the coordinator holds
 ``b_i + C(x_i - b_i)``, which it averages. Downloads are whole models (a node that
 missed earlier ones needs the model itself; docs/compression.md), and each node's
-``b_i`` becomes the model it received.
+``b_i`` becomes the model it received. With ``error_feedback: ef21`` the estimate
+h_i the coordinator holds persists between uploads: node i sends ``C(x_i - h_i)`` and
+both add it to h_i (a lost upload moves neither: the sender learns of the loss from
+its transport), and a download sets h_i to the model sent.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ class CoordinatorLink:
             self._estimate = self._base.clone()
         rows = self.shard.local(attempted).to(device).nonzero().squeeze(1)
         change = self.params.index_select(rows)
-        base = self._base.index_select(rows)
+        # EF21 keeps moving the estimate h_i by compressed changes; else b_i + C(x_i - b_i)
+        base = (self._estimate if self.ef21 else self._base).index_select(rows)
         for block, start in zip(change.blocks, base.blocks, strict=True):
             block.sub_(start)
         decoded = self.encode(change, rows, kind="difference").values
@@ -87,7 +91,7 @@ class CoordinatorLink:
         everyone = nodes is None
         nodes = torch.ones(self.num_nodes, dtype=torch.bool) if everyone else nodes.cpu()
         received = self._to_nodes(nodes, self.message_bytes)
-        targets = [self.params] if self._base is None else [self.params, self._base]
+        targets = [t for t in (self.params, self._base, self._estimate) if t is not None]
         for target in targets:
             if everyone and bool(received.all()):
                 target.fill_rows_(model)
@@ -108,7 +112,10 @@ class CoordinatorLink:
         if self._base is None:
             return {}
         lo, total = self.shard.lo, self.num_nodes
-        return {"base": [NodeRows(block, lo, total) for block in self._base.blocks]}
+        return {
+            "base": [NodeRows(block, lo, total) for block in self._base.blocks],
+            "estimate": [NodeRows(block, lo, total) for block in self._estimate.blocks],
+        }
 
     def _load_coordinator_state(self, state: dict[str, Any]) -> None:
         if "base" not in state:
@@ -118,4 +125,6 @@ class CoordinatorLink:
         )
         self._estimate = self._base.clone()
         for block, saved in zip(self._base.blocks, state["base"], strict=True):
+            block.copy_(saved)
+        for block, saved in zip(self._estimate.blocks, state["estimate"], strict=True):
             block.copy_(saved)

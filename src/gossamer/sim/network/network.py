@@ -166,6 +166,11 @@ class Network(PublicModels, CoordinatorLink, PushSum):
         return self.encoder is not None and not self.encoder.exact
 
     @property
+    def ef21(self) -> bool:
+        """Whether model messages are compressed changes of estimates (EF21)."""
+        return self.compressed and self.encoder.ef21
+
+    @property
     def model_message_bytes(self) -> int:
         """One model message as the protocol sends it (compressed, or whole)."""
         return self.encoder.bytes if self.encoder is not None else self.message_bytes
@@ -197,6 +202,10 @@ class Network(PublicModels, CoordinatorLink, PushSum):
 
         Returns (N,) the model messages each node received.
         """
+        if self.ef21:  # the neighbours' estimates h_j, moved by compressed changes
+            received = self.publish(self.online)
+            self._mix_estimates()
+            return received
         message = self._gossip_message()
         if self.ideal and self.schedule is None:
             self.ledger.record_exchange(self.degree, self.degree, message.bytes)

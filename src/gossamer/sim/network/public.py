@@ -108,12 +108,17 @@ class PublicModels:
 
     def _public_message(self, rows: torch.Tensor) -> Message:
         """The model of each sender at local ``rows``, or its compressed change."""
-        models = self.params.index_select(rows)
+        everyone = len(rows) == self.params.num_nodes
         if not self.compressed:
-            return self.encode(models, rows)
-        for block, public in zip(models.blocks, self.public.blocks, strict=True):
+            return self.encode(self.params if everyone else self.params.index_select(rows))
+        if everyone:  # x - s, without gathering rows
+            pairs = zip(self.params.blocks, self.public.blocks, strict=True)
+            change = StackedTensors(self.params.shapes, [torch.sub(x, s) for x, s in pairs])
+            return self.encode(change, None, kind="difference")
+        change = self.params.index_select(rows)
+        for block, public in zip(change.blocks, self.public.blocks, strict=True):
             block.sub_(public.index_select(0, rows))  # x_i - s_i
-        return self.encode(models, rows, kind="difference")
+        return self.encode(change, rows, kind="difference")
 
     def consensus(self, step: float) -> None:
         """Every online node mixes with the public models it holds: ``x_i <- x_i + gamma
@@ -123,12 +128,12 @@ class PublicModels:
             for mine, sent in zip(self.params.blocks, public.blocks, strict=True):
                 mixed = sent.clone()
                 self.mixer.apply_([mixed])  # W s
-                # x <- (x - s) + (1 - gamma) s + gamma W s: with gamma 1 and x == s this is
-                # 0 + W s exactly, so every node sending every round is D-PSGD bit for bit.
-                mine.sub_(sent)
-                if step != 1.0:
-                    mine.add_(sent, alpha=1.0 - step)
-                mine.add_(mixed, alpha=step)
+                if step != 1.0:  # x <- x + gamma (W s - s): two passes over x's size
+                    mine.add_(mixed.sub_(sent), alpha=step)
+                    continue
+                # x <- (x - s) + W s: when x == s this is 0 + W s exactly, so every node
+                # sending its model every round is D-PSGD bit for bit.
+                mine.sub_(sent).add_(mixed)
             return
         self._fixed_graph("consensus")
         gather = self._gather_matrix()
@@ -140,6 +145,27 @@ class PublicModels:
         for mine, sent, held in zip(self.params.blocks, public.blocks, copies.blocks, strict=True):
             mixed = torch.sparse.mm(gather, held).add_(self_weight * sent).sub_(sent)
             mine.add_(torch.where(online, mixed, 0.0), alpha=step)
+
+    def _mix_estimates(self) -> None:
+        """EF21's gossip (Richtarik, Sokolov, Fatkhullin, NeurIPS 2021, adapted to models):
+        ``x_i <- W_ii x_i + sum_j W_ij h_j`` over the estimates h_j that node i holds of
+        its neighbours' models (its own model exactly); offline nodes keep theirs."""
+        estimates = self.public
+        device = self.params.device
+        self_weight = self.shard.local(self._self_weight).to(device=device, dtype=torch.float32)
+        self_weight = self_weight[:, None]
+        if self.ideal:
+            for mine, held in zip(self.params.blocks, estimates.blocks, strict=True):
+                mixed = held.clone()
+                self.mixer.apply_([mixed])  # W h
+                mine.sub_(held).mul_(self_weight).add_(mixed)  # W_ii (x - h) + W h
+            return
+        gather = self._gather_matrix()
+        online = self.shard.local(self.online).to(device)[:, None]
+        copies = self._edge_copies()
+        for mine, held in zip(self.params.blocks, copies.blocks, strict=True):
+            mixed = torch.sparse.mm(gather, held).add_(self_weight * mine)  # sum_j W_ij h_ij
+            mine.copy_(torch.where(online, mixed, mine))
 
     def _edge_copies(self) -> StackedTensors:
         """(e, P) the public model each of this rank's nodes holds of each neighbour (its
@@ -198,8 +224,13 @@ class PublicModels:
 def _update(public: StackedTensors, rows: torch.Tensor, message: Message) -> None:
     """The senders' own public models take (``model``) or add (``difference``) their
     message."""
-    if message.kind == "model":
-        public.index_copy_(rows, message.values)
-        return
-    for block, change in zip(public.blocks, message.values.blocks, strict=True):
-        block.index_add_(0, rows, change)
+    everyone = len(rows) == public.num_nodes
+    for block, sent in zip(public.blocks, message.values.blocks, strict=True):
+        if message.kind == "model" and everyone:
+            block.copy_(sent)
+        elif message.kind == "model":
+            block.index_copy_(0, rows, sent)
+        elif everyone:
+            block.add_(sent)
+        else:
+            block.index_add_(0, rows, sent)

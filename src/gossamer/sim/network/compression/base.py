@@ -85,6 +85,20 @@ class Compressor(ABC):
         """
 
 
+def scatter_rows(index: torch.Tensor, values: torch.Tensor, like: StackedTensors) -> StackedTensors:
+    """The decoded messages of a sparsifier: zeros shaped as ``like`` (m, P) with
+    ``values`` (m, k) at the global coordinates ``index`` (m, k) of each row, written
+    block by block (no (m, P) matrix in between)."""
+    decoded = StackedTensors.zeros(like.shapes, like.num_nodes, like.device, like.blocks[0].dtype)
+    lo = 0
+    for block in decoded.blocks:
+        inside = (index >= lo) & (index < lo + block.shape[1])  # (m, k)
+        rows, slots = inside.nonzero(as_tuple=True)
+        block[rows, index[rows, slots] - lo] = values[rows, slots]
+        lo += block.shape[1]
+    return decoded
+
+
 class Dense(Compressor):
     """No compression: every message is the whole vector in float32."""
 
@@ -143,8 +157,9 @@ class Encoder:
         self.bytes = self.compressor.payload_bytes() + HEADER_BYTES  # one message
         self.lo, self.num_nodes = lo, nodes
         self.state = self.compressor.init_state(nodes, device)
-        feedback = getattr(config, "error_feedback", False)
+        feedback = getattr(config, "residual", False)
         self.residual = StackedTensors.zeros(shapes, nodes, device) if feedback else None
+        self.ef21 = getattr(config, "ef21", False)  # the network sends changes of estimates
 
     def encode(
         self,

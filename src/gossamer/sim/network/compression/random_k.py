@@ -8,9 +8,12 @@ import torch
 from pydantic import Field
 
 from gossamer.config import LossyCompressionConfig
-from gossamer.sim.network.compression.base import Compressor, register_compressor
+from gossamer.sim.network.compression.base import (
+    Compressor,
+    register_compressor,
+    scatter_rows,
+)
 from gossamer.sim.rng import Purpose, hash32, numpy_generator
-from gossamer.sim.stacked import StackedTensors
 
 
 class RandomKConfig(LossyCompressionConfig):
@@ -75,7 +78,7 @@ class RandomK(Compressor):
         return 4 * self.k
 
     def temporary_bytes(self, nodes: int) -> int:
-        return 3 * nodes * self.num_params * 4  # the matrix, the kept, the blocks
+        return 2 * nodes * self.num_params * 4  # the matrix, the decoded blocks
 
     def indices(self, ids: torch.Tensor, key: tuple[int, ...]) -> torch.Tensor:
         """(m, k) the coordinates that nodes ``ids`` (m,) send in exchange ``key``."""
@@ -88,5 +91,4 @@ class RandomK(Compressor):
         sent = x.gather(1, index)
         if self.scale != 1.0:
             sent.mul_(self.scale)
-        kept = torch.zeros_like(x).scatter_(1, index, sent)
-        return StackedTensors.from_matrix(kept, self.shapes)
+        return scatter_rows(index, sent, values)

@@ -38,5 +38,6 @@ class Sign(Compressor):
         )
         for block, out in zip(values.blocks, decoded.blocks, strict=True):  # (m, P_l)
             scale = block.abs().mean(dim=1, keepdim=True)  # (m, 1): ||v_l||_1 / P_l
-            out.copy_(torch.where(block < 0, -scale, scale))
+            out.copy_(block).add_(0.0)  # -0.0 + 0.0 is +0.0: zeros count as positive
+            torch.copysign(scale.expand_as(out), out, out=out)
         return decoded

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import Field
 
 from gossamer.config import LossyCompressionConfig
-from gossamer.sim.network.compression.base import Compressor, register_compressor
-from gossamer.sim.stacked import StackedTensors
+from gossamer.sim.network.compression.base import (
+    Compressor,
+    register_compressor,
+    scatter_rows,
+)
 
 
 class TopKConfig(LossyCompressionConfig):
@@ -40,10 +42,9 @@ class TopK(Compressor):
         return 8 * self.k
 
     def temporary_bytes(self, nodes: int) -> int:
-        return 4 * nodes * self.num_params * 4  # the matrix, |x|, the kept, the blocks
+        return 3 * nodes * self.num_params * 4  # the matrix, |x|, the decoded blocks
 
     def compress(self, values, ids, key, state):
         x = values.matrix()  # (m, P)
         index = x.abs().topk(self.k, dim=1, sorted=False).indices  # (m, k)
-        kept = torch.zeros_like(x).scatter_(1, index, x.gather(1, index))
-        return StackedTensors.from_matrix(kept, self.shapes)
+        return scatter_rows(index, x.gather(1, index), values)
