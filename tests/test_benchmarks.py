@@ -76,3 +76,11 @@ def test_round_benchmark_smoke_run(tmp_path):
     (row,) = smoke_run("round.py", tmp_path)["rounds"]
     assert row["nodes"] == 16 and row["round_s"] > 0 and row["gossip_s"] > 0
     assert row["round_over_training"] > 0
+
+
+def test_compression_benchmark_smoke_run(tmp_path):
+    measured = smoke_run("compression.py", tmp_path)
+    variants = {row["variant"] for row in measured["rounds"]}
+    assert {"D-PSGD top-1% (naive)", "CHOCO top-1%", "CHOCO sign"} <= variants
+    assert all(row["round_s"] > 0 < row["uncompressed_round_s"] for row in measured["rounds"])
+    assert all(row["relative_error"] == 0 for row in measured["bytes"])  # the rules hold
