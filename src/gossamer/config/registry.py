@@ -30,9 +30,9 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -40,6 +40,7 @@ from gossamer.config import builtins
 from gossamer.config.errors import ConfigError, format_validation_error
 
 ENTRY_POINT_GROUP = "gossamer.plugins"
+T = TypeVar("T", bound=type)
 #: The name under which a config section loads its class from ``import_path``.
 FROM_IMPORT_PATH = "custom"
 
@@ -160,6 +161,18 @@ class Registry:
             doc = getattr(implementation, "description", None) or implementation.__doc__
             described[name] = _first_sentence(doc or config_class.__doc__ or "")
         return described
+
+    def class_decorator(self, config_class: type[Section]) -> Callable[[T], T]:
+        """A class decorator that registers the class under ``config_class``'s ``name``
+        and gives it ``config_class`` and ``name`` (``@register_protocol(MyConfig)``)."""
+
+        def decorate(cls: T) -> T:
+            cls.config_class = config_class
+            cls.name = config_class.model_fields["name"].default
+            self.register(cls.name, config_class, cls)
+            return cls
+
+        return decorate
 
     def resolve(self, section: Section) -> Any:
         """The implementation a validated section selects (imported for ``name: custom``)."""

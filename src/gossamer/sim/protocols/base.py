@@ -107,14 +107,7 @@ P = TypeVar("P", bound=type[Protocol])
 
 def register_protocol(config_class: type[ProtocolConfig]) -> Callable[[P], P]:
     """Class decorator: register a protocol under its config's ``name``."""
-
-    def decorate(cls: P) -> P:
-        cls.config_class = config_class
-        cls.name = config_class.model_fields["name"].default
-        PROTOCOLS.register(cls.name, config_class, cls)
-        return cls
-
-    return decorate
+    return PROTOCOLS.class_decorator(config_class)
 
 
 def build_protocol(config: ProtocolConfig, context: Context) -> Protocol:

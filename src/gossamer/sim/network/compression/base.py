@@ -117,14 +117,7 @@ C = TypeVar("C", bound=type[Compressor])
 
 def register_compressor(config_class: type[CompressionConfig]) -> Callable[[C], C]:
     """Class decorator: make ``compression: {name: <config name>}`` use this compressor."""
-
-    def decorate(cls: C) -> C:
-        cls.config_class = config_class
-        cls.name = config_class.model_fields["name"].default
-        COMPRESSORS.register(cls.name, config_class, cls)
-        return cls
-
-    return decorate
+    return COMPRESSORS.class_decorator(config_class)
 
 
 COMPRESSORS.base = Compressor  # what a compressor named by import_path must subclass

@@ -7,20 +7,17 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from gossamer.config import LossyCompressionConfig
 from gossamer.sim.network.compression.base import (
     Compressor,
     register_compressor,
     scatter_rows,
 )
+from gossamer.sim.network.compression.top_k import SparsifierConfig
 from gossamer.sim.rng import Purpose, hash32, numpy_generator
 
 
-class RandomKConfig(LossyCompressionConfig):
+class RandomKConfig(SparsifierConfig):
     name: Literal["random_k"] = "random_k"
-    ratio: float = Field(
-        0.01, gt=0, le=1, description="share of the coordinates sent: k = max(1, round(ratio P))"
-    )
     unbiased: bool = Field(
         True, description="scale the kept values by P/k so that E[C(v)] = v (else: rand_k)"
     )

@@ -15,11 +15,16 @@ from gossamer.sim.network.compression.base import (
 )
 
 
-class TopKConfig(LossyCompressionConfig):
-    name: Literal["top_k"] = "top_k"
+class SparsifierConfig(LossyCompressionConfig):
+    """A compressor that sends k of the P coordinates."""
+
     ratio: float = Field(
         0.01, gt=0, le=1, description="share of the coordinates sent: k = max(1, round(ratio P))"
     )
+
+
+class TopKConfig(SparsifierConfig):
+    name: Literal["top_k"] = "top_k"
 
 
 @register_compressor(TopKConfig)
