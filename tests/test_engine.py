@@ -176,3 +176,34 @@ def test_tf32_on_a_cpu_warns_and_computes_in_float32():
         sim.population.train(3, round=0)
     assert not tf32.population.tf32
     assert torch.equal(tf32.population.params.matrix(), fp32.population.params.matrix())
+
+
+def test_bf16_warns_where_the_cpu_has_no_native_bf16(monkeypatch):
+    """AVX2-only CPUs emulate bf16 (LeNet 10x slower than in float32): say so at start."""
+    import warnings
+
+    from gossamer.sim import engine
+
+    overrides = {
+        "model": "{name: cnn, channels: [3], hidden: 5}",
+        "data.dataset": "digits",
+        "engine.precision": "bfloat16",
+    }
+    monkeypatch.setattr(engine, "native_bf16", lambda device: False)
+    with pytest.warns(UserWarning, match="without native bf16"):
+        Simulation.build(small_config(**overrides))
+    monkeypatch.setattr(engine, "native_bf16", lambda device: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Simulation.build(small_config(**overrides))
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
+    from gossamer.sim import engine
+
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(engine, "Path", lambda _: cpuinfo)
+    cpuinfo.write_text("flags : fpu sse avx2 fma\n")
+    assert not engine.native_bf16(torch.device("cpu"))
+    cpuinfo.write_text("flags : fpu avx2 avx512f avx512_bf16\n")
+    assert engine.native_bf16(torch.device("cpu"))
