@@ -108,3 +108,14 @@ def test_devices_command_reports_the_skiptrain_budgets():
         per_round *= device["max_power_w"]
         assert device["joules_per_round"] == pytest.approx(per_round)
         assert device["budget_rounds"] == int(device["battery_wh"] * 3600 * 0.1 // per_round)
+
+
+def test_the_run_table_shows_losses_and_simulated_time_under_conditions(tmp_path):
+    base = ["run", "--set", "rounds=4", "--set", "eval_every=2", "--progress", "off"]
+    ideal = runner.invoke(app, [*base, "--out", str(tmp_path / "a")])
+    lossy = runner.invoke(
+        app, [*base, "--set", "network.delivery=0.8", "--out", str(tmp_path / "b")]
+    )
+    assert ideal.exit_code == 0 and lossy.exit_code == 0, lossy.output
+    assert "messages lost" not in ideal.stdout and "simulated time" not in ideal.stdout
+    assert "messages lost" in lossy.stdout and "simulated time (s)" in lossy.stdout

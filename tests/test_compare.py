@@ -172,3 +172,46 @@ def test_compare_and_delta_commands(tmp_path):
     result = runner.invoke(app, ["delta", str(path), "--periods", "2", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["suggested_delta"] > 0
+
+
+def test_only_runs_the_named_variants_and_names_an_unknown_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from gossamer.cli import app
+
+    base = [
+        "compare",
+        "--protocol",
+        "dpsgd",
+        "--protocol",
+        "nosync",
+        "--set",
+        "rounds=4",
+        "--set",
+        "eval_every=2",
+        "--set",
+        "nodes=6",
+        "--out",
+        str(tmp_path / "c"),
+    ]
+    result = CliRunner().invoke(app, [*base, "--only", "nosync", "--json"])
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(result.stdout)["variants"]) == ["nosync"]
+    result = CliRunner().invoke(app, [*base, "--only", "periodic"])
+    assert result.exit_code != 0
+    assert "--only: expected variant names of the comparison (dpsgd, nosync); got 'periodic'" in (
+        result.output
+    )
+
+
+def test_run_json_names_the_run_directory(tmp_path):
+    from typer.testing import CliRunner
+
+    from gossamer.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app, ["run", "--set", "rounds=4", "--set", "eval_every=2", "--out", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["run_directory"] == str(out)

@@ -49,6 +49,10 @@ def compare(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
     progress: ProgressOpt = "auto",
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", metavar="NAME", help="Run only this variant (repeatable)."),
+    ] = None,
 ) -> None:
     """Run several variants on the same data, partition, topology and initial model.
 
@@ -59,9 +63,10 @@ def compare(
     from gossamer.cli.output import Output, errors_as_messages
     from gossamer.workflow import RunInterrupted, load_variants
     from gossamer.workflow import compare as compare_variants
+    from gossamer.workflow.compare import select_variants
 
     with errors_as_messages():
-        variants = load_variants(config, set_ or (), protocol or ())
+        variants = select_variants(load_variants(config, set_ or (), protocol or ()), only or ())
     out = out or default_out("compare")
     output = Output(quiet, as_json)
     try:
@@ -74,6 +79,7 @@ def compare(
                 force=force,
                 progress=output.progress(progress),  # labelled "variant k/n name"
                 report=report,
+                only=only or (),
             )
     except (KeyboardInterrupt, RunInterrupted):
         stopped(out, "comparison", "variants")

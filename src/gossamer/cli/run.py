@@ -140,17 +140,23 @@ def show_run(result: Result, out: Path, output: Output) -> None:
 
     summary = result.summary
     if output.as_json:
-        output.json(summary)
+        output.json({**summary, "run_directory": str(out)})
         return
     final, totals = summary["final"], summary["totals"]
     low, high = final["test_accuracy_min"], final["test_accuracy_max"]
+    rows = {
+        "test accuracy (mean over nodes)": final["test_accuracy_mean"],
+        "test accuracy (min / max)": f"{Output.number(low)} / {Output.number(high)}",
+        "average model accuracy": final["avg_model_accuracy"],
+        "consensus distance": final["consensus_distance"],
+        "messages": totals["messages"],
+    }
+    if not result.config.network.ideal:  # churn or loss: what was lost, and the clock
+        rows["messages lost"] = totals["messages_lost"]
+        rows["simulated time (s)"] = totals["simulated_seconds"]
     output.pairs(
         {
-            "test accuracy (mean over nodes)": final["test_accuracy_mean"],
-            "test accuracy (min / max)": f"{Output.number(low)} / {Output.number(high)}",
-            "average model accuracy": final["avg_model_accuracy"],
-            "consensus distance": final["consensus_distance"],
-            "messages": totals["messages"],
+            **rows,
             "sent": format_bytes(totals["bytes_sent"]),
             "local steps": totals["local_steps"],
             "energy": format_energy(totals["energy_joules"]),

@@ -35,6 +35,7 @@ API_NAMES = {
     "seeds": "seeds",
     "progress": "progress",
     "callbacks": "callbacks",
+    "only": "only",
 }
 CLI_NAMES = {
     "out": "--out",
@@ -45,6 +46,7 @@ CLI_NAMES = {
     "seeds": "--seeds",
     "progress": "--progress",
     "callbacks": "callbacks (Python API only)",
+    "only": "--only",
 }
 
 

@@ -47,7 +47,7 @@ from gossamer.sim.outputs import (  # noqa: F401 - the columns are re-exported
     run_summary,
 )
 from gossamer.sim.protocols import Context, Protocol, build_protocol
-from gossamer.sim.shard import Shard
+from gossamer.sim.shard import NodeRows, Shard
 from gossamer.sim.timevarying import DYNAMIC_KINDS, TimeVarying, time_varying
 from gossamer.sim.topology import Mixer, Topology, build_topology
 
@@ -345,7 +345,9 @@ class Simulation:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (tensors may be on the CPU), with
-        per-node tensors holding this rank's rows (:meth:`row_ranges`)."""
+        per-node tensors holding this rank's rows (:meth:`row_ranges`): as plain tensors
+        (a checkpoint's) or as the :class:`NodeRows` that :meth:`state_dict` gives."""
+        state = _plain_rows(state)
         self.next_round = int(state["next_round"])
         self.population.load_state_dict(state["population"])
         device = self.population.device
@@ -366,6 +368,17 @@ class Simulation:
     def node_table(self) -> dict[str, np.ndarray]:
         """nodes.csv: per node samples, degree, final accuracy and loss, the ledger's counters."""
         return node_table(self)
+
+
+def _plain_rows(value: Any) -> Any:
+    """``value`` with every :class:`NodeRows` replaced by its tensor (this rank's rows)."""
+    if isinstance(value, NodeRows):
+        return value.tensor
+    if isinstance(value, dict):
+        return {key: _plain_rows(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_rows(item) for item in value]
+    return value
 
 
 def resolve_device(name: str) -> torch.device:

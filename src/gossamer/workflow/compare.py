@@ -108,6 +108,18 @@ def load_variants(
     return configs
 
 
+def select_variants(configs: dict[str, Config], only: Sequence[str]) -> dict[str, Config]:
+    """The variants named in ``only`` (all when empty), in the comparison's order;
+    ConfigError naming an unknown one."""
+    unknown = [name for name in only if name not in configs]
+    if unknown:
+        raise ConfigError(
+            f"{arg('only')}: expected variant names of the comparison "
+            f"({', '.join(configs)}); got {', '.join(map(repr, unknown))}"
+        )
+    return {name: c for name, c in configs.items() if not only or name in only}
+
+
 def protocol_overrides(spec: str) -> list[str]:
     """``"periodic period=5"`` -> ``["protocol=periodic", "protocol.period=5"]``."""
     if not spec.split():
@@ -133,6 +145,7 @@ def compare(
     progress: ProgressArg | Callable[[str], ProgressCallback | None] = None,
     report: bool = False,
     callbacks: Sequence[Callback] = (),
+    only: Sequence[str] = (),
 ) -> Comparison:
     """Run every variant on identical conditions and compare them.
 
@@ -148,9 +161,10 @@ def compare(
         report: also write report.html and report.md into ``out``, as the command line
             does (needs ``out``).
         callbacks: :class:`gossamer.Callback` objects told of every variant's run.
+        only: run these variants of the comparison only (by name; default: all).
     """
     check_report(report, out)
-    configs = load_variants(source, overrides, protocols)
+    configs = select_variants(load_variants(source, overrides, protocols), only)
     out = Path(out) if out is not None else None
     folders = dict(zip(configs, directory_names(list(configs)), strict=True))
     shown = run_progress(progress, len(configs))  # bad arguments: before any work
