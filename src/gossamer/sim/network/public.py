@@ -224,6 +224,9 @@ class PublicModels:
 def _update(public: StackedTensors, rows: torch.Tensor, message: Message) -> None:
     """The senders' own public models take (``model``) or add (``difference``) their
     message."""
+    if message.kind == "difference" and message.sparse is not None:  # k entries a row
+        message.sparse.add_to(public, rows)
+        return
     everyone = len(rows) == public.num_nodes
     for block, sent in zip(public.blocks, message.values.blocks, strict=True):
         if message.kind == "model" and everyone:

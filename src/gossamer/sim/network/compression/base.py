@@ -30,7 +30,7 @@ import torch
 
 from gossamer.config import COMPRESSORS, CompressionConfig
 from gossamer.sim.accounting import HEADER_BYTES
-from gossamer.sim.network.message import Message
+from gossamer.sim.network.message import Message, SparseRows
 from gossamer.sim.shard import NodeRows
 from gossamer.sim.stacked import StackedTensors
 
@@ -72,8 +72,9 @@ class Compressor(ABC):
         ids: torch.Tensor,
         key: tuple[int, ...],
         state: CompressorState,
-    ) -> StackedTensors:
-        """What receivers decode from the messages of m nodes.
+    ) -> StackedTensors | SparseRows:
+        """What receivers decode from the messages of m nodes (a sparsifier may return
+        them as :class:`SparseRows`).
 
         Args:
             values: (m, P) the vectors to send (not modified).
@@ -83,23 +84,6 @@ class Compressor(ABC):
         Returns:
             (m, P) the decoded messages (new tensors).
         """
-
-
-def scatter_rows(index: torch.Tensor, values: torch.Tensor, like: StackedTensors) -> StackedTensors:
-    """The decoded messages of a sparsifier: zeros shaped as ``like`` (m, P) with
-    ``values`` (m, k) at the global coordinates ``index`` (m, k) of each row, written
-    block by block (no (m, P) matrix in between)."""
-    decoded = StackedTensors.zeros(like.shapes, like.num_nodes, like.device, like.blocks[0].dtype)
-    m = like.num_nodes
-    row_start = torch.arange(m, device=index.device).unsqueeze(1)  # (m, 1)
-    lo = 0
-    for block in decoded.blocks:
-        width = block.shape[1]
-        inside = (index >= lo) & (index < lo + width)  # (m, k)
-        flat = (row_start * width + index - lo)[inside]  # positions in the flat block
-        block.view(-1)[flat] = values[inside]
-        lo += width
-    return decoded
 
 
 class Dense(Compressor):
@@ -185,13 +169,21 @@ class Encoder:
         if not everyone:
             for name, tensor in state.items():
                 self.state[name].index_copy_(0, rows, tensor)
+        sparse = decoded if isinstance(decoded, SparseRows) else None
         if residual is not None:  # e <- v + e - C(v + e)
-            for lost, sent, got in zip(
-                residual.blocks, sending.blocks, decoded.blocks, strict=True
-            ):
-                torch.sub(sent, got, out=lost)
+            if sparse is not None:  # v + e, less the k entries sent
+                for lost, sent in zip(residual.blocks, sending.blocks, strict=True):
+                    lost.copy_(sent)
+                SparseRows(sparse.index, -sparse.values, sparse.shapes).add_to(residual)
+            else:
+                for lost, sent, got in zip(
+                    residual.blocks, sending.blocks, decoded.blocks, strict=True
+                ):
+                    torch.sub(sent, got, out=lost)
             if not everyone:
                 self.residual.index_copy_(rows, residual)
+        if sparse is not None:
+            return Message(None, self.bytes, kind, exact=False, sparse=sparse)
         return Message(decoded, self.bytes, kind, exact=False)
 
     def state_dict(self, total: int) -> dict[str, Any]:

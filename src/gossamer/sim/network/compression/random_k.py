@@ -7,12 +7,9 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from gossamer.sim.network.compression.base import (
-    Compressor,
-    register_compressor,
-    scatter_rows,
-)
+from gossamer.sim.network.compression.base import Compressor, register_compressor
 from gossamer.sim.network.compression.top_k import SparsifierConfig
+from gossamer.sim.network.message import SparseRows
 from gossamer.sim.rng import Purpose, hash32, numpy_generator
 
 
@@ -88,4 +85,4 @@ class RandomK(Compressor):
         sent = x.gather(1, index)
         if self.scale != 1.0:
             sent.mul_(self.scale)
-        return scatter_rows(index, sent, values)
+        return SparseRows(index, sent, values.shapes)

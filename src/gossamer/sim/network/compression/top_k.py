@@ -8,11 +8,8 @@ import torch
 from pydantic import Field
 
 from gossamer.config import LossyCompressionConfig
-from gossamer.sim.network.compression.base import (
-    Compressor,
-    register_compressor,
-    scatter_rows,
-)
+from gossamer.sim.network.compression.base import Compressor, register_compressor
+from gossamer.sim.network.message import SparseRows
 
 
 class SparsifierConfig(LossyCompressionConfig):
@@ -53,7 +50,7 @@ class TopK(Compressor):
     def compress(self, values, ids, key, state):
         x = values.matrix()  # (m, P)
         index = top_k_indices(x.abs(), self.k)  # (m, k)
-        return scatter_rows(index, x.gather(1, index), values)
+        return SparseRows(index, x.gather(1, index), values.shapes)
 
 
 _CHUNK = 8  # coordinates per chunk of the two-stage selection
