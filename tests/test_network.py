@@ -263,11 +263,16 @@ def test_dynamic_gossip_under_loss_mixes_with_the_copies_each_node_holds():
 
 
 def test_availability_models_by_their_statistics():
-    config = small_config(nodes=2000, **{"network.availability": "{kind: bernoulli, online: 0.3}"})
+    enough = {"data.synthetic.samples": 4000}  # a training sample a node (config.work)
+    config = small_config(
+        nodes=2000, **{"network.availability": "{kind: bernoulli, online: 0.3}"}, **enough
+    )
     share = Availability(config.network.availability, 2000, 0).online(5).float().mean()
     assert abs(float(share) - 0.3) < 0.03
     markov = small_config(
-        nodes=400, **{"network.availability": "{kind: markov, mean_online: 8, mean_offline: 2}"}
+        nodes=400,
+        **{"network.availability": "{kind: markov, mean_online: 8, mean_offline: 2}"},
+        **enough,
     ).network.availability
     model = Availability(markov, 400, 1)
     states = torch.stack([model.online(t) for t in range(300)])  # (T, N)
@@ -281,6 +286,7 @@ def test_availability_models_by_their_statistics():
     daily = small_config(
         nodes=3000,
         **{"network.availability": "{kind: daily, period: 10, low: 0.1, high: 0.9, peak: 0.5}"},
+        **enough,
     ).network.availability
     model = Availability(daily, 3000, 2)
     assert model.daily_share(5) == pytest.approx(0.9) and model.daily_share(0) == pytest.approx(0.1)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gossamer.cli.options import ConfigArg, JsonOpt, RanksOpt, SetOpt
+
+if TYPE_CHECKING:
+    from gossamer.cli.output import Output
 
 # Each command imports what it needs when it runs: `gossamer --help` imports this module.
 
@@ -126,10 +129,11 @@ def plan(
     """What a run will take: its memory per rank (by part) against what this machine
     has, and, from a probe of two rounds and an evaluation, its time.
 
+    Exits with status 1 when the run does not fit in memory (2: a bad config).
+
     Example: gossamer plan examples/scaling_256.yaml --set nodes=4096
     """
     from gossamer.cli.output import Output, errors_as_messages
-    from gossamer.sim.memory import gigabytes
     from gossamer.workflow.planning import plan_run
 
     with errors_as_messages():
@@ -137,7 +141,16 @@ def plan(
     output = Output(as_json=as_json)
     if as_json:
         output.json(planned)
-        return
+    else:
+        show_plan(planned, ranks, output)
+    if not planned["fits"]:
+        raise typer.Exit(1)
+
+
+def show_plan(planned: dict, ranks: int, output: Output) -> None:
+    """The plan as a table of memory parts and times."""
+    from gossamer.sim.memory import gigabytes
+
     rows = {f"memory: {name}": gigabytes(size) for name, size in planned["memory_per_rank"].items()}
     per_rank = " per rank" if ranks > 1 else ""
     rows[f"memory: total{per_rank}"] = gigabytes(planned["memory_total"])

@@ -11,10 +11,29 @@ ConfigArg = Annotated[
     Path | None,
     typer.Argument(help="YAML or TOML config file; omit for the built-in quickstart."),
 ]
+
+
+def key_values(values: list[str] | None) -> list[str] | None:
+    """``--set`` takes one KEY=VALUE word: ``--set rounds 50`` would take ``rounds`` as the
+    override and ``50`` as the config file, so it is refused here, naming the fix."""
+    for value in values or ():
+        key, sep, _ = value.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(
+                f"expected KEY=VALUE in one word (e.g. --set rounds=50, or --set "
+                f"'model.hidden=[64, 32]'); got {value!r}"
+            )
+    return values
+
+
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", "-s", metavar="KEY=VALUE", help="Override a config key, e.g. protocol.period=5."
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Override a config key, e.g. protocol.period=5.",
+        callback=key_values,
     ),
 ]
 ReportOpt = Annotated[

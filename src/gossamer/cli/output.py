@@ -10,7 +10,6 @@ print one line ``error: ...`` with arguments spelled as flags
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -51,7 +50,10 @@ class Output:
         self.quiet, self.as_json = quiet, as_json
 
     def json(self, value: Any) -> None:
-        typer.echo(json.dumps(value, indent=2, default=float))
+        """``value`` as strict JSON (NaN and infinities as null), what scripts parse."""
+        from gossamer.results.files import json_text
+
+        typer.echo(json_text(value))
 
     def line(self, text: str) -> None:
         if not self.quiet and not self.as_json:

@@ -12,11 +12,13 @@ from gossamer.config.errors import (
 )
 from gossamer.config.loading import (
     apply_override,
+    apply_overrides,
     comparison_base,
     config_hash,
     dump_config,
     load_config,
     merge_config,
+    parse_value,
     read_config_file,
 )
 from gossamer.config.network import AvailabilityConfig, NetworkConfig
@@ -95,6 +97,7 @@ __all__ = [
     "TopologyConfig",
     "WandbConfig",
     "apply_override",
+    "apply_overrides",
     "arg",
     "check_augmentation",
     "comparison_base",
@@ -105,6 +108,7 @@ __all__ = [
     "load_config",
     "merge_config",
     "near_square_rows",
+    "parse_value",
     "read_config_file",
     "registered_names",
 ]

@@ -4,12 +4,18 @@
 overrides (values parsed as YAML: ``model.hidden=[128,64]``), validates every section
 and the checks that span sections, and raises :class:`ConfigError` naming the key,
 what was expected and what was given, before any tensor is allocated.
+
+YAML (files and override values) is read with YAML 1.2's numbers: an integer is
+written in decimal and a float with a point or an exponent (``1e-3`` is a float).
+YAML 1.1's other forms (``0x10``, ``010``, ``1:30``, ``1_000``) stay text, which a
+number key refuses (``Section``), instead of silently reading 16, 8, 90 or 1000.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,7 @@ def load_config(
         label: how errors in an override name where it came from (default: the
             ``overrides`` argument, ``--set`` on the command line).
     """
+    parsed = [parse_override(override, label) for override in overrides]  # before any file
     origin = ""
     if source is None:
         raw: dict[str, Any] = {}
@@ -55,8 +62,7 @@ def load_config(
             f"variants: {origin or 'this config'} describes a comparison of variants; "
             "run it with `gossamer compare` (or gossamer.compare), or remove the key"
         )
-    for override in overrides:
-        apply_override(raw, override, label)
+    apply_overrides(raw, parsed, label)
     where = f" in {origin}" if origin else ""
     try:
         config = Config.model_validate(raw)
@@ -87,7 +93,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
     try:
         if suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=ConfigLoader)
         elif suffix == ".toml":
             data = tomllib.loads(text)
         else:
@@ -105,38 +111,160 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def apply_override(raw: dict[str, Any], override: str, label: str | None = None) -> None:
-    """Apply one ``a.b=value`` override to a raw config mapping, in place.
+# ---------------------------------------------------------------- YAML with YAML 1.2 numbers
 
-    ``label`` names where the override came from in errors (default: ``overrides``).
-    """
-    label = label or arg("set")
-    key, sep, text = override.partition("=")
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_DECIMAL_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
+_DECIMAL_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9]+[eE][-+]?[0-9]+
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's numbers (decimal integers; floats with a
+    point or an exponent): the YAML 1.1 forms stay text (see the module docstring)."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(_INT_TAG, _DECIMAL_INT, list("-+0123456789"))
+ConfigLoader.add_implicit_resolver(_FLOAT_TAG, _DECIMAL_FLOAT, list("-+.0123456789"))
+
+
+class ConfigDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper that also quotes text ConfigLoader reads as a float (``1e3``),
+    so a dumped config reads back the same with either loader."""
+
+
+ConfigDumper.add_implicit_resolver(_FLOAT_TAG, _DECIMAL_FLOAT, list("-+.0123456789"))
+
+
+def parse_value(text: str) -> Any:
+    """An override's value, parsed as YAML (with ConfigLoader); text that is not YAML
+    stays text, and an empty value is the empty string."""
+    if not text.strip():
+        return ""
+    try:
+        return yaml.load(text, Loader=ConfigLoader)
+    except yaml.YAMLError:
+        return text
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def parse_override(override: str, label: str | None = None) -> tuple[str, Any]:
+    """``"a.b=value"`` -> ``("a.b", value)``; ConfigError unless it is key=value."""
+    key, sep, text = override.partition("=") if isinstance(override, str) else ("", "", "")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"{label}: expected key=value (e.g. protocol.period=5); got {override!r}")
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        value = text
+        raise ConfigError(
+            f"{label or arg('set')}: expected key=value (e.g. protocol.period=5); got {override!r}"
+        )
+    return key, parse_value(text)
+
+
+def apply_override(raw: dict[str, Any], override: str, label: str | None = None) -> None:
+    """Apply one ``a.b=value`` override to a raw config mapping, in place (see
+    :func:`apply_overrides`, which composes several)."""
+    apply_overrides(raw, [override], label)
+
+
+def apply_overrides(
+    raw: dict[str, Any],
+    overrides: Sequence[str | tuple[str, Any]],
+    label: str | None = None,
+) -> None:
+    """Apply ``a.b=value`` overrides to a raw config mapping, in place, in order.
+
+    Overrides compose in any order. A new ``name`` for a section selected by name
+    (:data:`SELECTED_SECTIONS`: ``protocol``, ``model``, ``optimizer``,
+    ``protocol.compression``) drops the keys the section had in ``raw`` (they belong to
+    the component it named) but keeps every key that an override sets in it, before
+    or after the new name; validation then refuses, naming it, any key the new
+    component does not have. ``protocol=periodic`` is short for
+    ``protocol.name=periodic`` (the section's keys stay when the name does not
+    change), and a mapping for such a section sets each of its keys.
+
+    ``label`` names where the overrides came from in errors (default: ``overrides``,
+    ``--set`` on the command line); an override is a string or a parsed (key, value).
+    """
+    given: list[tuple[str, ...]] = []  # the keys the overrides set, as paths
+    for override in overrides:
+        key, value = override if isinstance(override, tuple) else parse_override(override, label)
+        for path, item in _assignments(tuple(key.split(".")), value):
+            _assign(raw, path, item, given, f"{label or arg('set')} {key}")
+            given.append(path)
+
+
+def _assignments(path: tuple[str, ...], value: Any) -> list[tuple[tuple[str, ...], Any]]:
+    """The (path, value) pairs one override sets: a name or a mapping given to a section
+    selected by name sets its ``name`` or each of its keys."""
+    section = ".".join(path)
+    if section not in SELECTED_SECTIONS:
+        return [(path, value)]
+    if isinstance(value, str):
+        return [((*path, "name"), value)]
+    if isinstance(value, dict):
+        return [pair for k, v in value.items() for pair in _assignments((*path, str(k)), v)]
+    return [(path, value)]  # refused by validation, naming the section
+
+
+def _assign(
+    raw: dict[str, Any],
+    path: tuple[str, ...],
+    value: Any,
+    given: list[tuple[str, ...]],
+    where: str,
+) -> None:
     node = raw
-    parts = key.split(".")
-    for depth, part in enumerate(parts[:-1]):
+    for depth, part in enumerate(path[:-1]):
         child = node.get(part)
-        prefix = ".".join(parts[: depth + 1])
+        prefix = ".".join(path[: depth + 1])
         if isinstance(child, str) and prefix in SELECTED_SECTIONS:  # `protocol: dpsgd`
             child = {"name": child}
         if child is None:
             child = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"{label} {key}: '{prefix}' is a value, not a section")
+            raise ConfigError(f"{where}: '{prefix}' is a value, not a section")
         node[part] = child
         node = child
-    section = ".".join(parts[:-1])
-    selects = parts[-1] == "name" and section in SELECTED_SECTIONS
-    if selects and _name(section, node) != value:  # another protocol, model, optimizer
-        node.clear()  # or compressor: its keys start afresh
-    node[parts[-1]] = value
+    section = path[:-1]
+    named = ".".join(section)
+    if path[-1] == "name" and named in SELECTED_SECTIONS and _name(named, node) != value:
+        # another component: the section starts afresh, but for what the overrides set
+        inside = [key[len(section) :] for key in given if key[: len(section)] == section]
+        kept = [(inner, _lookup(node, inner)) for inner in inside if inner]
+        node.clear()
+        for inner, item in kept:
+            if item is not _MISSING:
+                _put(node, inner, item)
+    node[path[-1]] = value
+
+
+_MISSING = object()  # a key an override set that a later one removed
+
+
+def _lookup(node: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return copy.deepcopy(node)
+
+
+def _put(node: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for part in path[:-1]:
+        child = node.get(part)
+        node[part] = child = child if isinstance(child, dict) else {}
+        node = child
+    node[path[-1]] = value
 
 
 def _name(section: str, value: dict[str, Any]) -> Any:
@@ -147,9 +275,12 @@ def _name(section: str, value: dict[str, Any]) -> Any:
 def merge_config(raw: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge ``patch`` into a copy of ``raw`` (a variant onto a base config).
 
-    A section selected by name (``protocol``, ``model``, ``optimizer``) whose ``name``
-    changes is replaced, not merged: the keys of one protocol mean nothing to another.
-    A section without a name selects its kind's default (``sgd``, ``dpsgd``, ``mlp``).
+    The rule of :func:`apply_overrides`: a section selected by name (``protocol``,
+    ``model``, ``optimizer``, ``protocol.compression``) whose ``name`` the patch
+    changes keeps the patch's keys only, so a variant naming another protocol drops
+    the base's protocol keys (the keys of one protocol mean nothing to another) and
+    every key it gives itself is validated. A section without a name selects its
+    kind's default (``sgd``, ``dpsgd``, ``mlp``, ``none``).
     """
     return _merge(raw, patch, "")
 
@@ -175,7 +306,7 @@ def _merge(raw: dict[str, Any], patch: dict[str, Any], prefix: str) -> dict[str,
 
 def dump_config(config: Config) -> str:
     """The fully resolved config as YAML (reloadable with load_config)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return yaml.dump(config.model_dump(mode="json"), Dumper=ConfigDumper, sort_keys=False)
 
 
 def config_hash(config: Config) -> str:

@@ -29,12 +29,24 @@ import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import re
 import sys
+import types
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from gossamer.config import builtins
 from gossamer.config.errors import ConfigError, format_validation_error
@@ -59,9 +71,99 @@ class DatasetTraits(Protocol):
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignment is validated,
-    and no number may be infinite or NaN (a run would finish with NaN results)."""
+    and no number may be infinite or NaN (a run would finish with NaN results).
+
+    A number key takes a number: not a boolean (``rounds: true`` is not 1), not text
+    in another notation than decimal (``0x10``, ``010``, ``1_000``, ``1:30``: YAML 1.1
+    would read 16, 8, 1000 and 90), and an integer fits 64 bits (tensors hold it).
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None:
+            problem = number_problem(value, field.annotation)
+            if problem is not None:
+                raise PydanticCustomError("number", problem)
+        return value
+
+
+INT64_MAX = 2**63 - 1
+# Text a number key accepts: what Python and YAML 1.2 read alike as a decimal number;
+# and text that reads as a number in other notations (YAML 1.1's or Python's).
+_DECIMAL = re.compile(r"\s*[-+]?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?\s*")
+_NUMBER_LIKE = re.compile(
+    r"\s*[-+]?(?:0[xXoObB][0-9a-fA-F_]+|[0-9][0-9_:]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?)\s*"
+)
+
+
+def number_problem(value: Any, annotation: Any) -> str | None:
+    """What makes ``value`` no number for a key of type ``annotation`` (None: nothing,
+    or not a number key: pydantic checks the rest)."""
+    scalars, containers = _kinds(annotation)
+    wants_int, wants_float = int in scalars, float in scalars
+    if isinstance(value, bool):
+        if (wants_int or wants_float) and not ({bool, Any, True, False} & scalars):
+            return f"expected {'an integer' if not wants_float else 'a number'}, not a boolean"
+        return None
+    if isinstance(value, str):
+        takes_text = {str, Any, Path} & scalars or any(isinstance(k, str) for k in scalars)
+        other_notation = _NUMBER_LIKE.fullmatch(value) and not _DECIMAL.fullmatch(value)
+        if (wants_int or wants_float) and not takes_text and other_notation:
+            return (
+                "expected a number in decimal notation (hexadecimal, octal, leading zeros, "
+                "'_' and ':' are not read as numbers)"
+            )
+        return None
+    if isinstance(value, (int, float)) and wants_int and not wants_float:
+        if abs(value) > INT64_MAX:
+            return f"expected an integer of at most {INT64_MAX:,} in magnitude (64 bits)"
+        return None
+    for origin, args in containers:
+        if origin in (list, tuple, set, frozenset) and isinstance(value, (list, tuple)):
+            if origin is tuple and args and args[-1] is not Ellipsis:
+                pairs = zip(value, args, strict=False)
+            else:
+                pairs = ((item, args[0] if args else Any) for item in value)
+            for position, (item, item_type) in enumerate(pairs):
+                problem = number_problem(item, item_type)
+                if problem is not None:
+                    return f"item {position}: {problem}"
+        if origin is dict and isinstance(value, Mapping) and len(args) == 2:
+            for key, item in value.items():
+                problem = number_problem(item, args[1])
+                if problem is not None:
+                    return f"{key!r}: {problem}"
+    return None
+
+
+def _kinds(annotation: Any) -> tuple[set[Any], list[tuple[Any, tuple[Any, ...]]]]:
+    """The scalar types (and Literal values) and the (origin, args) of the containers
+    that ``annotation`` accepts, through Annotated, Optional and unions; a section
+    (a BaseModel) is neither: it checks its own keys."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _kinds(args[0])
+    if origin in (typing.Union, types.UnionType):
+        scalars: set[Any] = set()
+        containers: list[tuple[Any, tuple[Any, ...]]] = []
+        for arg in args:
+            inner_scalars, inner_containers = _kinds(arg)
+            scalars |= inner_scalars
+            containers += inner_containers
+        return scalars, containers
+    if origin is Literal:
+        return set(args), []
+    if origin is not None:
+        return set(), [(origin, args)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return set(), []
+    if isinstance(annotation, type) and issubclass(annotation, Path):
+        return {Path}, []
+    return {annotation}, []
 
 
 class Registry:

@@ -1,7 +1,9 @@
 """Files of results: written atomically, CSV tables with one cell format, read back.
 
 Every file is written to a temporary name in its directory, flushed to disk and
-renamed into place, so a crash or Ctrl-C never leaves a half-written file.
+renamed into place, so a crash or Ctrl-C never leaves a half-written file. Every
+``.json`` file is strict JSON (RFC 8259): a number JSON cannot write (NaN, an
+infinity, e.g. the training loss of a run in which no node trained) is ``null``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import math
 import os
 import re
@@ -71,9 +74,50 @@ def _umask() -> int:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write text to path atomically (see :func:`atomic_open`)."""
+    """Write text to path atomically (see :func:`atomic_open`); a ``.json`` file as
+    strict JSON (see :func:`strict_json`)."""
+    if path.suffix == ".json":
+        text = strict_json(text)
     with atomic_open(path) as handle:
         handle.write(text)
+
+
+def json_text(value: Any, indent: int | None = 2) -> str:
+    """``value`` as strict JSON (RFC 8259): NaN and infinities, which JSON has no
+    numbers for, are null; numpy scalars and arrays are Python numbers and lists."""
+    return json.dumps(_finite(value), indent=indent, default=json_default, allow_nan=False)
+
+
+def strict_json(text: str) -> str:
+    """JSON text with its ``NaN``, ``Infinity`` and ``-Infinity`` (Python's json
+    writes them, no JSON reader need accept them) as null; other text is unchanged."""
+    found = []
+
+    def constant(name: str) -> None:
+        found.append(name)
+
+    try:
+        value = json.loads(text, parse_constant=constant)
+    except ValueError:  # not JSON: written as given
+        return text
+    if not found:
+        return text
+    return json_text(value) + ("\n" if text.endswith("\n") else "")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float as None, through dicts, lists and tuples."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def directory_names(labels: Sequence[str], limit: int = 80) -> list[str]:

@@ -18,6 +18,11 @@ model's parameter count P and the config:
 - ``data``: the dataset as stored, each node's sample indices and batch orders;
 - ``process``: Python, torch and gossamer themselves (measured: 0.4 GB RSS).
 
+Before the model is built or the data read, :func:`outline_for_config` gives the first
+two terms from the parameter count of a template built on the meta device, so a model
+too large for the machine is refused (:func:`check_model_fits`) or planned (``gossamer
+plan``) without allocating it.
+
 Checkpoints are written from the tensors themselves (no copy) and read back slice by
 slice, so they add nothing here. ``tests/test_memory.py`` checks the total against the
 measured peak RSS of real runs (within 25%).
@@ -96,18 +101,7 @@ def estimate_memory(
     p, f32 = model.num_params, 4
     chunk = min(n, chunk)
     activations = max(1, model.activations_per_sample())
-    optimizer = config.optimizer
-    moments = 0
-    if optimizer.name == "sgd":
-        moments = 1 if optimizer.momentum else 0
-    elif optimizer.name in ("adam", "adamw"):
-        moments = 3 if optimizer.amsgrad else 2
-    else:  # a plugin optimizer: assume Adam-like state
-        moments = 2
-    terms = {
-        "parameters": n * p * f32,
-        "optimizer state": n * p * f32 * moments + (n * 8 if moments >= 2 else 0),
-    }
+    terms = state_terms(config, n, p)
     protocol = 0
     if config.protocol.public_models:  # each node's public model, and copies under loss
         protocol = n * p * f32  # the public models (the consensus step's W s: one block)
@@ -142,6 +136,62 @@ def estimate_memory(
     terms["data"] = data_bytes + indices
     terms["process"] = PROCESS_BYTES
     return MemoryPlan(terms, ranks)
+
+
+def state_terms(config: Config, nodes: int, parameters: int) -> dict[str, int]:
+    """The parameters and the optimizer state of ``nodes`` nodes (float32): momentum one
+    more copy, Adam/AdamW two (three with AMSGrad) and a step count per node."""
+    optimizer = config.optimizer
+    if optimizer.name == "sgd":
+        moments = 1 if optimizer.momentum else 0
+    elif optimizer.name in ("adam", "adamw"):
+        moments = 3 if optimizer.amsgrad else 2
+    else:  # a plugin optimizer: assume Adam-like state
+        moments = 2
+    state = nodes * parameters * 4
+    return {
+        "parameters": state,
+        "optimizer state": state * moments + (nodes * 8 if moments >= 2 else 0),
+    }
+
+
+def parameter_count(config: Config, input_shape: tuple[int, ...], classes: int) -> int | None:
+    """The model's parameter count P, from a template built on the meta device (nothing
+    allocated, so a model too large for this machine is refused by a plan rather than
+    by the allocator); None when the model cannot be built there (a custom model that
+    computes while it builds): the real build then counts it, or says what is wrong."""
+    try:
+        with torch.device("meta"):
+            return build_model(config.model, input_shape, classes).num_params
+    except ConfigError:
+        raise
+    except Exception:  # the model's own error comes again from the real build
+        return None
+
+
+def outline_for_config(config: Config, ranks: int = 1) -> MemoryPlan | None:
+    """A lower bound of :func:`plan_for_config` from the config and the parameter count
+    alone (no data read, no model allocated): the parameters, the optimizer state and
+    the process, per rank; None when the model cannot be counted without building it."""
+    input_shape, classes = dataset_info(config.data)
+    parameters = parameter_count(config, input_shape, classes)
+    if parameters is None:
+        return None
+    nodes = -(-config.nodes // ranks)  # a rank's share, at least
+    terms = state_terms(config, nodes, parameters)
+    return MemoryPlan({**terms, "data": 0, "process": PROCESS_BYTES}, ranks)
+
+
+def check_model_fits(config: Config, device: torch.device) -> None:
+    """:func:`check_fits` on :func:`outline_for_config` for this process's ranks:
+    ConfigError, naming the largest part, when the models' parameters and optimizer
+    state alone exceed the memory available, before the model or the data take any
+    (``engine.check_memory: false`` skips it, as it skips the whole plan's check)."""
+    if not config.engine.check_memory:
+        return
+    outline = outline_for_config(config, Shard.current(config.nodes).world)
+    if outline is not None:
+        check_fits(outline, device=device)
 
 
 def compression_bytes(config: Config, model: StackedModel, nodes: int) -> int:

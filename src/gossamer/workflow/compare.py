@@ -26,7 +26,7 @@ import numpy as np
 from gossamer.config import (
     Config,
     ConfigError,
-    apply_override,
+    apply_overrides,
     arg,
     load_config,
     merge_config,
@@ -78,8 +78,7 @@ def load_variants(
             "variants: expected a mapping of variant names to partial configs or lists of "
             f"key=value overrides; got {type(specs).__name__}"
         )
-    for override in overrides:
-        apply_override(raw, override)
+    apply_overrides(raw, overrides)  # compose in any order, as --set on one run
     specs = dict(specs)
     for spec in protocols:
         specs[spec] = protocol_overrides(spec)
@@ -94,8 +93,7 @@ def load_variants(
             merged = merge_config(raw, dict(spec))
         elif isinstance(spec, list) and all(isinstance(s, str) for s in spec):
             merged = copy.deepcopy(raw)
-            for override in spec:
-                apply_override(merged, override, f"variants.{name}")
+            apply_overrides(merged, spec, f"variants.{name}")
         else:
             raise ConfigError(
                 f"variants.{name}: expected a partial config (mapping) or a list of key=value "

@@ -40,14 +40,20 @@ def plan_run(
     config = load_config(comparison_base(config), overrides)
     on_gpu = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if on_gpu else "cpu")  # as the run resolves it
-    memory = memory_plan.plan_for_config(config, ranks, device)
     # On CUDA a rank's share is checked against its GPU's free memory (one GPU per
     # rank; unknown without a GPU here), the dataset included: a run moves it there.
     # On the CPU the ranks started by --ranks share this machine's memory.
     available = memory_plan.gpu_free_bytes(device) if on_gpu else memory_plan.available_bytes()
-    needed = memory.total - memory.terms["process"]
-    if not on_gpu:
-        needed = (needed - memory.terms["data"]) * ranks
+
+    def needed(plan: memory_plan.MemoryPlan) -> int:
+        held = plan.total - plan.terms["process"]
+        return held if on_gpu else (held - plan.terms["data"]) * ranks
+
+    # The parameters and optimizer state alone, from the parameter count: a model that
+    # cannot fit is planned without building it or reading the data.
+    memory = memory_plan.outline_for_config(config, ranks)
+    if memory is None or available is None or needed(memory) <= available:
+        memory = memory_plan.plan_for_config(config, ranks, device)
     largest, _ = memory.largest
     plan: dict[str, Any] = {
         "nodes": config.nodes,
@@ -56,7 +62,7 @@ def plan_run(
         "memory_total": memory.total,
         "memory_available": available,
         "memory_of": "gpu" if on_gpu else "host",
-        "fits": available is None or needed <= available,
+        "fits": available is None or needed(memory) <= available,
         "largest": largest,
         "advice": memory.advice(),
     }

@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 
 from gossamer.config import Config, ConfigError, arg, load_config
+from gossamer.config.loading import ConfigLoader
 from gossamer.report import (
     format_interval,
     markdown_table,
@@ -71,7 +72,7 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[Any]]:
                 current += char
         values.append(current)
         try:
-            parsed = [yaml.safe_load(v.strip()) for v in values]
+            parsed = [yaml.load(v.strip(), Loader=ConfigLoader) for v in values]  # YAML 1.2
         except yaml.YAMLError as error:
             raise ConfigError(f"{arg('grid')} {key}: cannot parse a value: {error}") from None
         dumped = [json.dumps(v, sort_keys=True) for v in parsed]
