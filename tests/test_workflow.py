@@ -827,3 +827,114 @@ def test_paths_in_a_config_are_made_absolute_so_resume_works_from_anywhere(tmp_p
     assert f"path: {here / 'g.txt'}" in (here / "run" / "config.yaml").read_text()
     monkeypatch.chdir(tmp_path)  # elsewhere
     assert gossamer.resume(here / "run").summary["topology"]["edges"] == 256 * 6 // 2
+
+
+# ------------------------------------------------------------------ one writer per run directory
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, b"pid %d on the test machine" % os.getpid())
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def _hold_lock(run_dir: Path) -> subprocess.Popen:
+    """Another process holding the run directory's lock (as a running gossamer does)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(run_dir / ".gossamer.lock")], stdout=subprocess.PIPE
+    )
+    assert process.stdout.readline() == b"locked\n"
+    return process
+
+
+def _in_use(run_dir: Path, holder: subprocess.Popen, what: str = "out") -> str:
+    return (
+        f"{what}: '{run_dir}' is in use by another gossamer process (pid {holder.pid} on the "
+        "test machine), which holds .gossamer.lock; wait for it to finish or stop it, or "
+        "choose another directory"
+    )
+
+
+def test_a_run_directory_in_use_is_refused_and_a_killed_holder_blocks_nothing(tmp_path):
+    from gossamer.workflow.lock import RunDirectoryInUseError
+
+    out = tmp_path / "run"
+    config = small_config(**RICH)
+    with pytest.raises(RunInterrupted):
+        gossamer.run(config, out=out, progress=stop_at(5))
+    holder = _hold_lock(out)
+    try:
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        with pytest.raises(RunDirectoryInUseError) as raised:
+            gossamer.resume(out)
+        assert str(raised.value) == _in_use(out, holder, "resume")
+        with pytest.raises(RunDirectoryInUseError) as raised:
+            gossamer.run(config, out=out, force=True)
+        assert str(raised.value) == _in_use(out, holder)
+        config_file = _write_config(tmp_path / "rich.yaml", config)
+        cli = runner.invoke(app, ["run", str(config_file), "--out", str(out), "--force"])
+        assert cli.exit_code == 2 and _in_use(out, holder, "--out") in " ".join(cli.stderr.split())
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (out / ".gossamer.lock").exists()  # left by the killed process, unlocked
+    gossamer.resume(out)  # not blocked
+    assert (out / "summary.json").exists() and not (out / ".gossamer.lock").exists()
+
+
+def test_a_running_gossamer_holds_its_run_directory(tmp_path):
+    """A real ``gossamer run`` in another process: a second run and a resume are refused
+    while it writes; once it is killed (-9), the directory resumes."""
+    from gossamer.workflow.lock import RunDirectoryInUseError
+
+    config = small_config(nodes=8, rounds=1200, eval_every=100, checkpoint_every=40)
+    out = tmp_path / "run"
+    process = _start_run(_write_config(tmp_path / "long.yaml", config), out)
+    try:
+        _wait_for(out / checkpoint.CHECKPOINT, process)
+        with pytest.raises(RunDirectoryInUseError, match=f"pid {process.pid} on "):
+            gossamer.run(config, out=out, force=True)
+        with pytest.raises(RunDirectoryInUseError, match=f"pid {process.pid} on "):
+            gossamer.resume(out)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    if not (out / "summary.json").exists():  # (it may have finished meanwhile)
+        gossamer.resume(out)
+    assert (out / "summary.json").exists()
+
+
+def test_a_lock_file_left_in_an_empty_directory_does_not_block_a_run(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".gossamer.lock").write_text("pid 1 on a machine long gone")  # killed at set-up
+    gossamer.run(small_config(), out=out)
+    assert (out / "summary.json").exists() and not (out / ".gossamer.lock").exists()
+
+
+def test_a_run_refused_at_set_up_leaves_no_directory(tmp_path):
+    with pytest.raises(ConfigError, match="eval.test_samples"):
+        gossamer.run(small_config(**{"eval.test_samples": 10**6}), out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_comparison_reaching_a_run_in_use_is_refused_before_any_run(tmp_path):
+    from gossamer.workflow.lock import RunDirectoryInUseError
+
+    source = small_config().model_dump(mode="json")
+    holder = _hold_lock(tmp_path / "c" / "nosync")
+    try:
+        with pytest.raises(RunDirectoryInUseError) as raised:
+            gossamer.compare(source, protocols=["dpsgd", "nosync"], out=tmp_path / "c")
+        assert str(raised.value) == _in_use(tmp_path / "c" / "nosync", holder)
+        assert not (tmp_path / "c" / "dpsgd").exists()  # refused before the first run
+    finally:
+        holder.kill()
+        holder.wait()
+    done = gossamer.compare(source, protocols=["dpsgd", "nosync"], out=tmp_path / "c")
+    assert set(done.results) == {"dpsgd", "nosync"}

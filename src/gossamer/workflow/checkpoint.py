@@ -23,6 +23,14 @@ state and the list of those files and the rows each holds (the commit point), th
 removes older shard files. A loading rank reads just its rows from whichever files
 hold them (memory-mapped slices), so a run saved on R ranks resumes on any number.
 
+**Integrity** (:mod:`gossamer.workflow.integrity`). Every file carries a checksum
+over its header and bytes; the main file also records each per-rank file's. Resuming
+checks, before any work: the checksums, that the header is small and shallow, that
+``state.json`` is no larger than the run's rounds can make it, and that per-rank files
+are named in the run directory; after loading, that every tensor has the dtype and
+shape of the run's own state. Each refusal is a CheckpointError naming the file and
+what is wrong.
+
 Loading parses JSON and copies bytes, so it never executes code (unlike pickle).
 Files are written by the codec here (:func:`write_safetensors`, straight from the
 tensors, no copy) and loaded with the ``safetensors`` package, slice by slice from
@@ -39,7 +47,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -50,11 +58,22 @@ from safetensors import SafetensorError, safe_open
 from gossamer.config import CheckpointError, Config, config_hash
 from gossamer.results import CHECKPOINT, atomic_open, json_default
 from gossamer.sim.shard import NodeRows, Shard
+from gossamer.workflow.integrity import (
+    CHECKSUM,
+    checksum_of,
+    damaged,
+    loads,
+    read_header,
+    verify,
+)
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6  # 6: checksums
 _STATE = "state.json"  # the tensor holding the state's non-tensor values
 _TENSOR = "__tensor__"  # marks a tensor's place in that JSON
 _ROWS = "__rows__"  # marks a per-node (per-edge) tensor's place: stored by global row
+#: state.json holds the metrics rows and the per-round records (about 0.6 KiB each
+#: today): a fixed part and this much per round of the run, at the most.
+STATE_BASE, STATE_PER_ROUND = 1 << 20, 32 << 10
 
 _DTYPES = {
     torch.float64: "F64",
@@ -72,10 +91,20 @@ _TORCH_DTYPES = {name: dtype for dtype, name in _DTYPES.items()}
 
 
 def write_safetensors(
-    handle, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
-) -> None:
-    """Write ``tensors`` (and string ``metadata``) to a binary file in safetensors format."""
-    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    handle,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str] | None = None,
+    checksum: bool = False,
+) -> str | None:
+    """Write ``tensors`` (and string ``metadata``) to a binary file in safetensors format.
+
+    With ``checksum`` (or when ``metadata`` has a ``checksum`` entry, which is then
+    renewed) the metadata's ``checksum`` is set to the file's (see the module's
+    docstring), and returned."""
+    metadata = dict(metadata) if metadata else {}
+    checksum = checksum or CHECKSUM in metadata
+    metadata.pop(CHECKSUM, None)
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata or checksum else {}
     chunks, offset = [], 0
     for name, tensor in tensors.items():
         if tensor.dtype not in _DTYPES:
@@ -88,12 +117,16 @@ def write_safetensors(
         }
         chunks.append(data)
         offset += data.nbytes
+    digest = None
+    if checksum:
+        digest = metadata[CHECKSUM] = checksum_of(header, chunks)
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the format pads the header to 8 bytes
     handle.write(struct.pack("<Q", len(encoded)))
     handle.write(encoded)
     for data in chunks:
         handle.write(memoryview(data))  # no copy
+    return digest
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -104,9 +137,14 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     (length,) = struct.unpack("<Q", raw[:8])
     if 8 + length > len(raw):
         raise ValueError(f"header length {length} runs past the end of the file")
-    header = json.loads(raw[8 : 8 + length].decode())
-    metadata = header.pop("__metadata__", None) or {}
+    header = loads(raw[8 : 8 + length])
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
     body = memoryview(raw)[8 + length :]
+    stored = (header.get("__metadata__") or {}).get(CHECKSUM)
+    if stored is not None and stored != checksum_of(header, [body]):
+        raise ValueError(f"its checksum does not match its bytes (recorded {stored})")
+    metadata = header.pop("__metadata__", None) or {}
     tensors = {}
     for name, entry in header.items():
         begin, end = entry["data_offsets"]
@@ -139,13 +177,14 @@ def save(
     if shard is not None and shard.distributed:
         name = f"{path.stem}.round{header.get('next_round', 0)}.rank{shard.rank}-of-{shard.world}"
         name += path.suffix
-        error = None
+        error = digest = None
         try:
             with atomic_open(path.parent / name, binary=True) as handle:
-                write_safetensors(handle, rows)
+                digest = write_safetensors(handle, rows, checksum=True)
         except OSError as raised:
             error = f"rank {shard.rank}: {raised}"
-        everyone = shard.all_objects({"file": name, "ranges": ranges, "error": error})
+        part = {"file": name, "ranges": ranges, "error": error, CHECKSUM: digest}
+        everyone = shard.all_objects(part)
         failed = [part["error"] for part in everyone if part["error"]]
         if shard.rank == 0 and not failed:  # every part on disk: commit
             try:
@@ -179,9 +218,11 @@ def _write_main(path, skeleton, tensors, header, shards) -> None:
     tensors[_STATE] = torch.frombuffer(
         bytearray(json.dumps(skeleton, default=json_default).encode()), dtype=torch.uint8
     )
+    shards = [{k: v for k, v in part.items() if k != "error"} for part in shards]
     meta = {"format": FORMAT_VERSION, **header, "shards": shards}
+    metadata = {"gossamer": json.dumps(meta, default=json_default)}
     with atomic_open(path, binary=True) as handle:
-        write_safetensors(handle, tensors, {"gossamer": json.dumps(meta, default=json_default)})
+        write_safetensors(handle, tensors, metadata, checksum=True)
 
 
 def _flatten(value: Any, name: str, tensors, rows, ranges) -> Any:
@@ -235,24 +276,21 @@ def _unflatten(value: Any, tensors: _Tensors, read_rows) -> Any:
 
 
 def check(path: Path, config: Config) -> dict[str, Any]:
-    """Check, before any work, that ``path`` is a checkpoint of ``config`` this version
-    reads; returns its metadata. Reads the header only."""
+    """Check, before any work, that ``path`` is an intact checkpoint of ``config`` this
+    version reads: its header, its checksum and those of its per-rank files, the size
+    of its state and where its per-rank files are. Returns its metadata."""
     run_dir = path.parent
     if not path.is_file():
         raise CheckpointError(
             f"resume: '{run_dir}' has no {CHECKPOINT}: the run stopped before its first "
             f"checkpoint; start it again with: gossamer run {run_dir}/config.yaml --out {run_dir}"
         )
+    header = read_header(path)
     try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if 8 + length > os.fstat(handle.fileno()).st_size:
-                raise ValueError(f"header length {length} runs past the end of the file")
-            header = json.loads(handle.read(length).decode())
         meta = json.loads(header["__metadata__"]["gossamer"])
         if not isinstance(meta, dict):
             raise ValueError("its gossamer metadata is not a JSON object")
-    except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
         raise CheckpointError(f"resume: '{path}' is not a readable checkpoint: {error}") from None
     if meta.get("format") != FORMAT_VERSION:
         raise CheckpointError(
@@ -260,26 +298,91 @@ def check(path: Path, config: Config) -> dict[str, Any]:
             f"this gossamer reads {FORMAT_VERSION}"
         )
     if meta.get("config_hash") != config_hash(config):
+        verify(path, header)  # the file's own hash damaged, or the config edited
         raise CheckpointError(
             f"resume: '{run_dir}/config.yaml' differs from the config the "
             "checkpoint was written with; restore it or start a new run"
         )
+    _check_contents(path, header, meta, config)  # sizes first: before reading it all
+    verify(path, header)
+    for part in meta["shards"]:
+        if part["file"] is not None:
+            verify(run_dir / part["file"], read_header(run_dir / part["file"]), part[CHECKSUM])
     return meta
 
 
+def _check_contents(path: Path, header: dict[str, Any], meta: dict[str, Any], config) -> None:
+    """What a checkpoint of ``config`` holds: a round within the run, a state no larger
+    than its rounds make it, per-rank files named in the run directory."""
+    next_round = meta.get("next_round")
+    if not isinstance(next_round, int) or not 0 < next_round < config.rounds:
+        raise damaged(
+            path,
+            f"its next round is {next_round!r}; a run of {config.rounds} rounds stops at "
+            f"1..{config.rounds - 1}",
+        )
+    entry = header.get(_STATE)
+    try:
+        size = int(entry["data_offsets"][1]) - int(entry["data_offsets"][0])
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise damaged(path, f"it has no {_STATE}") from None
+    limit = STATE_BASE + STATE_PER_ROUND * (config.rounds + 1)
+    if size > limit:
+        raise damaged(
+            path,
+            f"its {_STATE} is {size:,} bytes; a run of {config.rounds:,} rounds writes at "
+            f"most {limit:,}",
+        )
+    shards = meta.get("shards")
+    pattern = re.compile(
+        rf"{re.escape(path.stem)}\.round\d+\.rank\d+-of-\d+{re.escape(path.suffix)}"
+    )
+    if not isinstance(shards, list) or not shards:
+        raise damaged(path, f"its list of per-rank files is {shards!r}")
+    for part in shards:
+        ranges = part.get("ranges") if isinstance(part, dict) else None
+        if not isinstance(ranges, dict) or not all(
+            isinstance(r, list)
+            and len(r) == 2
+            and all(isinstance(v, int) for v in r)
+            and 0 <= r[0] <= r[1]
+            for r in ranges.values()
+        ):
+            raise damaged(path, f"a per-rank entry is malformed: {part!r}")
+        name = part.get("file")
+        if name is None:
+            continue
+        inside = isinstance(name, str) and pattern.fullmatch(name) is not None
+        if inside:
+            inside = (path.parent / name).resolve().parent == path.parent.resolve()
+        if not inside or not isinstance(part.get(CHECKSUM), str):
+            raise damaged(
+                path,
+                f"it names the per-rank file {name!r}, which is not a file "
+                f"{path.stem}.round<t>.rank<r>-of-<R>{path.suffix} of '{path.parent}'",
+            )
+
+
 def load(
-    path: Path, config: Config, ranges: dict[str, tuple[int, int]] | None = None
+    path: Path,
+    config: Config,
+    ranges: dict[str, tuple[int, int]] | None = None,
+    checked: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The nested state dict saved at ``path`` (tensors on the CPU) and its metadata,
-    after :func:`check`. Per-node tensors hold the rows ``ranges[space]`` (this rank's
-    nodes and edges; all rows when None), read from whichever files hold them. A file
-    that lacks a tensor or holds a malformed state raises CheckpointError naming what
-    is missing."""
-    meta = check(path, config)
+    after :func:`check` (``checked``: the metadata a check of the unchanged file returned;
+    checked here when None). Per-node tensors hold the rows ``ranges[space]`` (this
+    rank's nodes and edges; all rows when None), read from whichever files hold them.
+    A file that lacks a tensor or holds a malformed state raises CheckpointError naming
+    what is missing."""
+    meta = checked if checked is not None else check(path, config)
     try:
         with safe_open(path, framework="pt") as handle:  # memory-mapped: reads what is asked
             main = _Tensors(handle)
-            skeleton = json.loads(main[_STATE].numpy().tobytes().decode())
+            try:  # its size was checked: bounded
+                skeleton = loads(main[_STATE].numpy().tobytes())
+            except ValueError as error:
+                raise damaged(path, f"{_STATE}: {error}") from None
             shards = meta["shards"]
 
             def read_rows(name: str, space: str, total: int) -> torch.Tensor:
@@ -291,10 +394,11 @@ def load(
                         continue
                     rows = slice(max(lo, a) - a, min(hi, b) - a)
                     if part["file"] is None:  # in the main file
-                        parts.append(main.slice(name)[rows])
+                        parts.append(_rows(path, main, name, b - a)[rows])
                         continue
-                    with safe_open(path.parent / part["file"], framework="pt") as other:
-                        parts.append(_Tensors(other).slice(name)[rows])
+                    held = path.parent / part["file"]
+                    with safe_open(held, framework="pt") as other:
+                        parts.append(_rows(held, _Tensors(other), name, b - a)[rows])
                 found = torch.cat(parts) if parts else torch.empty(0)
                 if len(found) != hi - lo:
                     raise KeyError(f"rows {lo}..{hi - 1} of '{name}' ({len(found)} found)")
@@ -305,3 +409,15 @@ def load(
         raise CheckpointError(
             f"resume: '{path}' is not a readable checkpoint: {type(error).__name__}: {error}"
         ) from None
+
+
+def _rows(path: Path, tensors: _Tensors, name: str, count: int):
+    """The slice of a per-node (per-edge) tensor that must hold ``count`` rows."""
+    rows = tensors.slice(name)
+    shape = rows.get_shape()
+    if not shape or shape[0] != count:
+        raise damaged(
+            path,
+            f"its per-node tensor '{name}' has shape {tuple(shape)}; it should hold {count} rows",
+        )
+    return rows

@@ -4,6 +4,9 @@
 directory and checkpoint. Both hand over to :func:`execute`, a short loop over rounds
 that tells its callbacks (``gossamer.workflow.callbacks``) what happened.
 
+Both hold the run directory's lock (:mod:`gossamer.workflow.lock`) from before they
+judge it until their last file is written: one process writes a directory at a time.
+
 A first Ctrl-C (SIGINT) lets the current round finish, saves a checkpoint (and the
 partial report, if asked for) and raises :class:`RunInterrupted`; a second one stops at
 once.
@@ -12,11 +15,14 @@ once.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import torch.distributed as dist
 
 from gossamer._version import __version__
 from gossamer.config import (
@@ -32,6 +38,8 @@ from gossamer.sim import Simulation
 from gossamer.sim.shard import Shard
 from gossamer.workflow import checkpoint, distributed
 from gossamer.workflow.callbacks import Callback, Checkpointer, ProgressCallback, Report, RunFiles
+from gossamer.workflow.integrity import check_state
+from gossamer.workflow.lock import RunLock
 from gossamer.workflow.progress import ProgressDisplay, resolve_progress
 from gossamer.workflow.tracking import check_tracking, open_trackers
 
@@ -47,6 +55,13 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, run_dir: Path | None, rounds_done: int):
         super().__init__(f"interrupted after round {rounds_done}")
         self.run_dir, self.rounds_done = run_dir, rounds_done
+
+
+def _rank() -> int:
+    """This process's rank: in a process group it has joined already, else torchrun's."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return distributed.rank()
 
 
 def check_report(report: bool, out: str | Path | None) -> None:
@@ -94,14 +109,26 @@ def run(
     """
     check_report(report, out)
     config = load_config(config, overrides)
-    writer = RunWriter(Path(out), force=force) if out is not None else None  # before work
+    mine = out is not None and _rank() == 0  # the one process that locks it
+    if mine:
+        RunLock(Path(out), arg("out")).clear_stale()  # before its files are judged
+    writer = None
+    if out is not None:  # checked before work, by the process that locks it
+        writer = RunWriter(Path(out), force=force) if mine else _CheckedWriter(Path(out))
     check_tracking(config, writer.path if writer is not None else None)
     callbacks = check_callbacks(callbacks, ranks)
     if ranks != 1:
         distributed.check_ranks(ranks, config.nodes)
         distributed.check_devices(ranks, config)
-        resolved = config.model_dump(mode="json")  # validated again by each worker
-        return distributed.launch(ranks, _run_rank, resolved, out, force, report)
+    with RunLock(Path(out), arg("out")) if mine else contextlib.nullcontext():
+        if ranks != 1:  # the workers write under this process's lock
+            resolved = config.model_dump(mode="json")  # validated again by each worker
+            return distributed.launch(ranks, _run_rank, resolved, out, force, report)
+        return _run(config, writer, out, progress, report, callbacks)
+
+
+def _run(config, writer, out, progress, report, callbacks) -> Result:
+    """The checked run on this process (and its rank's part of a multi-rank run)."""
     display = begin_progress(progress, config.rounds)
     try:
         with distributed.process_group(config):
@@ -160,13 +187,28 @@ def begin_progress(progress: ProgressArg, rounds: int) -> Callback | None:
 
 
 def _run_rank(config: dict, out, force: bool, report: bool) -> Result | None:
-    """One worker of ``run(..., ranks=R)``: rank 0 returns the result."""
-    result = run(config, out=out, force=force, report=report)
+    """One worker of ``run(..., ranks=R)`` (its parent holds the lock): rank 0 returns
+    the result."""
+    config = load_config(config)
+    writer = _CheckedWriter(Path(out)) if out is not None else None
+    result = _run(config, writer, out, None, report, [])
     return result if distributed.rank() == 0 else None
 
 
+class _CheckedWriter(RunWriter):
+    """The writer of a directory checked by the process that holds its lock (the parent
+    of ``ranks=R`` workers, or rank 0): checked again, its lock file could make a new
+    directory look like one that holds no run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+
 def _resume_rank(run_dir: Path, report: bool) -> Result | None:
-    result = resume(run_dir, report=report)
+    """One worker of ``resume(..., ranks=R)`` (its parent holds the lock)."""
+    config = resume_config(run_dir)
+    checked = checkpoint.check(run_dir / CHECKPOINT, config)
+    result = _resume(run_dir, config, RunWriter(run_dir, resume=True), checked, None, report, [])
     return result if distributed.rank() == 0 else None
 
 
@@ -187,18 +229,25 @@ def resume(
     """
     run_dir = Path(run_dir)
     config = resume_config(run_dir)
-    writer = RunWriter(run_dir, resume=True)
-    checkpoint.check(run_dir / CHECKPOINT, config)  # before any work
-    callbacks = check_callbacks(callbacks, ranks)
-    if ranks != 1:
-        distributed.check_ranks(ranks, config.nodes)
-        distributed.check_devices(ranks, config)
-        return distributed.launch(ranks, _resume_rank, run_dir, report)
+    mine = _rank() == 0  # the one process that locks it
+    with RunLock(run_dir, "resume") if mine else contextlib.nullcontext():
+        writer = RunWriter(run_dir, resume=True)
+        checked = checkpoint.check(run_dir / CHECKPOINT, config)  # before any work
+        callbacks = check_callbacks(callbacks, ranks)
+        if ranks != 1:
+            distributed.check_ranks(ranks, config.nodes)
+            distributed.check_devices(ranks, config)
+            return distributed.launch(ranks, _resume_rank, run_dir, report)
+        return _resume(run_dir, config, writer, checked, progress, report, callbacks)
+
+
+def _resume(run_dir, config, writer, checked, progress, report, callbacks) -> Result:
+    """The checked resume on this process (and its rank's part of a multi-rank one)."""
     display = begin_progress(progress, config.rounds)
     try:
         with distributed.process_group(config):
             world, sim = _build(config)
-            elapsed = distributed.agree(world, lambda: _restore(sim, run_dir))
+            elapsed = distributed.agree(world, lambda: _restore(sim, run_dir, checked))
             if world.rank != 0:
                 writer, display, callbacks = None, None, []
             return execute(
@@ -209,17 +258,28 @@ def resume(
             display.close()
 
 
-def _restore(sim: Simulation, run_dir: Path) -> float:
-    """Load this rank's part of the checkpoint into ``sim``; the seconds it had run."""
-    state, _ = checkpoint.load(run_dir / CHECKPOINT, sim.config, sim.row_ranges())
+def _restore(sim: Simulation, run_dir: Path, checked: dict) -> float:
+    """Load this rank's part of the checkpoint (``checked``: its metadata) into ``sim``,
+    its tensors checked against the run's own; the seconds it had run."""
+    path = run_dir / CHECKPOINT
+    state, _ = checkpoint.load(path, sim.config, sim.row_ranges(), checked)
+    # what the run holds from the start, before loading (which would convert dtypes or
+    # broadcast shapes); after loading, all of it (some parts are made when first used)
+    check_state(path, state, {"simulation": sim.state_dict()}, strict=False)
     try:
         sim.load_state_dict(state["simulation"])
-        return float(state["elapsed"])
+        elapsed = float(state["elapsed"])
     except (KeyError, ValueError, TypeError, RuntimeError) as error:  # saved by other code
         raise CheckpointError(
-            f"resume: '{run_dir / CHECKPOINT}' does not hold this run's state: "
-            f"{type(error).__name__}: {error}"
+            f"resume: '{path}' does not hold this run's state: {type(error).__name__}: {error}"
         ) from None
+    check_state(path, state, {"simulation": sim.state_dict()})
+    if sim.next_round != checked["next_round"] or not 0 <= elapsed < math.inf:
+        raise CheckpointError(
+            f"resume: '{path}' is not a readable checkpoint: its state is at round "
+            f"{sim.next_round} after {elapsed} s; its header says round {checked['next_round']}"
+        )
+    return elapsed
 
 
 def resume_config(run_dir: str | Path) -> Config:

@@ -15,6 +15,7 @@ from typing import Any
 from gossamer.config import Config, ConfigError, RunDirectoryError, arg, config_hash, load_config
 from gossamer.results import CHECKPOINT, FINISH_MARKS, Result, directory_kind, load_run
 from gossamer.workflow.callbacks import Callback
+from gossamer.workflow.lock import RunDirectoryInUseError, RunLock
 from gossamer.workflow.loop import ProgressArg, RunInterrupted, resume, run
 from gossamer.workflow.progress import ProgressDisplay, resolve_progress
 from gossamer.workflow.tracking import check_tracking
@@ -26,7 +27,8 @@ def prepare_runs(out: Path, kind: str, planned: Sequence[tuple[Path, Config]], f
     Refuses a finished one (its ``<kind>.json`` mark exists) unless ``force``, which
     removes the mark first, so that a forced rerun stopped half-way is an unfinished
     one that a rerun without ``force`` continues. Refuses, unless ``force``, to
-    overwrite a run directory that holds the results of another config.
+    overwrite a run directory that holds the results of another config, and any run
+    directory that another process is writing (its lock is held).
     """
     marker = out / FINISH_MARKS[kind]
     if out.exists() and not out.is_dir():
@@ -42,6 +44,7 @@ def prepare_runs(out: Path, kind: str, planned: Sequence[tuple[Path, Config]], f
             f"choose another directory or pass {arg('force')}"
         )
     for run_dir, config in planned:  # what would stop a run at its start, checked now
+        RunLock(run_dir, arg("out")).clear_stale()  # in use by another process: refused
         check_tracking(config, run_dir)
         if run_dir.exists() and (not run_dir.is_dir() or _foreign(run_dir)):
             raise RunDirectoryError(
@@ -91,6 +94,8 @@ def run_or_continue(
         if (run_dir / CHECKPOINT).is_file():
             try:  # resume checks the checkpoint before any work
                 result = resume(run_dir, progress=progress, callbacks=callbacks)
+            except RunDirectoryInUseError:
+                raise
             except ConfigError as error:  # unreadable, or another version's: redo this run
                 warnings.warn(f"{error}; running it again", stacklevel=2)
         if result is None:

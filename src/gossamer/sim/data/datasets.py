@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from gossamer.config import DATASETS, ConfigError, DataConfig, DataError
-from gossamer.sim.data import files
+from gossamer.config import DATASETS, ConfigError, DataConfig
+from gossamer.sim.data import fields, files
 from gossamer.sim.rng import Purpose, numpy_generator
 
 #: Per-channel (mean, std) applied after scaling uint8 images to [0, 1]; the usual
@@ -181,8 +181,7 @@ def load_dataset(config: DataConfig, seed: int) -> Dataset:
     """Load (or generate) the configured dataset, split into train and test."""
     found = source(config)
     arrays = found.load(config, seed)
-    if found.reads_files:
-        _check_labels(arrays.y_train, arrays.y_test, arrays.num_classes, found.name)
+    _check_arrays(arrays, config)
     x_tr, x_te = arrays.x_train, arrays.x_test
     mean = std = None
     if x_tr.dtype == np.uint8:
@@ -226,12 +225,15 @@ def _split(x, y, test_fraction, seed):
     return x_tr, y_tr, x_te, y_te
 
 
-def _check_labels(y_train, y_test, classes, name):
-    top = int(max(y_train.max(initial=0), y_test.max(initial=0)))
-    if top >= classes or min(y_train.min(initial=0), y_test.min(initial=0)) < 0:
-        raise DataError(
-            f"data.dataset {name!r}: labels must lie in 0..{classes - 1}; got up to {top}"
-        )
+def _check_arrays(arrays: Arrays, config: DataConfig) -> None:
+    """What any source loaded (built in, from files, or a plugin's) is usable (see
+    :func:`fields.check_splits`). The readers of files check each file first, naming
+    it; this names the dataset."""
+    where = f"data.dataset {config.dataset!r}"
+    if config.root is not None:
+        where += f" (data.root '{config.root}')"
+    x_train, x_test = np.asarray(arrays.x_train), np.asarray(arrays.x_test)
+    fields.check_splits(where, x_train, arrays.y_train, x_test, arrays.y_test, arrays.num_classes)
 
 
 def _normalization(name: str, x_train: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -333,7 +335,8 @@ def _standard(name: str) -> Callable:
     downloadable=True,
 )
 def _mnist(config: DataConfig, seed: int) -> Arrays:
-    return Arrays(*files.load_idx_dataset(_root(config), "mnist"), SHAPES["mnist"][1])
+    classes = SHAPES["mnist"][1]
+    return Arrays(*files.load_idx_dataset(_root(config), "mnist", classes), classes)
 
 
 @register_dataset(
@@ -344,8 +347,8 @@ def _mnist(config: DataConfig, seed: int) -> Arrays:
     downloadable=True,
 )
 def _fashion_mnist(config: DataConfig, seed: int) -> Arrays:
-    arrays = files.load_idx_dataset(_root(config), "fashion_mnist")
-    return Arrays(*arrays, SHAPES["fashion_mnist"][1])
+    classes = SHAPES["fashion_mnist"][1]
+    return Arrays(*files.load_idx_dataset(_root(config), "fashion_mnist", classes), classes)
 
 
 @register_dataset(
@@ -356,7 +359,8 @@ def _fashion_mnist(config: DataConfig, seed: int) -> Arrays:
     downloadable=True,
 )
 def _cifar10(config: DataConfig, seed: int) -> Arrays:
-    return Arrays(*files.load_cifar10(_root(config)), SHAPES["cifar10"][1])
+    classes = SHAPES["cifar10"][1]
+    return Arrays(*files.load_cifar10(_root(config), classes), classes)
 
 
 @register_dataset(
@@ -367,8 +371,9 @@ def _cifar10(config: DataConfig, seed: int) -> Arrays:
     has_writers=True,
 )
 def _femnist(config: DataConfig, seed: int) -> Arrays:
-    x_tr, y_tr, x_te, y_te, writers = files.load_leaf(_root(config))
-    return Arrays(x_tr, y_tr, x_te, y_te, SHAPES["femnist"][1], writers)
+    classes = SHAPES["femnist"][1]
+    x_tr, y_tr, x_te, y_te, writers = files.load_leaf(_root(config), classes)
+    return Arrays(x_tr, y_tr, x_te, y_te, classes, writers)
 
 
 @register_dataset(

@@ -1,8 +1,12 @@
 """Readers of the standard on-disk dataset formats, and verified downloads.
 
 Every reader names the file and the problem when a file is missing, truncated or
-malformed. Downloads go to a temporary name and are renamed into place only after
-their checksum matched, so the cache never holds a half-written file.
+malformed, and the field when one holds the wrong type or values out of range
+(labels outside the classes, pixels outside 0..255, NaN or infinite inputs, no
+samples). Nothing read executes code: pickles (CIFAR-10) are read by an unpickler
+that refuses every class but numpy's arrays, .npz files without pickle. Downloads
+go to a temporary name and are renamed into place only after their checksum matched,
+so the cache never holds a half-written file.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gossamer.config import DataError
+from gossamer.sim.data import fields
 
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -124,24 +131,30 @@ def find_idx_files(root: Path, dataset: str) -> dict[str, Path]:
     return found
 
 
-def load_idx_dataset(root: Path, dataset: str):
+def load_idx_dataset(root: Path, dataset: str, classes: int = 10):
+    """The four IDX files: (N, 1, 28, 28) uint8 images and their labels, checked."""
     files = find_idx_files(root, dataset)
-    x_train, y_train = read_idx(files[IDX_FILES[0]]), read_idx(files[IDX_FILES[1]])
-    x_test, y_test = read_idx(files[IDX_FILES[2]]), read_idx(files[IDX_FILES[3]])
-    for images, labels, name in ((x_train, y_train, IDX_FILES[0]), (x_test, y_test, IDX_FILES[2])):
-        if len(images) != len(labels):
+    arrays = []
+    for image_name, label_name in (IDX_FILES[:2], IDX_FILES[2:]):
+        images, labels = read_idx(files[image_name]), read_idx(files[label_name])
+        where = f"'{files[image_name]}'"
+        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
             raise DataError(
-                f"'{files[name]}': {len(images)} images but {len(labels)} labels in its label file"
+                f"{where}: expected uint8 images of shape (N, 28, 28) (IDX type 0x08); got "
+                f"{fields.describe(images)}"
             )
-        if images.ndim != 3:
-            raise DataError(f"'{files[name]}': expected (N, H, W) images; got {images.shape}")
-    return x_train[:, None], y_train.astype(np.int64), x_test[:, None], y_test.astype(np.int64)
+        fields.check_samples(where, "the file", len(images))
+        if len(images) != len(labels):
+            raise DataError(f"{where}: {len(images)} images but {len(labels)} labels")
+        labels = fields.labels_field(f"'{files[label_name]}'", "the labels", labels, classes)
+        arrays += [images[:, None], labels]
+    return tuple(arrays)
 
 
 # ------------------------------------------------------------------ CIFAR-10 python batches
 
 
-def load_cifar10(root: Path):
+def load_cifar10(root: Path, classes: int = 10):
     folder = root / "cifar-10-batches-py"
     if not folder.is_dir() and (root / "data_batch_1").is_file():
         folder = root
@@ -152,7 +165,7 @@ def load_cifar10(root: Path):
             "python batches (the folder cifar-10-batches-py from cifar-10-python.tar.gz) "
             "in that folder, or set data.download: true"
         )
-    parts = [_read_cifar_batch(folder / n) for n in CIFAR_FILES]
+    parts = [_read_cifar_batch(folder / n, classes) for n in CIFAR_FILES]
     x_train = np.concatenate([p[0] for p in parts[:5]])
     y_train = np.concatenate([p[1] for p in parts[:5]])
     return x_train, y_train, parts[5][0], parts[5][1]
@@ -177,7 +190,7 @@ class _BatchData(pickle.Unpickler):
         )
 
 
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(path: Path, classes: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as handle:
             batch = _BatchData(handle, encoding="bytes").load()
@@ -195,20 +208,21 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"'{path}': not a readable CIFAR-10 batch: {error}") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"'{path}': expected a pickled dict with b'data' and b'labels'")
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
-    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    data = fields.pixels_field(f"'{path}'", "b'data'", batch[b"data"])
+    labels = fields.labels_field(f"'{path}'", "b'labels'", batch[b"labels"], classes)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise DataError(
             f"'{path}': expected data of shape (N, 3072) and N labels; got {data.shape} "
             f"and {len(labels)}"
         )
+    fields.check_samples(f"'{path}'", "b'data'", len(data))
     return data.reshape(-1, 3, 32, 32), labels
 
 
 # ------------------------------------------------------------------ LEAF FEMNIST
 
 
-def load_leaf(root: Path):
+def load_leaf(root: Path, classes: int = 62):
     """LEAF's JSON format: train/ and test/ folders of {users, num_samples, user_data}.
 
     Returns images (N, 1, 28, 28) as uint8 (LEAF stores k/255 values), labels and
@@ -230,21 +244,22 @@ def load_leaf(root: Path):
                 content = json.loads(path.read_text(encoding="utf-8"))
                 for user in content["users"]:
                     record = content["user_data"][user]
-                    if len(record["x"]) != len(record["y"]):
-                        raise DataError(
-                            f"'{path}': user {user!r} has {len(record['x'])} "
-                            f"images but {len(record['y'])} labels"
-                        )
-                    xs.append(np.asarray(record["x"], dtype=np.float32).reshape(-1, 784))
-                    ys.append(np.asarray(record["y"], dtype=np.int64))
-                    users += [user] * len(record["y"])
+                    x, y = fields.leaf_record(f"'{path}', user {user!r}", record, classes)
+                    xs.append(x)
+                    ys.append(y)
+                    users += [user] * len(y)
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
                 raise DataError(
                     f"'{path}': not a LEAF JSON file (users, num_samples, user_data): {error}"
                 ) from None
+            except RecursionError:
+                raise DataError(
+                    f"'{path}': not a LEAF JSON file: its JSON is nested too deeply"
+                ) from None
+        fields.check_samples(f"data.root '{root}'", f"{split}/*.json", sum(len(y) for y in ys))
         x = np.concatenate(xs)
         splits[split] = (
-            np.round(x * 255).clip(0, 255).astype(np.uint8).reshape(-1, 1, 28, 28),
+            np.round(x * 255).astype(np.uint8).reshape(-1, 1, 28, 28),
             np.concatenate(ys),
             np.asarray(users),
         )
@@ -257,35 +272,50 @@ def load_leaf(root: Path):
 # ------------------------------------------------------------------ npz and image folders
 
 
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
 def load_npz(path: Path):
+    """An .npz of x_train, y_train, x_test, y_test (no pickled objects), checked."""
     if not path.is_file():
         raise DataError(f"data.root '{path}': expected an .npz file; not found")
+    unreadable = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in archive]
-            if missing:
-                raise DataError(
-                    f"'{path}': missing array(s) {', '.join(missing)}; expected x_train, "
-                    f"y_train, x_test, y_test; got {', '.join(archive.files)}"
-                )
-            arrays = [archive[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-    except (OSError, ValueError) as error:
-        raise DataError(f"'{path}': not a readable .npz file: {error}") from None
-    x_train, y_train, x_test, y_test = arrays
-    for x, y, name in ((x_train, y_train, "train"), (x_test, y_test, "test")):
-        if len(x) != len(y) or y.ndim != 1:
-            raise DataError(
-                f"'{path}': x_{name} has {len(x)} samples but y_{name} has shape {y.shape}"
-            )
-        if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-            raise DataError(f"'{path}': y_{name} must hold non-negative integer labels")
-    if x_train.shape[1:] != x_test.shape[1:]:
+        archive = np.load(path, allow_pickle=False)
+    except unreadable as error:
         raise DataError(
-            f"'{path}': x_train samples have shape {x_train.shape[1:]}, x_test {x_test.shape[1:]}"
+            f"'{path}': not a readable .npz file (truncated, or not a zip of .npy arrays): "
+            f"{type(error).__name__}: {error}"
+        ) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(
+            f"'{path}': expected an .npz file of named arrays; got one {fields.describe(archive)}"
         )
+    with archive:
+        missing = [k for k in NPZ_ARRAYS if k not in archive]
+        if missing:
+            raise DataError(
+                f"'{path}': missing array(s) {', '.join(missing)}; expected x_train, "
+                f"y_train, x_test, y_test; got {', '.join(archive.files)}"
+            )
+        arrays = {}
+        for name in NPZ_ARRAYS:
+            try:
+                arrays[name] = archive[name]
+            except unreadable as error:
+                raise DataError(
+                    f"'{path}': array {name} cannot be read (truncated or damaged): "
+                    f"{type(error).__name__}: {error}"
+                ) from None
+    x_train, y_train, x_test, y_test = (arrays[k] for k in NPZ_ARRAYS)
+    where = f"'{path}'"
+    y_train, y_test = fields.check_splits(where, x_train, y_train, x_test, y_test)
     if x_train.dtype != np.uint8:
-        x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
-    return x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64)
+        with np.errstate(over="ignore"):  # reported just below
+            x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+        fields.check_finite(where, "x_train (as float32)", x_train)  # e.g. 1e39 overflows
+        fields.check_finite(where, "x_test (as float32)", x_test)
+    return x_train, y_train, x_test, y_test
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
