@@ -11,11 +11,16 @@ API does and :meth:`GossamerError.cli_message` as the command line does.
 its subclasses say which kind of input: data files (:class:`DataError`), output
 directories (:class:`RunDirectoryError`) and checkpoints (:class:`CheckpointError`).
 They derive from ConfigError so that code catching ConfigError catches them all.
+
+A message echoes what was given through :func:`shown`, a repr bounded to
+:data:`SHOWN_CHARS` characters, and every message is bounded line by line
+(:data:`LINE_CHARS`), so no input, however large, makes an error large.
 """
 
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +67,46 @@ def arg(name: str) -> str:
     return spelled(API_NAMES[name], CLI_NAMES[name])
 
 
+#: The most characters of a given value that a message shows (``shown``).
+SHOWN_CHARS = 200
+#: The most characters of one line of any message; the rest is counted, not shown.
+LINE_CHARS = 1_000
+#: The most problems one validation error lists (``format_validation_error``).
+PROBLEMS_SHOWN = 20
+
+
+class _BoundedRepr(reprlib.Repr):
+    """reprlib's Repr, which stops early in large containers, with integers of any size
+    (``repr`` refuses those past 4,300 digits)."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 4 * SHOWN_CHARS:
+            return f"<an integer of {len(hex(x)) - 2:,} hex digits>"
+        return super().repr_int(x, level)
+
+
+_REPR = _BoundedRepr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxlong, _REPR.maxother = 4, SHOWN_CHARS, SHOWN_CHARS, 80
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 20
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for a message, at most SHOWN_CHARS characters (ending ``...``
+    when cut); large containers are never turned into text whole."""
+    text = _REPR.repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+
+
+def _bounded(message: str) -> str:
+    lines = message.split("\n")
+    return "\n".join(
+        line
+        if len(line) <= LINE_CHARS
+        else f"{line[:LINE_CHARS]}... ({len(line) - LINE_CHARS:,} more characters)"
+        for line in lines
+    )
+
+
 def resume_hint(run_dir: object) -> str:
     """How to continue an interrupted run, in the reader's spelling."""
     return spelled(f"gossamer.resume('{run_dir}')", f"gossamer resume {run_dir}")
@@ -71,11 +116,11 @@ class GossamerError(Exception):
     """Base of every error gossamer raises for a person to act on."""
 
     def __str__(self) -> str:
-        return _MARKED.sub(lambda match: match.group(1), super().__str__())
+        return _bounded(_MARKED.sub(lambda match: match.group(1), super().__str__()))
 
     def cli_message(self) -> str:
         """The message with arguments spelled as command-line flags."""
-        return _MARKED.sub(lambda match: match.group(2), super().__str__())
+        return _bounded(_MARKED.sub(lambda match: match.group(2), super().__str__()))
 
     def prefixed(self, prefix: str) -> GossamerError:
         """The same error with ``prefix`` before its message (arguments stay marked)."""
@@ -109,9 +154,11 @@ class DivergedError(GossamerError):
 def format_validation_error(
     error: ValidationError, model: type[BaseModel], prefix: str = ""
 ) -> str:
-    """One line per problem: ``key: expected ...; got ...``."""
+    """One line per problem: ``key: expected ...; got ...`` (the value :func:`shown`),
+    the first PROBLEMS_SHOWN problems and a count of the rest."""
     lines = []
-    for item in error.errors():
+    problems = error.errors(include_url=False, include_context=False)
+    for item in problems[:PROBLEMS_SHOWN]:
         loc = [str(part) for part in item["loc"]]
         key = ".".join([prefix, *loc] if prefix else loc) or "(top level)"
         if item["type"] == "extra_forbidden":
@@ -121,7 +168,9 @@ def format_validation_error(
             continue
         message = item["msg"]
         message = message[0].lower() + message[1:]
-        lines.append(f"  {key}: {message}; got {item.get('input')!r}")
+        lines.append(f"  {key}: {message}; got {shown(item.get('input'))}")
+    if len(problems) > PROBLEMS_SHOWN:
+        lines.append(f"  ... and {len(problems) - PROBLEMS_SHOWN:,} more problems")
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gossamer.config.errors import ConfigError, arg, format_validation_error
+from gossamer.config.errors import ConfigError, arg, format_validation_error, shown
 from gossamer.config.registry import SELECTED_SECTIONS
 from gossamer.config.schema import Config
 
@@ -90,18 +91,17 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file '{path}': not found")
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    if suffix not in (".yaml", ".yml", ".toml"):
+        raise ConfigError(
+            f"config file '{path}': expected a .yaml, .yml or .toml file; got '{suffix}'"
+        )
+    text = _read_utf8(path)
     try:
-        if suffix in (".yaml", ".yml"):
-            data = yaml.load(text, Loader=ConfigLoader)
-        elif suffix == ".toml":
-            data = tomllib.loads(text)
-        else:
-            raise ConfigError(
-                f"config file '{path}': expected a .yaml, .yml or .toml file; got '{suffix}'"
-            )
+        data = tomllib.loads(text) if suffix == ".toml" else yaml.load(text, Loader=ConfigLoader)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"config file '{path}': cannot parse: {error}") from None
+    except ConfigError as error:  # the loader's own refusals (aliases)
+        raise error.prefixed(f"config file '{path}': ") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -109,6 +109,20 @@ def read_config_file(path: Path) -> dict[str, Any]:
             f"config file '{path}': expected a mapping at the top level; got {type(data).__name__}"
         )
     return data
+
+
+def _read_utf8(path: Path) -> str:
+    """A config file's text; ConfigError naming the file and the first byte that is not
+    UTF-8 (a config saved in another encoding, or not a text file)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file '{path}': expected UTF-8 text; got byte "
+            f"{data[error.start : error.start + 1]!r} at byte offset {error.start:,}, "
+            "which is not UTF-8 (save the file as UTF-8)"
+        ) from None
 
 
 # ---------------------------------------------------------------- YAML with YAML 1.2 numbers
@@ -124,9 +138,59 @@ _DECIMAL_FLOAT = re.compile(
 )
 
 
+#: The most values that aliases (``*name``) may bring into one YAML document, counted
+#: as they expand (an alias of a list of 9 values brings 10): far more than a config
+#: repeats, far fewer than an alias bomb ("billion laughs") expands to.
+ALIASED_VALUES = 10_000
+
+
 class ConfigLoader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2's numbers (decimal integers; floats with a
-    point or an exponent): the YAML 1.1 forms stay text (see the module docstring)."""
+    point or an exponent): the YAML 1.1 forms stay text (see the module docstring).
+
+    Aliases are bounded while composing: each node records how many values it expands
+    to (``expanded``), an alias adds its anchor's to the document's total, and past
+    :data:`ALIASED_VALUES` (or for an alias inside its own anchor) loading stops with
+    a ConfigError, before anything walks the expansion. PyYAML shares an alias's
+    objects, so loading a bomb is cheap, but copying, validating or printing it is not.
+    """
+
+    def __init__(self, stream: Any):
+        super().__init__(stream)
+        self.aliased_values = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if not self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            node.expanded = 1 + sum(child.expanded for child in _children(node))
+            return node
+        event = self.peek_event()
+        anchor = self.anchors.get(event.anchor)
+        if anchor is not None:  # else PyYAML's "undefined alias" error
+            line = event.start_mark.line + 1
+            size = getattr(anchor, "expanded", None)
+            if size is None:
+                raise ConfigError(
+                    f"line {line}: expected an alias to a finished anchor; got *{event.anchor} "
+                    f"inside &{event.anchor} itself (a structure that contains itself)"
+                )
+            self.aliased_values += size
+            if self.aliased_values > ALIASED_VALUES:
+                raise ConfigError(
+                    f"line {line}: expected aliases (*name) that expand to at most "
+                    f"{ALIASED_VALUES:,} values in all; got {self.aliased_values:,} by "
+                    f"*{event.anchor} (nested aliases that multiply, an alias bomb); write "
+                    "the values out or use fewer aliases"
+                )
+        return super().compose_node(parent, index)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return []
 
 
 ConfigLoader.yaml_implicit_resolvers = {
@@ -134,6 +198,24 @@ ConfigLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 ConfigLoader.add_implicit_resolver(_INT_TAG, _DECIMAL_INT, list("-+0123456789"))
+
+
+def _construct_int(loader: ConfigLoader, node: yaml.ScalarNode) -> int:
+    """A decimal integer (``!!int`` too); ConfigError for other forms and for one
+    longer than Python reads from text (a ValueError traceback otherwise)."""
+    line, text = node.start_mark.line + 1, node.value
+    if not _DECIMAL_INT.match(text):
+        raise ConfigError(f"line {line}: expected a decimal integer; got {shown(text)}")
+    digits = getattr(sys, "get_int_max_str_digits", lambda: 0)()  # 0: no limit
+    if digits and len(text.lstrip("+-")) > digits:
+        raise ConfigError(
+            f"line {line}: expected an integer of at most {digits:,} digits; got one of "
+            f"{len(text.lstrip('+-')):,} digits"
+        )
+    return int(text)
+
+
+ConfigLoader.add_constructor(_INT_TAG, _construct_int)
 ConfigLoader.add_implicit_resolver(_FLOAT_TAG, _DECIMAL_FLOAT, list("-+.0123456789"))
 
 
@@ -147,7 +229,8 @@ ConfigDumper.add_implicit_resolver(_FLOAT_TAG, _DECIMAL_FLOAT, list("-+.01234567
 
 def parse_value(text: str) -> Any:
     """An override's value, parsed as YAML (with ConfigLoader); text that is not YAML
-    stays text, and an empty value is the empty string."""
+    stays text, and an empty value is the empty string. Aliases past the loader's
+    bound raise ConfigError."""
     if not text.strip():
         return ""
     try:
@@ -165,9 +248,13 @@ def parse_override(override: str, label: str | None = None) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise ConfigError(
-            f"{label or arg('set')}: expected key=value (e.g. protocol.period=5); got {override!r}"
+            f"{label or arg('set')}: expected key=value (e.g. protocol.period=5); "
+            f"got {shown(override)}"
         )
-    return key, parse_value(text)
+    try:
+        return key, parse_value(text)
+    except ConfigError as error:  # the loader's own refusals (aliases)
+        raise error.prefixed(f"{label or arg('set')} {key}: ") from None
 
 
 def apply_override(raw: dict[str, Any], override: str, label: str | None = None) -> None:
