@@ -117,10 +117,13 @@ def test_pareto_over_accuracy_bytes_and_energy_by_hand():
     assert loop == pareto_optimal(loss, traffic, energy)
 
 
-def fake(protocol: dict, rounds, accuracy, sent, energy, seed: int = 3, drift=()) -> Result:
+def fake(
+    protocol: dict, rounds, accuracy, sent, energy, seed: int = 3, drift=(), **config
+) -> Result:
     """A Result made by hand: evaluations after ``rounds`` with the given accuracy and
-    cumulative bytes and Joules (every round's record from their differences)."""
-    config = small_config(seed=seed, rounds=int(rounds[-1]), protocol=str(protocol))
+    cumulative bytes and Joules (every round's record from their differences); its test
+    loss is 1 - accuracy. ``config``: more --set overrides (dotted keys)."""
+    config = small_config(seed=seed, rounds=int(rounds[-1]), protocol=str(protocol), **config)
     rounds = np.asarray(rounds, dtype=np.int64)
     accuracy, sent, energy = (np.asarray(v, dtype=float) for v in (accuracy, sent, energy))
     metrics = {
@@ -129,6 +132,7 @@ def fake(protocol: dict, rounds, accuracy, sent, energy, seed: int = 3, drift=()
         "test_accuracy_min": accuracy - 0.05,
         "test_accuracy_max": accuracy + 0.05,
         "avg_model_accuracy": accuracy + 0.01,
+        "test_loss_mean": 1 - accuracy,
         "bytes_sent": sent,
         "energy_joules": energy,
         "messages": sent / 100,
@@ -364,3 +368,250 @@ def test_sweep_curve_labels_name_what_differs_between_points():
     assert labels == ["learning rate 0.05 (1 seed)", "learning rate 0.5 (1 seed)"]
     assert "Every point has period (rounds) 4." in plot.caption
     assert "One seed per point: no band." in plot.caption
+
+
+# ------------------------------------------------------------------ what users asked for
+
+
+def _band(collection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fill_between's x, lower and upper edge (each x's smallest and largest y)."""
+    vertices = collection.get_paths()[0].vertices
+    xs = np.unique(vertices[:, 0])
+    column = [vertices[vertices[:, 0] == x, 1] for x in xs]
+    return xs, np.array([c.min() for c in column]), np.array([c.max() for c in column])
+
+
+def _plots(results) -> dict:
+    return {p.stem: p for p in comparison_figures(results)}
+
+
+def test_consensus_distance_draws_the_recorded_column_and_is_left_out_without_it():
+    rounds = [0, 2, 4, 6]
+    a = fake({"name": "dpsgd"}, rounds, [0.1, 0.3, 0.5, 0.6], [0, 1, 2, 3], [0, 1, 2, 3])
+    b = fake({"name": "nosync"}, rounds, [0.1, 0.2, 0.3, 0.4], [0, 0, 0, 0], [0, 1, 2, 3])
+    assert "consensus_distance" not in _plots({"a": a, "b": b})  # not recorded: no plot
+    a.metrics["consensus_distance"] = np.array([0.0, 0.5, 0.4, 0.3])
+    b.metrics["consensus_distance"] = np.array([0.0, 1.0, 2.0, 3.0])
+    plot = _plots({"a": a, "b": b})["consensus_distance"]
+    ax = plot.figure.axes[0]
+    assert ax.get_yscale() == "linear" and ax.get_xlabel() == "round"
+    (line,) = _lines(plot, "b")
+    np.testing.assert_array_equal(line.get_xdata(), rounds)
+    np.testing.assert_array_equal(line.get_ydata(), [0.0, 1.0, 2.0, 3.0])
+    assert "mean_i ||x_i - x_bar||^2" in plot.caption
+    # distances over 100-fold apart: a log axis, without the zeros (round 0)
+    a.metrics["consensus_distance"] = np.array([0.0, 0.005, 0.004, 0.003])
+    plot = _plots({"a": a, "b": b})["consensus_distance"]
+    assert plot.figure.axes[0].get_yscale() == "log"
+    (line,) = _lines(plot, "a")
+    np.testing.assert_array_equal(line.get_xdata(), [2, 4, 6])
+    assert "evaluations at distance 0" in plot.caption
+    # every node always holds the same model: a note, not a flat line
+    for r in (a, b):
+        r.metrics["consensus_distance"] = np.zeros(4)
+    plot = _plots({"a": a, "b": b})["consensus_distance"]
+    assert plot.figure is None and "consensus distance 0" in plot.caption
+
+
+def test_consensus_distance_of_one_run_is_in_its_report():
+    result = fake({"name": "dpsgd"}, [0, 2, 4], [0.1, 0.3, 0.5], [0, 1, 2], [0, 1, 2])
+    result.metrics["consensus_distance"] = np.array([0.0, 0.2, 0.1])
+    plots = {p.stem: p for p in run_figures(result)}
+    (line,) = plots["consensus_distance"].figure.axes[0].get_lines()
+    np.testing.assert_array_equal(line.get_ydata(), [0.0, 0.2, 0.1])
+
+
+def test_per_node_spread_in_comparisons_draws_min_to_max_per_variant():
+    rounds = [0, 2, 4]
+    results = {
+        "D-PSGD": fake({"name": "dpsgd"}, rounds, [0.1, 0.3, 0.5], [0, 1, 2], [0, 1, 2]),
+        "nosync": fake({"name": "nosync"}, rounds, [0.1, 0.2, 0.4], [0, 0, 0], [0, 1, 2]),
+    }
+    results["nosync"].metrics["test_accuracy_min"] = np.array([0.1, 0.0, 0.1])
+    plot = _plots(results)["accuracy_spread"]
+    panels = plot.figure.axes
+    assert [ax.get_title() for ax in panels] == ["D-PSGD", "nosync"]
+    for ax, result in zip(panels, results.values(), strict=True):
+        m = result.metrics
+        (band,) = ax.collections
+        x, low, high = _band(band)
+        np.testing.assert_array_equal(x, rounds)
+        np.testing.assert_allclose(low, m["test_accuracy_min"])
+        np.testing.assert_allclose(high, m["test_accuracy_max"])
+        (mean,) = [line for line in ax.get_lines() if line.get_label() == "nodes: mean"]
+        np.testing.assert_allclose(mean.get_ydata(), m["test_accuracy_mean"])
+    assert "worst to the best node" in plot.caption
+    # one run: its own accuracy plot has the band; no panel of one
+    assert "accuracy_spread" not in {p.stem for p in run_figures(results["D-PSGD"])}
+    # every node equal everywhere: a note
+    for result in results.values():
+        m = result.metrics
+        m["test_accuracy_min"] = m["test_accuracy_max"] = m["test_accuracy_mean"]
+    plot = _plots(results)["accuracy_spread"]
+    assert plot.figure is None and "min = max" in plot.caption
+
+
+def _churned(name: str, online, lost, messages, **config) -> Result:
+    rounds = [0, 2, 4]
+    result = fake({"name": name}, rounds, [0.1, 0.3, 0.5], [0, 1, 2], [0, 1, 2], **config)
+    result.rounds.update(
+        online_nodes=np.array(online), messages_lost=np.array(lost), messages=np.array(messages)
+    )
+    return result
+
+
+def test_online_nodes_and_lost_messages_only_under_network_conditions():
+    churn = {"network.availability.kind": "bernoulli", "network.availability.online": 0.7}
+    loss = {"network.delivery": 0.9}
+    results = {
+        "D-PSGD": _churned("dpsgd", [4, 5, 6, 3], [3, 2, 0, 4], [8, 10, 12, 6], **churn, **loss),
+        "nosync": _churned("nosync", [4, 5, 6, 3], [0, 0, 0, 0], [0, 0, 0, 0], **churn, **loss),
+    }
+    plot = _plots(results)["network_conditions"]
+    online_ax, lost_ax = plot.figure.axes
+    curves = [line for line in online_ax.get_lines() if not line.get_label().startswith("_")]
+    (online,) = curves  # the same availability for both: one curve
+    assert online.get_label() == "every variant"
+    np.testing.assert_array_equal(online.get_xdata(), [1, 2, 3, 4])
+    np.testing.assert_array_equal(online.get_ydata(), [4, 5, 6, 3])
+    (top,) = [line for line in online_ax.get_lines() if line.get_label().startswith("_")]
+    assert list(top.get_ydata()) == [6, 6]  # all 6 nodes, dashed
+    (lost,) = [line for line in lost_ax.get_lines() if line.get_label() == "D-PSGD"]
+    np.testing.assert_array_equal(lost.get_ydata(), [3, 2, 0, 4])
+    assert "D-PSGD: 75.00% of the nodes online on average, 9 of 36 messages lost (25.0%)" in (
+        plot.caption
+    )
+    results["nosync"].rounds["online_nodes"] = np.array([6, 6, 6, 6])
+    plot = _plots(results)["network_conditions"]
+    labels = [line.get_label() for line in plot.figure.axes[0].get_lines()]
+    assert "D-PSGD" in labels and "nosync" in labels  # different availability: one each
+    ideal = _churned("dpsgd", [6, 6, 6, 6], [0, 0, 0, 0], [8, 8, 8, 8])
+    assert "network_conditions" not in _plots({"a": ideal, "b": ideal})
+    assert "network_conditions" not in {p.stem for p in run_figures(ideal)}
+    assert "network_conditions" in {p.stem for p in run_figures(results["D-PSGD"])}
+
+
+def test_loss_against_bytes_periodic_curve_and_dynamic_points():
+    rounds = [0, 10]
+
+    def variant(protocol, sent, accuracy):
+        return fake(protocol, rounds, [0.1, accuracy], [0, sent], [0, 1])
+
+    results = {
+        "periodic b=1": variant({"name": "periodic", "period": 1}, 8e6, 0.9),
+        "periodic b=10": variant({"name": "periodic", "period": 10}, 1e6, 0.7),
+        "periodic b=5": variant({"name": "periodic", "period": 5}, 2e6, 0.8),
+        "dynamic delta=0.1": variant({"name": "dynamic", "delta": 0.1}, 3e6, 0.88),
+        "dynamic delta=1": variant({"name": "dynamic", "delta": 1.0}, 1.5e6, 0.82),
+        "nosync": variant({"name": "nosync"}, 0, 0.5),
+    }
+    plot = _plots(results)["loss_vs_bytes_tradeoff"]
+    ax = plot.figure.axes[0]
+    (curve,) = _lines(plot, "periodic averaging")
+    np.testing.assert_allclose(curve.get_xdata(), [1, 2, 8])  # MB, sorted by bytes
+    np.testing.assert_allclose(curve.get_ydata(), [0.3, 0.2, 0.1])  # final test loss
+    (points,) = _lines(plot, "dynamic averaging")
+    assert points.get_linestyle() == "None"
+    np.testing.assert_allclose(points.get_xdata(), [3, 1.5])
+    np.testing.assert_allclose(points.get_ydata(), [0.12, 0.18])
+    (silent,) = _lines(plot, "nosync (sends nothing)")
+    np.testing.assert_allclose(silent.get_ydata(), [0.5, 0.5])
+    assert ax.get_xlabel() == "total bytes sent (MB)"
+    assert ax.get_ylabel() == "final test loss (mean over nodes)"
+    assert {t.get_text() for t in ax.texts} == {"b=1", "b=10", "b=5", "delta=0.1", "delta=1"}
+    # with streams: the cumulative prequential loss, as the paper
+    for result in results.values():
+        result.metrics["cumulative_prequential_loss"] = result.metrics["test_loss_mean"] * 100
+    plot = _plots(results)["loss_vs_bytes_tradeoff"]
+    (curve,) = _lines(plot, "periodic averaging")
+    np.testing.assert_allclose(curve.get_ydata(), [30, 20, 10])
+    assert "cumulative prequential loss" in plot.figure.axes[0].get_ylabel()
+    # periodic without dynamic, or dynamic without periodic: no trade-off to draw
+    only_periodic = {n: r for n, r in results.items() if not n.startswith("dynamic")}
+    assert "loss_vs_bytes_tradeoff" not in _plots(only_periodic)
+    only_dynamic = {n: r for n, r in results.items() if not n.startswith("periodic")}
+    assert "loss_vs_bytes_tradeoff" not in _plots(only_dynamic)
+    # an unfinished variant is not a point
+    results["periodic b=5"].summary = {"finished": False}
+    plot = _plots(results)["loss_vs_bytes_tradeoff"]
+    (curve,) = _lines(plot, "periodic averaging")
+    np.testing.assert_allclose(curve.get_xdata(), [1, 8])
+    assert "Unfinished, not drawn: periodic b=5." in plot.caption
+
+
+def _sampled(result: Result, nodes, tests, half) -> Result:
+    result.metrics.update(
+        evaluated_nodes=np.array(nodes),
+        evaluated_test_samples=np.array(tests),
+        test_accuracy_mean_ci95=np.array(half),
+    )
+    return result
+
+
+def test_sampled_evaluations_are_said_and_their_interval_drawn():
+    rounds = [0, 2, 4]
+
+    def run(nodes, tests, half):
+        result = fake({"name": "dpsgd"}, rounds, [0.1, 0.3, 0.5], [0, 1e6, 2e6], [0, 1, 2])
+        return _sampled(result, nodes, tests, half)
+
+    sampled = run([2, 2, 6], [60, 60, 60], [0.04, 0.05, 0.0])  # 2 of the 6 nodes, then all
+    plot = {p.stem: p for p in run_figures(sampled)}["accuracy"]
+    assert "2 of 6 nodes (a new sample each time)" in plot.caption
+    assert "95% interval" in plot.caption and "test samples" not in plot.caption.split(".")[0]
+    ax = plot.figure.axes[0]
+    (interval,) = [c for c in ax.collections if c.get_label() == "mean: 95% interval"]
+    x, low, high = _band(interval)
+    np.testing.assert_array_equal(x, rounds)
+    np.testing.assert_allclose(low, [0.06, 0.25, 0.5])
+    np.testing.assert_allclose(high, [0.14, 0.35, 0.5])
+    both = run([2, 2, 6], [20, 20, 60], [0.04, 0.05, 0.0])  # and 20 of 60 test samples
+    plot = next(p for p in comparison_figures({"a": both}) if p.stem == "accuracy_vs_bytes")
+    assert "2 of 6 nodes (a new sample each time) on 20 test samples" in plot.caption
+    (band,) = plot.figure.axes[0].collections
+    x, low, high = _band(band)
+    np.testing.assert_allclose(x, [0, 1, 2])  # MB
+    np.testing.assert_allclose(high - low, [0.08, 0.1, 0.0])
+    full = run([6, 6, 6], [60, 60, 60], [0.0, 0.0, 0.0])  # measured everything
+    for plot in run_figures(full):
+        assert "Sampled evaluation" not in plot.caption, plot.stem
+        if plot.figure is not None:
+            for ax in plot.figure.axes:
+                assert not [c for c in ax.collections if "interval" in c.get_label()]
+    spread = _plots({"sampled": sampled, "full": full})["accuracy_spread"]
+    assert "sampled: 2 of 6 nodes" in spread.caption and "full:" not in spread.caption
+
+
+def test_a_real_run_under_churn_reports_the_new_plots(tmp_path):
+    out = tmp_path / "churn"
+    result = gossamer.run(
+        small_config(
+            **{
+                "network.availability.kind": "bernoulli",
+                "network.availability.online": 0.7,
+                "network.delivery": 0.8,
+                "eval.nodes": 3,
+            }
+        ),
+        out=out,
+    )
+    write_report([out])
+    page = (out / "report.html").read_text()
+    for title in (
+        "Online nodes and lost messages per round",
+        "Consensus distance against rounds",
+        "Test accuracy against rounds",
+    ):
+        assert f"<strong>{title}</strong>" in page, title
+    assert "3 of 6 nodes (a new sample each time)" in page
+    plots = {p.stem: p for p in run_figures(result)}
+    online_ax, lost_ax = plots["network_conditions"].figure.axes
+    (online,) = [line for line in online_ax.get_lines() if line.get_label() == "churn"]
+    np.testing.assert_array_equal(online.get_ydata(), result.rounds["online_nodes"])
+    assert result.rounds["online_nodes"].min() < 6  # churn did happen
+    (lost,) = lost_ax.get_lines()
+    np.testing.assert_array_equal(lost.get_ydata(), result.rounds["messages_lost"])
+    assert result.rounds["messages_lost"].sum() > 0
+    (distance,) = plots["consensus_distance"].figure.axes[0].get_lines()
+    at = np.searchsorted(result.metrics["round"], distance.get_xdata())  # (0 left off a log axis)
+    np.testing.assert_array_equal(distance.get_ydata(), result.metrics["consensus_distance"][at])

@@ -350,6 +350,7 @@ FULL_REPORT = [
     "Test accuracy against simulated time",
     "Cumulative prequential loss against communication",
     "Loss around the drift",
+    "Consensus distance against rounds",
     "Per-node accuracy distribution",
     "Topology",
     "Label distribution over nodes",

@@ -7,7 +7,7 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +179,126 @@ def same_for_all(columns: Sequence[tuple[np.ndarray, np.ndarray]]) -> bool:
         and np.allclose(np.asarray(v, float), np.asarray(values, float), rtol=1e-9, atol=0)
         for r, v in columns[1:]
     )
+
+
+@dataclass
+class Cycles:
+    """Which evaluations each variant's curve joins (those at the end of its protocol's
+    cycles), and the caption's account of it."""
+
+    by_cycle: dict[int, list[str]] = field(default_factory=dict)
+    too_few: list[str] = field(default_factory=list)
+
+    def joined(self, label: str, result: Result) -> np.ndarray:
+        """The evaluations at the end of a cycle; all of them for protocols without
+        cycles, or when fewer than two fall at a cycle's end."""
+        rounds = result.metrics["round"]
+        cycle = cycle_rounds(result)
+        ends = cycle_end(rounds, cycle)
+        if cycle == 1 or ends.all():
+            return np.ones(len(rounds), dtype=bool)
+        if ends.sum() < 2:
+            self.too_few.append(label)
+            return np.ones(len(rounds), dtype=bool)
+        self.by_cycle.setdefault(cycle, []).append(label)
+        return ends
+
+    def caption(self) -> list[str]:
+        lines = [
+            f"{', '.join(labels)}: the line joins the evaluations at the end of each "
+            f"{cycle}-round cycle (rounds done a multiple of {cycle}, right after the "
+            "synchronization), so that every protocol is compared at the same phase of its "
+            "cycle (the models drift apart while they train and agree again after the "
+            "synchronization); hollow dots: the evaluations in between, not joined."
+            for cycle, labels in self.by_cycle.items()
+        ]
+        if self.too_few:
+            lines.append(
+                f"{', '.join(self.too_few)}: fewer than two evaluations at the end of a cycle, "
+                "so all are joined (set eval_every to a multiple of the cycle)."
+            )
+        return lines
+
+
+def finished(result: Result) -> bool:
+    """Whether the run finished: it has final metrics (an unfinished run directory loads
+    with the summary ``{"finished": False}``; a run in memory has no "finished" key)."""
+    return "final" in result.summary
+
+
+def sampled_rows(result: Result) -> np.ndarray:
+    """(E,) bool: the evaluations that measured a sample of the nodes or a subset of the
+    test set (``eval.nodes``, ``eval.test_samples``); none for runs without the columns.
+
+    The whole test set's size is what the final evaluation measured (it measures
+    everything); an unfinished run may not have it, so a row with a positive interval
+    counts as sampled too."""
+    m = result.metrics
+    if "test_accuracy_mean_ci95" not in m:
+        return np.zeros(len(m.get("round", ())), dtype=bool)
+    nodes = np.asarray(m["evaluated_nodes"]) < result.config.nodes
+    tests = np.asarray(m["evaluated_test_samples"])
+    return nodes | (tests < tests.max()) | (np.asarray(m["test_accuracy_mean_ci95"]) > 0)
+
+
+def sampling_caption(results: Mapping[str, Result]) -> str:
+    """What the sampled evaluations measured, for the caption of a plot of their mean
+    accuracy with its 95% interval (shaded); empty when every evaluation measured
+    every node on the whole test set."""
+    said: dict[str, list[str]] = {}
+    for label, result in results.items():
+        rows = sampled_rows(result)
+        if not rows.any():
+            continue
+        m, nodes = result.metrics, result.config.nodes
+        parts = []
+        measured = sorted({int(k) for k in m["evaluated_nodes"][rows]})
+        if measured != [nodes]:
+            parts.append(
+                f"{'/'.join(map(str, measured))} of {nodes} nodes (a new sample each time)"
+            )
+        subset = sorted({int(k) for k in m["evaluated_test_samples"][rows]})
+        whole = int(np.max(m["evaluated_test_samples"]))  # unfinished: maybe the subset
+        unfinished_subset = not finished(result) and result.config.eval.test_samples
+        if subset != [whole] or unfinished_subset:
+            parts.append(f"{'/'.join(map(str, subset))} test samples (the same subset all run)")
+        said.setdefault(" on ".join(parts) or "a sample", []).append(label)
+    if not said:
+        return ""
+    phrases = [
+        f"{what}"
+        if len(said) == 1 and len(results) == len(labels)
+        else f"{', '.join(labels)}: {what}"
+        for what, labels in said.items()
+    ]
+    return (
+        "Sampled evaluation (eval.nodes, eval.test_samples): every evaluation before the "
+        f"last measured {'; '.join(phrases)}, so its mean is an estimate; shaded around the "
+        "mean: its 95% interval for the mean over every node on the whole test set "
+        "(test_accuracy_mean_ci95). The final evaluation measures every node on the whole "
+        "test set."
+    )
+
+
+def draw_interval(ax, x, result: Result, joined: np.ndarray, drifts, color, label=None) -> None:
+    """Shade the 95% interval of a sampled evaluation's mean accuracy,
+    ``test_accuracy_mean +- test_accuracy_mean_ci95``, over the evaluations a curve
+    joins (``joined``), broken at drifts; nothing when no evaluation sampled."""
+    if not sampled_rows(result).any():
+        return
+    m = result.metrics
+    mean = np.asarray(m["test_accuracy_mean"], dtype=float)
+    half = np.asarray(m["test_accuracy_mean_ci95"], dtype=float)
+    for part in segments(m["round"], drifts):
+        keep = part[joined[part]]
+        if len(keep):
+            ax.fill_between(
+                x[keep],
+                mean[keep] - half[keep],
+                mean[keep] + half[keep],
+                color=color,
+                alpha=0.2,
+                linewidth=0,
+                label=label,
+            )
+            label = None

@@ -17,7 +17,6 @@ Honest by construction:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -25,19 +24,27 @@ from matplotlib.figure import Figure
 from gossamer.report.distributions import label_distribution, node_accuracy, topology
 from gossamer.report.figures import (
     LOG_SPAN,
+    Cycles,
     Plot,
     axis_unit,
-    cycle_end,
-    cycle_rounds,
+    draw_interval,
     drift_rounds,
     listed,
     same_for_all,
+    sampling_caption,
     segments,
     time_unit,
     variant_colors,
 )
+from gossamer.report.network_plots import network_conditions
+from gossamer.report.node_plots import accuracy_spread, consensus, draw_spread
 from gossamer.report.tables import format_bytes, format_energy, format_number
-from gossamer.report.traffic_plots import loss_around_drift, prequential, traffic_per_round
+from gossamer.report.traffic_plots import (
+    loss_against_bytes,
+    loss_around_drift,
+    prequential,
+    traffic_per_round,
+)
 from gossamer.results import Result
 
 MEASURED = (
@@ -83,7 +90,13 @@ def comparison_figures(results: Mapping[str, Result]) -> list[Plot]:
         plots.append(prequential(per_round, by_bytes=not same["bytes"]))
         if drifts:
             plots.append(loss_around_drift(per_round, drifts))
-    return plots
+    optional = (
+        loss_against_bytes(results),
+        accuracy_spread(results, drifts) if len(results) > 1 else None,  # one run: its band
+        consensus(results, drifts),
+        network_conditions(per_round, drifts),
+    )
+    return plots + [plot for plot in optional if plot is not None]
 
 
 def run_figures(result: Result, edges: dict | None = None) -> list[Plot]:
@@ -142,44 +155,6 @@ def _left_out(results: Mapping[str, Result], axis: str) -> Plot:
     )
 
 
-@dataclass
-class _Cycles:
-    """Which evaluations each variant's curve joins, and the caption's account of it."""
-
-    by_cycle: dict[int, list[str]] = field(default_factory=dict)
-    too_few: list[str] = field(default_factory=list)
-
-    def joined(self, label: str, result: Result) -> np.ndarray:
-        """The evaluations at the end of a cycle; all of them for protocols without
-        cycles, or when fewer than two fall at a cycle's end."""
-        rounds = result.metrics["round"]
-        cycle = cycle_rounds(result)
-        ends = cycle_end(rounds, cycle)
-        if cycle == 1 or ends.all():
-            return np.ones(len(rounds), dtype=bool)
-        if ends.sum() < 2:
-            self.too_few.append(label)
-            return np.ones(len(rounds), dtype=bool)
-        self.by_cycle.setdefault(cycle, []).append(label)
-        return ends
-
-    def caption(self) -> list[str]:
-        lines = [
-            f"{', '.join(labels)}: the line joins the evaluations at the end of each "
-            f"{cycle}-round cycle (rounds done a multiple of {cycle}, right after the "
-            "synchronization), so that every protocol is compared at the same phase of its "
-            "cycle (accuracy rises and falls within a cycle); hollow dots: the evaluations "
-            "in between, not joined."
-            for cycle, labels in self.by_cycle.items()
-        ]
-        if self.too_few:
-            lines.append(
-                f"{', '.join(self.too_few)}: fewer than two evaluations at the end of a cycle, "
-                "so all are joined (set eval_every to a multiple of the cycle)."
-            )
-        return lines
-
-
 def _accuracy_plot(results: Mapping[str, Result], axis: str, drifts: list[int]) -> Plot:
     """Mean test accuracy over nodes against rounds, bytes, energy or simulated time."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
@@ -190,7 +165,7 @@ def _accuracy_plot(results: Mapping[str, Result], axis: str, drifts: list[int]) 
     positive = [t for t in totals if t > 0]
     log = axis == "bytes" and len(positive) > 1 and max(positive) / min(positive) > LOG_SPAN
     scale, name = time_unit(totals) if axis == "time" else axis_unit(totals, unit)
-    cycles, silent = _Cycles(), []
+    cycles, silent = Cycles(), []
     copies = _copies(results, column)
     for label, result in results.items():
         m = result.metrics
@@ -216,6 +191,7 @@ def _accuracy_plot(results: Mapping[str, Result], axis: str, drifts: list[int]) 
             name_shown,
             style,
         )
+        draw_interval(ax, x, result, shown & joined, drifts, colors[label])
     if axis == "rounds":
         for d in drifts:
             ax.axvline(d, color="grey", linestyle="--", linewidth=0.8)
@@ -234,6 +210,8 @@ def _accuracy_plot(results: Mapping[str, Result], axis: str, drifts: list[int]) 
     if silent:
         caption.append(f"{', '.join(silent)} sent nothing: dotted, its final accuracy.")
     caption += cycles.caption()
+    if sampling := sampling_caption(results):
+        caption.append(sampling)
     if copies:
         same = "; ".join(f"{label} = {original}" for label, original in copies.items())
         caption.append(f"Equal curves, drawn dashed over each other: {same}.")
@@ -290,44 +268,20 @@ def _accuracy_band(result: Result) -> Plot:
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.subplots()
     m = result.metrics
-    cycles = _Cycles()
+    cycles = Cycles()
     joined = cycles.joined(_name(result), result)
     drifts = [int(e["round"]) for e in result.summary.get("drift", [])]
     rounds = m["round"]
+    draw_spread(ax, result, joined, drifts, "tab:blue")
     for k, part in enumerate(segments(rounds, drifts)):
         keep = part[joined[part]]
-        low, high = m["test_accuracy_min"][keep], m["test_accuracy_max"][keep]
-        first = k == 0
-        ax.fill_between(
-            rounds[keep], low, high, alpha=0.25, label="nodes: min to max" if first else None
-        )
-        ax.plot(
-            rounds[keep],
-            m["test_accuracy_mean"][keep],
-            marker=".",
-            color="tab:blue",
-            label="nodes: mean" if first else None,
-        )
         ax.plot(
             rounds[keep],
             m["avg_model_accuracy"][keep],
             linestyle="--",
             color="tab:orange",
-            label="average model" if first else None,
+            label="average model" if k == 0 else None,
         )
-    if not joined.all():
-        ax.plot(
-            rounds[~joined],
-            m["test_accuracy_mean"][~joined],
-            linestyle="none",
-            marker="o",
-            markersize=3.5,
-            markerfacecolor="none",
-            color="tab:blue",
-            label="nodes: mean, mid-cycle",
-        )
-    for d in drifts:
-        ax.axvline(d, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
@@ -339,6 +293,8 @@ def _accuracy_band(result: Result) -> Plot:
         MEASURED,
         *cycles.caption(),
     ]
+    if sampling := sampling_caption({_name(result): result}):
+        caption += [sampling, "The min and max are over the nodes each evaluation measured."]
     if drifts:
         caption.append(f"Concept drift at round {listed(drifts)} (grey dashed): curves break.")
     return Plot("accuracy", "Test accuracy against rounds", " ".join(caption), fig)

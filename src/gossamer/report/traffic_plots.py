@@ -12,6 +12,7 @@ from gossamer.report.figures import (
     LOG_SPAN,
     Plot,
     axis_unit,
+    finished,
     listed,
     moving_average,
     variant_colors,
@@ -148,3 +149,94 @@ def loss_around_drift(results: Mapping[str, Result], drifts: list[int]) -> Plot:
         f"concept drift at round {listed(drifts)}."
     )
     return Plot("loss_around_drift", "Loss around the drift", caption, fig)
+
+
+#: Dynamic averaging's protocols, points of the trade-off: their marker and legend.
+DYNAMIC = {"dynamic": ("o", "dynamic averaging"), "dynamic_gossip": ("^", "dynamic gossip")}
+
+
+def loss_against_bytes(results: Mapping[str, Result]) -> Plot | None:
+    """The trade-off of Kamp et al. (ECML-PKDD 2018): one point per finished variant, its
+    final loss against the total bytes sent; periodic averaging's variants joined as a
+    curve in order of bytes, dynamic averaging's as points. None unless the comparison
+    holds both periodic and dynamic variants."""
+    done = {n: r for n, r in results.items() if finished(r)}
+    names = {n: r.config.protocol.name for n, r in done.items()}
+    periodic = [n for n in done if names[n] == "periodic"]
+    if not periodic or not any(names[n] in DYNAMIC for n in done):
+        return None
+    stream = all("cumulative_prequential_loss" in r.metrics for r in done.values())
+    column = "cumulative_prequential_loss" if stream else "test_loss_mean"
+    words = (
+        "cumulative prequential loss (sum over nodes and rounds)"
+        if stream
+        else "final test loss (mean over nodes)"
+    )
+    loss = {n: float(r.metrics[column][-1]) for n, r in done.items()}
+    sent = {n: float(r.metrics["bytes_sent"][-1]) for n, r in done.items()}
+    positive = [b for b in sent.values() if b > 0]
+    log = len(positive) > 1 and max(positive) / min(positive) > LOG_SPAN
+    scale, unit = axis_unit(positive, "B")
+    colors = variant_colors(done)
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    curve = sorted(periodic, key=lambda n: sent[n])
+    ax.plot(
+        [sent[n] / scale for n in curve],
+        [loss[n] for n in curve],
+        marker="s",
+        color=colors[curve[-1]],
+        label="periodic averaging",
+    )
+    drawn = set(curve)
+    for protocol, (marker, legend) in DYNAMIC.items():
+        points = [n for n in done if names[n] == protocol and sent[n] > 0]
+        if points:
+            ax.plot(
+                [sent[n] / scale for n in points],
+                [loss[n] for n in points],
+                linestyle="none",
+                marker=marker,
+                color=colors[points[0]],
+                label=legend,
+            )
+            drawn.update(points)
+    silent = []
+    for n in done:
+        if n in drawn:
+            continue
+        if sent[n] == 0:
+            ax.axhline(loss[n], color=colors[n], linestyle=":", label=f"{n} (sends nothing)")
+            silent.append(n)
+        else:
+            ax.plot(sent[n] / scale, loss[n], marker="x", color=colors[n], label=n)
+    for n in drawn:  # "periodic b=4" as "b=4": the legend says which protocol
+        short = n.split(" ", 1)[1] if n.lower().startswith(f"{names[n]} ") else n
+        ax.annotate(
+            short,
+            (sent[n] / scale, loss[n]),
+            fontsize="xx-small",
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(f"total bytes sent ({unit}{', log scale' if log else ''})")
+    ax.set_ylabel(words)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small")
+    caption = [
+        f"One point per variant: its {words} against the bytes that all nodes (and the "
+        "coordinator) sent over the run, as Kamp et al. (ECML-PKDD 2018) compare dynamic "
+        "with periodic averaging: periodic variants joined in order of bytes (the curve "
+        "the period traces), dynamic variants as points; a point below the curve reaches "
+        "a lower loss for the same communication."
+    ]
+    if log:
+        caption.append(f"The totals differ more than {LOG_SPAN:.0f}-fold: logarithmic axis.")
+    if silent:
+        caption.append(f"{', '.join(silent)} sent nothing: dotted, its loss.")
+    left = [n for n in results if n not in done]
+    if left:
+        caption.append(f"Unfinished, not drawn: {', '.join(left)}.")
+    return Plot("loss_vs_bytes_tradeoff", "Loss against communication", " ".join(caption), fig)
