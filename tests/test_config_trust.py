@@ -18,10 +18,12 @@ from typer.testing import CliRunner
 import gossamer
 from conftest import SMALL, small_config
 from gossamer.cli.app import app
-from gossamer.config import DATASETS, ConfigError, dump_config, load_config, merge_config
+from gossamer.config import ConfigError, dump_config, load_config, merge_config
 from gossamer.config.loading import apply_overrides
+from gossamer.config.work import train_samples
 from gossamer.results.files import atomic_write, json_text, strict_json
 from gossamer.sim import memory
+from gossamer.sim.data import load_dataset
 
 runner = CliRunner()
 
@@ -242,22 +244,34 @@ def test_more_nodes_than_training_samples_is_refused_at_once():
     load_config(None, ["data.dataset=synthetic", "nodes=3200", "data.partition=iid"])
 
 
-def test_a_dataset_that_tells_its_size_is_checked_too(monkeypatch):
-    digits = DATASETS.implementation("digits")
-
-    class Told:  # digits, with the train_samples trait a dataset may have
-        def __getattr__(self, name):
-            return getattr(digits, name)
-
-        def train_samples(self, data):
-            return 1797 - math.ceil(1797 * data.test_fraction)
-
-    real = DATASETS.implementation
-    monkeypatch.setattr(
-        DATASETS, "implementation", lambda name: Told() if name == "digits" else real(name)
-    )
+def test_the_digits_dataset_tells_its_training_samples():
     with pytest.raises(ConfigError, match=r"at most the 1,437 training samples \(of 'digits'\)"):
-        load_config(None, ["nodes=1000000"])
+        load_config(None, ["nodes=1000000"])  # digits is the default dataset
+    with pytest.raises(ConfigError, match="at most the 1,617 training samples"):
+        load_config(None, ["data.test_fraction=0.1", "nodes=1618"])
+    for fraction in (0.1, 0.2, 0.33):  # the number is the split's, not an estimate
+        data = load_config(None, [f"data.test_fraction={fraction}"]).data
+        assert train_samples(data)[0] == len(load_dataset(data, seed=0).y_train)
+    load_config(None, ["nodes=1437", "data.partition=iid"])
+
+
+def test_the_command_line_refuses_a_million_nodes_within_seconds(tmp_path):
+    start = time.perf_counter()
+    result = runner.invoke(app, ["run", "--set", "nodes=1000000", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert "error: invalid configuration: nodes: expected at most the 1,437" in result.stderr
+    npz = tmp_path / "small.npz"  # a dataset whose size only its file tells
+    rng = np.random.default_rng(0)
+    x, y = rng.random((300, 1, 8, 8), dtype=np.float32), np.arange(300) % 10
+    np.savez(npz, x_train=x, y_train=y, x_test=x[:50], y_test=y[:50])
+    overrides = ["data.dataset=npz", f"data.root={npz}", "nodes=1000000"]
+    result = runner.invoke(app, ["run", *(a for o in overrides for a in ("--set", o)), "-q"])
+    assert result.exit_code == 2, result.output
+    assert (
+        "error: nodes: expected at most the 300 training samples of data.dataset 'npz', as "
+        "every node needs one; got 1,000,000" in result.stderr
+    )
+    assert time.perf_counter() - start < 20  # no graph of a million nodes is built
 
 
 @pytest.mark.parametrize(

@@ -92,6 +92,14 @@ class Simulation:
         build_compressor(config.protocol.compression, model.param_shapes, config.seed)  # checks
         devices, clock, conditions = fleet(config, model)  # before the data: no data needed
         energy = devices if config.energy.enabled else None
+        # the data before the topology: a graph of more nodes than samples is not built
+        dataset, node_data = load_partitioned(config, classes, device)
+        dataset = dataset.to(device)
+        if config.eval.test_samples > len(dataset.y_test):
+            raise ConfigError(
+                f"eval.test_samples: expected at most the {len(dataset.y_test):,} samples of "
+                f"the test set; got {config.eval.test_samples:,}"
+            )
         topology = schedule = None
         if config.protocol.uses_topology and config.topology.kind not in DYNAMIC_KINDS:
             key = json.dumps([config.topology.model_dump(mode="json"), config.nodes, config.seed])
@@ -100,13 +108,6 @@ class Simulation:
             )
         if config.protocol.uses_topology and time_varying(config.topology):
             schedule = TimeVarying(config.topology, config.nodes, config.seed)
-        dataset, node_data = load_partitioned(config, classes, device)
-        dataset = dataset.to(device)
-        if config.eval.test_samples > len(dataset.y_test):
-            raise ConfigError(
-                f"eval.test_samples: expected at most the {len(dataset.y_test):,} samples of "
-                f"the test set; got {config.eval.test_samples:,}"
-            )
         events = drift_schedule(config.data.drift, config.nodes, config.rounds, config.seed)
         shift = None
         if events:

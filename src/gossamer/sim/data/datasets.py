@@ -28,6 +28,7 @@ Images are stored once on the device as uint8 and normalized on the fly per chan
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,6 +123,9 @@ class DatasetSource:
         description: one line for ``gossamer list``.
         seeded: the seed generates or splits the data (it is part of the sharing key).
         options: the ``data`` sub-section that configures it (e.g. "synthetic"), if any.
+        train_samples: ``train_samples(config)``, the training samples the config
+            implies, for a dataset of fixed size (the config then refuses more nodes
+            than samples before anything is built: ``gossamer.config.work``).
     """
 
     name: str
@@ -133,6 +137,7 @@ class DatasetSource:
     has_writers: bool = False
     seeded: bool = False
     options: str | None = None
+    train_samples: Callable[[DataConfig], int | None] | None = None
 
     def input_shape(self, config: DataConfig) -> tuple[int, ...] | None:
         """The input shape known from the config, or None (only the files tell)."""
@@ -256,6 +261,8 @@ def _normalization(name: str, x_train: np.ndarray) -> tuple[torch.Tensor, torch.
     description="scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), built in",
     shape=lambda config: ((1, 8, 8), 10),
     seeded=True,
+    # _split tests ceil(test_fraction x 1,797) of the 1,797 (as train_test_split does)
+    train_samples=lambda config: 1797 - math.ceil(config.test_fraction * 1797),
 )
 def _digits(config: DataConfig, seed: int) -> Arrays:
     from sklearn.datasets import load_digits

@@ -56,6 +56,11 @@ def partition_indices(
     """
     rng = numpy_generator(seed, Purpose.PARTITION)
     total = len(labels)
+    if nodes > total:  # the files told only now (gossamer.config.work checks the rest)
+        raise ConfigError(
+            f"nodes: expected at most the {total:,} training samples of data.dataset "
+            f"{config.dataset!r}, as every node needs one; got {nodes:,}"
+        )
     if config.partition == "natural":
         if writers is None:
             raise ConfigError(
