@@ -22,7 +22,7 @@ from gossamer.config import ConfigError, dump_config, load_config, merge_config
 from gossamer.config.loading import apply_overrides
 from gossamer.config.work import train_samples
 from gossamer.results.files import atomic_write, json_text, strict_json
-from gossamer.sim import memory
+from gossamer.sim import Simulation, memory, simulation
 from gossamer.sim.data import load_dataset
 
 runner = CliRunner()
@@ -356,6 +356,21 @@ def test_a_model_too_large_is_refused_by_its_plan_without_being_built():
     memory.check_model_fits(load_config(None, []), torch.device("cpu"))  # the quickstart fits
     outline = memory.outline_for_config(config)
     assert outline.terms["parameters"] == 32 * (64 * 10**10 + 10**10 + 10**11 + 10) * 4
+
+
+def test_a_run_with_a_model_too_large_is_refused_before_the_model_is_built(monkeypatch):
+    built = []
+    real = simulation.build_model
+    monkeypatch.setattr(simulation, "build_model", lambda *a: built.append(a) or real(*a))
+    with pytest.raises(ConfigError, match=r"^memory: this run needs about [\d,.]+ GB .* the "):
+        Simulation.build(load_config(None, ["model.hidden=[100000000]"]))
+    assert built == []  # refused by the plan, not by the allocator
+    result = runner.invoke(app, ["run", "--set", "model.hidden=[100000000]", "-q"])
+    assert result.exit_code == 2, result.output
+    assert "error: memory: this run needs about" in result.stderr
+    assert "largest part is parameters" in result.stderr and "allocate memory" not in result.output
+    sim = Simulation.build(small_config())  # a run that fits is built as before
+    assert len(built) == 1 and sim.node_data.num_nodes == SMALL["nodes"]
 
 
 def test_plan_exits_non_zero_when_the_run_does_not_fit():

@@ -33,7 +33,7 @@ from gossamer.sim.data import (
 )
 from gossamer.sim.engine import Population, auto_chunk, set_precision, tune_allocator
 from gossamer.sim.evaluation import mean_accuracy_ci95, node_sample, stratified_subset
-from gossamer.sim.memory import check_fits, plan_memory
+from gossamer.sim.memory import check_fits, check_model_fits, plan_memory
 from gossamer.sim.models import StackedModel, build_model
 from gossamer.sim.network import Encoder, Network, build_compressor
 from gossamer.sim.optim import build_optimizer
@@ -86,6 +86,7 @@ class Simulation:
         """Validate what depends on the data shape first, then allocate."""
         device = resolve_device(config.device)
         input_shape, classes = dataset_info(config.data)
+        check_model_fits(config, device)  # the N models' memory, before the template takes any
         model = build_model(config.model, input_shape, classes)  # ConfigError if unusable
         check_augmentation(config.data, input_shape)  # known only now for npz and folders
         tf32 = set_precision(model, config.engine.precision, device)
