@@ -23,6 +23,7 @@ from gossamer.config.loading import apply_overrides
 from gossamer.config.work import train_samples
 from gossamer.results.files import atomic_write, json_text, strict_json
 from gossamer.sim import Simulation, memory, simulation
+from gossamer.sim.conditions import Trace
 from gossamer.sim.data import load_dataset
 
 runner = CliRunner()
@@ -309,6 +310,62 @@ def test_availability_that_leaves_some_node_online_is_accepted():
     load_config(None, [daily, "rounds=2", "eval_every=1"])  # the second round is at the peak
 
 
+@pytest.mark.parametrize(
+    ("trace", "seconds_per_round", "given"),
+    [
+        ("node,start,end\n0,1000,2000\n3,4,9\n", 1, "2 online intervals from time 4 to 2000"),
+        ("node,start,end\n0,0,0\n", 1, "1 online interval from time 0 to 0"),  # [0, 0)
+        ("node,start,end\n", 1, "no online interval"),
+        ("node,start,end\n1,3.5,3.9\n", 1, "1 online interval from time 3.5 to 3.9"),
+        ("node,start,end\n1,30,40\n", 7.5, "1 online interval from time 30 to 40"),  # 4: 30
+    ],
+)
+def test_a_trace_under_which_no_node_is_online_is_refused(
+    tmp_path, trace, seconds_per_round, given
+):
+    path = tmp_path / "trace.csv"
+    path.write_text(trace)
+    availability = {"kind": "trace", "path": str(path), "seconds_per_round": seconds_per_round}
+    config = load_config({**SMALL, "network": {"availability": availability}})
+    with pytest.raises(
+        ConfigError,
+        match=rf"^network.availability.path '{path}': expected some node online in the run's "
+        rf"4 rounds \(trace times 0 to {3 * seconds_per_round:g} at seconds_per_round "
+        rf"{seconds_per_round:g}\), or the run does no work; got {given} for its 6 nodes",
+    ):
+        Simulation.build(config)
+    (tmp_path / "run.yaml").write_text(dump_config(config))
+    result = runner.invoke(app, ["run", str(tmp_path / "run.yaml"), "-q"])
+    assert result.exit_code == 2 and "error: network.availability.path" in result.stderr
+
+
+def test_a_trace_with_a_node_online_in_some_round_is_accepted(tmp_path):
+    path = tmp_path / "trace.json"  # FedScale's form: online in [active, inactive], cyclic
+    clients = {str(i): {"active": [5], "inactive": [6], "finish_time": 10} for i in range(6)}
+    path.write_text(json.dumps(clients))
+    availability = {"kind": "trace", "path": str(path), "seconds_per_round": 4}
+    config = load_config({**SMALL, "network": {"availability": availability}})
+    with pytest.raises(ConfigError, match=r"from time 5 to 6 for its 6 nodes"):
+        Simulation.build(config)  # times 0, 4, 8, 12 (2 within the cycle): none in [5, 6]
+    config = load_config(config, ["rounds=8", "eval_every=4"])  # time 16: 6 within the cycle
+    sim = Simulation.build(config)
+    assert sim.network.availability._trace.first_online_round(8, 4) == 4
+
+
+def test_the_first_online_round_of_a_trace_matches_a_loop_over_rounds():
+    rng = np.random.default_rng(0)
+    for closed in (False, True):
+        for _ in range(20):
+            k = int(rng.integers(1, 6))
+            start = rng.uniform(0, 60, k).round(1)
+            end = start + rng.uniform(0, 3, k).round(1)
+            period = np.where(rng.random(k) < 0.5, np.inf, rng.uniform(10, 50, k).round())
+            trace = Trace(rng.integers(0, 4, k), start, end, period, 4, closed)
+            spr = float(rng.choice([0.5, 1.0, 2.5, 7.0]))
+            online = [t for t in range(30) if trace.online(t * spr).any()]
+            assert trace.first_online_round(30, spr) == (online[0] if online else None)
+
+
 def test_a_skiptrain_cycle_longer_than_the_run_warns():
     with pytest.warns(
         UserWarning,
@@ -395,14 +452,14 @@ def _strict(text: str):
 
 
 def test_summary_json_is_strict_json_when_no_node_trained(tmp_path):
-    trace = tmp_path / "late.csv"  # every node comes online after the run
-    trace.write_text("node,start,end\n0,1000,2000\n")
+    trace = tmp_path / "first.csv"  # node 0 is online in round 0 only: none in the last
+    trace.write_text("node,start,end\n0,0,1\n")
     config = {
         **SMALL,
         "network": {"availability": {"kind": "trace", "path": str(trace)}},
     }
     result = gossamer.run(config, out=tmp_path / "run")
-    assert math.isnan(result.summary["final"]["train_loss"])  # nobody trained
+    assert math.isnan(result.summary["final"]["train_loss"])  # nobody trained last
     summary = _strict((tmp_path / "run" / "summary.json").read_text())
     assert summary["final"]["train_loss"] is None
     assert summary["final"]["test_accuracy_mean"] == pytest.approx(

@@ -192,7 +192,8 @@ def list_components(as_json: JsonOpt = False) -> None:
         output.json(kinds)
         return
     key = {kind: f"{where.get(kind, kind)}.name" for kind in REGISTRIES} | {
-        "topology": "topology.kind"
+        "dataset": "data.dataset",  # the config keys that name them
+        "topology": "topology.kind",
     }
     listing = {key[kind]: named for kind, named in kinds.items()}
     gap = ""

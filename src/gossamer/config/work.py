@@ -98,7 +98,7 @@ def _check_online(config: Config) -> None:
             for t in range(min(rounds, 10_000))
         ]
         share = sum(low + (high - low) * (1 + math.cos(p)) / 2 for p in phases) / len(phases)
-    else:  # always; trace: the file tells
+    else:  # always; trace: the file tells (gossamer.sim.conditions checks it when read)
         return
     expected = config.nodes * rounds * share
     if expected < 1:

@@ -72,6 +72,25 @@ class Availability:
         share = self.config.online if kind == "bernoulli" else self.daily_share(round)
         return self._draw(round) < share
 
+    def check_some_online(self, rounds: int) -> None:
+        """Refuse a trace under which no node is online in any of the run's ``rounds``
+        (the config refuses the other kinds that leave none: ``gossamer.config.work``)."""
+        trace, spr = self._trace, self.config.seconds_per_round
+        if trace is None or trace.first_online_round(rounds, spr) is not None:
+            return
+        span = "no online interval"
+        if len(trace.start):
+            span = (
+                f"{len(trace.start):,} online interval{'s' * (len(trace.start) > 1)} from time "
+                f"{float(trace.start.min()):g} to {float(trace.end.max()):g}"
+            )
+        raise ConfigError(
+            f"network.availability.path '{self.config.path}': expected some node online in "
+            f"the run's {rounds:,} rounds (trace times 0 to {(rounds - 1) * spr:g} at "
+            f"seconds_per_round {spr:g}), or the run does no work; got {span} for its "
+            f"{self.nodes:,} nodes (use more rounds, another seconds_per_round or trace)"
+        )
+
     def daily_share(self, round: int) -> float:
         c = self.config
         phase = 2 * math.pi * (round / c.period - c.peak)
@@ -161,6 +180,23 @@ class Trace:
         online = torch.zeros(self.nodes, dtype=torch.bool)
         online[self.node[inside]] = True
         return online
+
+    def first_online_round(self, rounds: int, seconds_per_round: float) -> int | None:
+        """The first of rounds 0..rounds-1 in which some node is online (round t at time
+        ``t x seconds_per_round``, as :meth:`Availability.online` asks), or None: blocks
+        of rounds against every interval at once, stopping at the first found."""
+        block = max(1, 2**22 // max(1, len(self.start)))  # rounds x intervals per block
+        for first in range(0, rounds, block):
+            times = torch.arange(first, min(first + block, rounds), dtype=torch.float64)
+            times = times * seconds_per_round  # (B,) as round * seconds_per_round
+            period = self.period[None, :]  # (1, K)
+            local = torch.where(torch.isinf(period), times[:, None], times[:, None] % period)
+            after = self.start <= local  # (B, K)
+            inside = after & ((local <= self.end) if self.closed else (local < self.end))
+            found = inside.any(dim=1).nonzero()
+            if len(found):
+                return first + int(found[0])
+        return None
 
 
 def read_trace(config: AvailabilityConfig, nodes: int) -> Trace:
@@ -350,4 +386,5 @@ def fleet(config: Config, model: StackedModel) -> tuple[EnergyModel, Clock, dict
         "stragglers": stragglers,
         "availability": Availability(config.network.availability, config.nodes, config.seed),
     }
+    conditions["availability"].check_some_online(config.rounds)  # a trace: known only now
     return devices, clock, conditions
