@@ -27,6 +27,7 @@ def test_version():
 def test_every_command_help_has_an_example(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Example: gossamer " in result.stdout
+    assert "%%" not in result.stdout  # help text is not %-formatted: "5%%" would show as is
 
 
 def test_run_writes_directory_and_prints_table(tmp_path):
@@ -78,6 +79,7 @@ def test_config_command_prints_resolved_yaml():
     assert resolved["protocol"] == {
         "name": "periodic",
         "compression": {"name": "none"},
+        "aggregator": {"name": "mean"},
         "period": 10,
     }
     assert resolved["data"]["dataset"] == "digits"

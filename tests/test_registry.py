@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import gossamer.sim  # noqa: F401 - the built-ins registered, to compare with the table
 from conftest import ROOT
 from gossamer.cli import app
-from gossamer.config import PROTOCOLS, REGISTRIES, TOPOLOGY_KINDS
+from gossamer.config import PROTOCOLS, REGISTRIES, TOPOLOGY_KINDS, load_config
 from gossamer.config.builtins import BUILTINS
 
 # Run in a fresh interpreter: what the command line imports, then the first lookup.
@@ -89,14 +89,20 @@ def test_list_prints_one_line_per_component():
             sections[line[:-1]] = []
         elif line:
             sections[list(sections)[-1]].append(line)
-    assert list(sections) == [
-        "protocol.name",
-        "model.name",
-        "optimizer.name",
-        "dataset.name",
-        "protocol.compression.name",
-        "topology.kind",
-    ]
+    where = {  # the config key that names each kind
+        "compression": "protocol.compression.name",
+        "aggregator": "protocol.aggregator.name",
+        "dataset": "data.dataset",
+    }
+    kind_of = {where.get(kind, f"{kind}.name"): kind for kind in REGISTRIES}
+    assert list(sections) == [*kind_of, "topology.kind"]
+    assert list(sections)[:4] == ["protocol.name", "model.name", "optimizer.name", "data.dataset"]
+    resolved = load_config(None, []).model_dump()  # each heading is a key of the config
+    for key in sections:
+        section = resolved
+        for part in key.split("."):
+            assert isinstance(section, dict) and part in section, key
+            section = section[part]
     for line in (  # the built-ins: a name, at least two spaces, its line
         "  adam +Adam \\(Kingma & Ba 2015\\), weight decay as an L2 term",
         "  adamw +Adam with decoupled weight decay \\(default 0.01\\)",
@@ -107,8 +113,6 @@ def test_list_prints_one_line_per_component():
         "  dpsgd                  D-PSGD: train, then average with neighbours"
         in (sections["protocol.name"])
     )
-    where = {"compression": "protocol.compression"}  # the section inside another
-    kind_of = {f"{where.get(kind, kind)}.name": kind for kind in REGISTRIES}
     expected = {key: REGISTRIES[kind].describe() for key, kind in kind_of.items()}
     expected["topology.kind"] = dict(TOPOLOGY_KINDS)
     for key, lines in sections.items():

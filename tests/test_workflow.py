@@ -260,6 +260,9 @@ def test_resume_through_the_cli_and_its_errors(tmp_path):
     again = runner.invoke(app, ["resume", str(out)])
     assert again.exit_code == 2 and "holds a finished run" in again.stderr
     assert "nothing to resume" in again.stderr
+    ranks = runner.invoke(app, ["resume", str(out), "--ranks", "4"])  # refused before any rank
+    assert ranks.exit_code == 2 and "nothing to resume" in ranks.stderr
+    assert "running on 4 ranks" not in ranks.output
 
     stopped = tmp_path / "stopped"  # a new run would throw the checkpoint away
     with pytest.raises(RunInterrupted):

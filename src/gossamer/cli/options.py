@@ -46,7 +46,7 @@ ProgressOpt = Annotated[
     typer.Option(
         "--progress",
         metavar="auto|bar|lines|off",
-        help="Progress on stderr: a live bar (auto on a terminal), plain lines every 5%% of "
+        help="Progress on stderr: a live bar (auto on a terminal), plain lines every 5% of "
         "the rounds (auto in logs, e.g. nohup), or off.",
     ),
 ]

@@ -283,10 +283,12 @@ def _restore(sim: Simulation, run_dir: Path, checked: dict) -> float:
 
 
 def resume_config(run_dir: str | Path) -> Config:
-    """The config of a run directory to resume (RunDirectoryError if it holds no run)."""
+    """The config of a run directory to resume (RunDirectoryError if it holds no run or
+    a finished one: refused before any rank starts; checked again under the lock)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise RunDirectoryError(f"resume: '{run_dir}' is not a run directory (no config.yaml)")
+    RunWriter(run_dir, resume=True)  # refuses a finished run: nothing to resume
     return load_config(run_dir / "config.yaml")
 
 
