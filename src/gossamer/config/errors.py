@@ -107,11 +107,6 @@ def _bounded(message: str) -> str:
     )
 
 
-def resume_hint(run_dir: object) -> str:
-    """How to continue an interrupted run, in the reader's spelling."""
-    return spelled(f"gossamer.resume('{run_dir}')", f"gossamer resume {run_dir}")
-
-
 class GossamerError(Exception):
     """Base of every error gossamer raises for a person to act on."""
 

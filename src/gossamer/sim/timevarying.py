@@ -35,7 +35,6 @@ from gossamer.sim.rng import Purpose, hash32
 from gossamer.sim.topology import build_graph
 
 DYNAMIC_KINDS = ("epidemic", "one_peer_exponential")
-RESAMPLED_KINDS = ("regular", "erdos_renyi", "small_world")
 _HASH_ROWS = 512  # nodes whose peer keys are hashed at once (bounds the (rows, N) keys)
 SPECTRAL_GAP_MAX_NODES = 256  # rounds.csv records each round's gap up to this size
 
