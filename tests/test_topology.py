@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import networkx as nx
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from gossamer.config import ConfigError, TopologyConfig, load_config
+from gossamer.config import TOPOLOGY_KINDS, ConfigError, TopologyConfig, load_config
+from gossamer.config.schema import PER_ROUND_KINDS, RANDOM_KINDS, TOPOLOGIES
 from gossamer.sim import topology
+from gossamer.sim.timevarying import TimeVarying
 from gossamer.sim.topology import Mixer, build_topology, with_weights
 from reference import loop_gossip
 
@@ -165,3 +168,29 @@ def test_repeated_gossip_converges_at_the_spectral_gap_rate():
         mixer.apply_([x])
     after = (x - x.mean(0)).norm()
     assert after <= before * (1 - t.spectral_gap) ** 20 * 1.0001
+
+
+# ---------------------------------------------------------------- the one list of kinds
+
+
+def test_every_topology_kind_has_one_builder_and_a_place_in_the_docs():
+    """TOPOLOGIES (gossamer.config.schema) is the one list of kinds: the config's
+    choices and `gossamer list` derive from it; each kind has exactly one builder (a
+    fixed graph, or a graph per round) and the docs name each kind."""
+    fixed = {name for name, kind in TOPOLOGIES.items() if not kind.per_round}
+    assert set(topology.GRAPHS) == fixed
+    assert set(TimeVarying.ROUND_GRAPHS) == set(PER_ROUND_KINDS) == set(TOPOLOGIES) - fixed
+    assert set(TopologyConfig.model_fields["kind"].annotation.__args__) == set(TOPOLOGIES)
+    assert {name: kind.description for name, kind in TOPOLOGIES.items()} == TOPOLOGY_KINDS
+    for name in fixed - {"file"}:
+        graph = topology.build_graph(TopologyConfig(kind=name), 16, seed=0)
+        assert sorted(graph.nodes) == list(range(16)), name
+    table = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    named = {  # the names in backquotes in each topology row of the docs' table
+        match.group(1): set(re.findall(r"`([a-z_]+)`", match.group(2)))
+        for match in re.finditer(r"^\| `(topology\.[a-z_]+)` \| [^|]* \| (.*) \|$", table, re.M)
+    }
+    assert named["topology.kind"] - {"fanout"} == set(TOPOLOGIES)  # fanout: a key it names
+    assert named["topology.resample_every"] & set(TOPOLOGIES) == set(RANDOM_KINDS)
+    with pytest.raises(ConfigError, match=r"need a random kind \(regular, erdos_renyi, small_wo"):
+        load_config(None, ["topology.kind=ring", "topology.resample_every=2"])

@@ -12,6 +12,7 @@ a generated dataset larger than this machine's memory) before anything is built.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -102,23 +103,45 @@ class OptimizerConfig(Section):
 # ---------------------------------------------------------------- fixed sections
 
 
-TOPOLOGY_KINDS = {
-    "complete": "every pair of nodes connected",
-    "ring": "a cycle",
-    "torus": "a 2-D grid with wrap-around",
-    "regular": "a uniformly random d-regular graph, redrawn until connected",
-    "erdos_renyi": "G(n, p): each edge with probability p",
-    "small_world": "Watts-Strogatz: a ring lattice with rewired edges",
-    "exponential": "i ~ i + 2^j mod n (Ying et al. 2021)",
-    "file": "an edge list in DecentralizePy's format",
-    "epidemic": "Epidemic Learning (EL-Local): each node sends to `fanout` random nodes a round",
-    "one_peer_exponential": "one peer per round: i sends to i + 2^(t mod log2 N) (Ying et al.)",
+@dataclass(frozen=True)
+class TopologyKind:
+    """What a ``topology.kind`` is. :data:`TOPOLOGIES` is the one list of kinds: the
+    config's choices, ``gossamer list``, the graph builders (``gossamer.sim.topology``
+    for fixed graphs, ``gossamer.sim.timevarying`` for per-round ones, each checked
+    against it by the tests) and the docs' list all follow it."""
+
+    description: str  # one line, for `gossamer list`
+    random: bool = False  # drawn from the seed: resample_every may draw fresh ones
+    per_round: bool = False  # no fixed graph: a directed graph each round
+
+
+TOPOLOGIES = {
+    "complete": TopologyKind("every pair of nodes connected"),
+    "ring": TopologyKind("a cycle"),
+    "torus": TopologyKind("a 2-D grid with wrap-around"),
+    "regular": TopologyKind(
+        "a uniformly random d-regular graph, redrawn until connected", random=True
+    ),
+    "erdos_renyi": TopologyKind("G(n, p): each edge with probability p", random=True),
+    "small_world": TopologyKind("Watts-Strogatz: a ring lattice with rewired edges", random=True),
+    "exponential": TopologyKind("i ~ i + 2^j mod n (Ying et al. 2021)"),
+    "file": TopologyKind("an edge list in DecentralizePy's format"),
+    "epidemic": TopologyKind(
+        "Epidemic Learning (EL-Local): each node sends to `fanout` random nodes a round",
+        per_round=True,
+    ),
+    "one_peer_exponential": TopologyKind(
+        "one peer per round: i sends to i + 2^(t mod log2 N) (Ying et al.)", per_round=True
+    ),
 }
-TopologyKind = Literal[tuple(TOPOLOGY_KINDS)]  # type: ignore[valid-type]
+TOPOLOGY_KINDS = {name: kind.description for name, kind in TOPOLOGIES.items()}
+RANDOM_KINDS = tuple(name for name, kind in TOPOLOGIES.items() if kind.random)
+PER_ROUND_KINDS = tuple(name for name, kind in TOPOLOGIES.items() if kind.per_round)
+TopologyKindName = Literal[tuple(TOPOLOGIES)]  # type: ignore[valid-type]
 
 
 class TopologyConfig(Section):
-    kind: TopologyKind = "regular"
+    kind: TopologyKindName = "regular"
     degree: int = Field(4, ge=1, description="regular: degree; small_world: neighbours k")
     p: float = Field(0.1, gt=0, le=1, description="erdos_renyi: edge probability")
     rewire: float = Field(0.1, ge=0, le=1, description="small_world: rewiring probability")
@@ -126,7 +149,7 @@ class TopologyConfig(Section):
     path: AbsolutePath | None = Field(None, description="file: DecentralizePy edge list")
     weights: Literal["metropolis_hastings", "uniform", "max_degree"] = "metropolis_hastings"
     resample_every: int = Field(
-        0, ge=0, description="regular, erdos_renyi, small_world: rounds between fresh graphs"
+        0, ge=0, description=f"{', '.join(RANDOM_KINDS)}: rounds between fresh graphs"
     )
     fanout: int = Field(6, ge=1, description="epidemic: nodes each node sends to per round (s)")
 
@@ -255,7 +278,7 @@ class Config(Section):
         n, topo = self.nodes, self.topology
         if self.protocol.uses_topology:
             _check_topology(topo, n)
-        dynamic = topo.resample_every or topo.kind in ("epidemic", "one_peer_exponential")
+        dynamic = topo.resample_every or topo.kind in PER_ROUND_KINDS
         ef21 = getattr(self.protocol.compression, "ef21", False)
         if dynamic and self.protocol.uses_topology and (ef21 or not self.protocol.time_varying):
             why = " (error_feedback 'ef21' keeps estimates per neighbour)" if ef21 else ""
@@ -339,10 +362,10 @@ def _check_topology(topo: TopologyConfig, n: int) -> None:
                 f"topology.rows: a 2-D torus needs rows x cols = nodes ({n}) with both >= 3; "
                 f"got rows {topo.rows if topo.rows else f'{rows} (automatic)'}"
             )
-    if topo.resample_every and kind not in ("regular", "erdos_renyi", "small_world"):
+    if topo.resample_every and kind not in RANDOM_KINDS:
         raise ConfigError(
-            "topology.resample_every: fresh graphs need a random kind (regular, erdos_renyi, "
-            f"small_world); got kind {kind!r}"
+            f"topology.resample_every: fresh graphs need a random kind "
+            f"({', '.join(RANDOM_KINDS)}); got kind {kind!r}"
         )
     if kind == "epidemic" and topo.fanout >= n:
         raise ConfigError(

@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from gossamer.config import TopologyConfig
+from gossamer.config.schema import PER_ROUND_KINDS
 from gossamer.sim.rng import Purpose, hash32
 from gossamer.sim.topology import build_graph
 
-DYNAMIC_KINDS = ("epidemic", "one_peer_exponential")
+DYNAMIC_KINDS = PER_ROUND_KINDS  # a graph per round: TimeVarying.ROUND_GRAPHS draws it
 _HASH_ROWS = 512  # nodes whose peer keys are hashed at once (bounds the (rows, N) keys)
 SPECTRAL_GAP_MAX_NODES = 256  # rounds.csv records each round's gap up to this size
 
@@ -62,11 +64,9 @@ class TimeVarying:
         self._graph: RoundGraph | None = None
 
     def at(self, round: int) -> RoundGraph:
-        kind = self.config.kind
-        if kind == "epidemic":
-            return self._epidemic(round)
-        if kind == "one_peer_exponential":
-            return self._one_peer(round)
+        drawn = self.ROUND_GRAPHS.get(self.config.kind)
+        if drawn is not None:
+            return drawn(self, round)
         epoch = round // self.config.resample_every
         changed = round % self.config.resample_every == 0  # a new graph starts this round
         if epoch != self._epoch:  # only the edges: the network weights them on what is live
@@ -95,6 +95,9 @@ class TimeVarying:
         hop = 2 ** (round % max(1, math.ceil(math.log2(n))))
         sender = torch.arange(n)
         return RoundGraph((sender + hop) % n, sender, None, True)
+
+    #: How each per-round kind of :data:`gossamer.config.schema.TOPOLOGIES` draws round t.
+    ROUND_GRAPHS: ClassVar = {"epidemic": _epidemic, "one_peer_exponential": _one_peer}
 
 
 def undirected(rows: np.ndarray, cols: np.ndarray, changed: bool, n: int) -> RoundGraph:

@@ -20,7 +20,7 @@ The spectral gap reported is ``1 - max(|lambda_2|, |lambda_N|)`` of W.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from gossamer.config import Config, ConfigError, TopologyConfig, near_square_rows
+from gossamer.config.schema import PER_ROUND_KINDS
 from gossamer.sim.rng import Purpose, numpy_generator
 from gossamer.sim.shard import Halo, Shard
 from gossamer.sim.stacked import StackedTensors, huge_page_zeros
@@ -100,26 +101,13 @@ def build_graph(config: TopologyConfig, nodes: int, seed: int, epoch: int = 0) -
     keys = (epoch,) if epoch else ()
     rng = numpy_generator(seed, Purpose.TOPOLOGY, *keys)
     graph_seed = int(rng.integers(2**31))
-    kind = config.kind
-    if kind == "complete":
-        graph = nx.complete_graph(nodes)
-    elif kind == "ring":
-        graph = nx.cycle_graph(nodes)
-    elif kind == "torus":
-        rows = config.rows or near_square_rows(nodes)
-        grid = nx.grid_2d_graph(rows, nodes // rows, periodic=True)
-        graph = nx.convert_node_labels_to_integers(grid, ordering="sorted")
-    elif kind == "regular":
-        graph = _connected_random_regular(config.degree, nodes, graph_seed)
-    elif kind == "erdos_renyi":
-        graph = nx.gnp_random_graph(nodes, config.p, seed=graph_seed)
-    elif kind == "small_world":
-        graph = nx.watts_strogatz_graph(nodes, config.degree, config.rewire, seed=graph_seed)
-    elif kind == "exponential":
-        graph = exponential_graph(nodes)
-    else:
-        graph = read_edge_list(config.path, nodes)
-    return graph
+    return GRAPHS[config.kind](config, nodes, graph_seed)
+
+
+def _torus(config: TopologyConfig, nodes: int) -> nx.Graph:
+    rows = config.rows or near_square_rows(nodes)
+    grid = nx.grid_2d_graph(rows, nodes // rows, periodic=True)
+    return nx.convert_node_labels_to_integers(grid, ordering="sorted")
 
 
 def _connected_random_regular(degree: int, nodes: int, seed: int) -> nx.Graph:
@@ -129,6 +117,22 @@ def _connected_random_regular(degree: int, nodes: int, seed: int) -> nx.Graph:
         if nx.is_connected(graph):
             return graph
     return graph  # reported as disconnected by the caller
+
+
+#: The builder of each fixed kind of :data:`gossamer.config.schema.TOPOLOGIES` (the
+#: per-round kinds are gossamer.sim.timevarying's): ``(config, nodes, graph_seed)``.
+GRAPHS: dict[str, Callable[[TopologyConfig, int, int], nx.Graph]] = {
+    "complete": lambda config, nodes, seed: nx.complete_graph(nodes),
+    "ring": lambda config, nodes, seed: nx.cycle_graph(nodes),
+    "torus": lambda config, nodes, seed: _torus(config, nodes),
+    "regular": lambda config, nodes, seed: _connected_random_regular(config.degree, nodes, seed),
+    "erdos_renyi": lambda config, nodes, seed: nx.gnp_random_graph(nodes, config.p, seed=seed),
+    "small_world": lambda config, nodes, seed: nx.watts_strogatz_graph(
+        nodes, config.degree, config.rewire, seed=seed
+    ),
+    "exponential": lambda config, nodes, seed: exponential_graph(nodes),
+    "file": lambda config, nodes, seed: read_edge_list(config.path, nodes),
+}
 
 
 def exponential_graph(nodes: int) -> nx.Graph:
@@ -393,7 +397,7 @@ def describe_topology(config: Config) -> dict[str, float | int | bool | str]:
     """What ``gossamer topology`` shows: the configured graph's kind, weights, nodes,
     edges, degrees and the spectral gap of its mixing matrix."""
     kind = config.topology.kind
-    if kind in ("epidemic", "one_peer_exponential"):  # no fixed graph: see gossamer.sim.timevarying
+    if kind in PER_ROUND_KINDS:  # no fixed graph: see gossamer.sim.timevarying
         described = {"nodes": config.nodes, "time_varying": True}
         if kind == "epidemic":
             described["fanout"] = config.topology.fanout
