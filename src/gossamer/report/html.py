@@ -50,7 +50,8 @@ from gossamer.results import (
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+table { border-collapse: collapse; font-size: 0.9em; }
+.table { overflow-x: auto; margin: 1em 0; }
 td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }
@@ -291,7 +292,8 @@ def _html(title: str, blocks: list[dict]) -> str:
                 + "</tr>"
                 for r in rows
             )
-            parts.append(f"<table><tr>{header}</tr>{body}</table>")
+            # a table wider than the window scrolls inside its box, not the page
+            parts.append(f"<div class='table'><table><tr>{header}</tr>{body}</table></div>")
         else:
             data = base64.b64encode(block["png"]).decode()
             title, caption = html.escape(block["title"]), html.escape(block["caption"])
