@@ -84,3 +84,13 @@ def test_compression_benchmark_smoke_run(tmp_path):
     assert {"D-PSGD top-1% (naive)", "CHOCO top-1%", "CHOCO sign"} <= variants
     assert all(row["round_s"] > 0 < row["uncompressed_round_s"] for row in measured["rounds"])
     assert all(row["relative_error"] == 0 for row in measured["bytes"])  # the rules hold
+
+
+def test_aggregation_benchmark_smoke_run(tmp_path):
+    rows = smoke_run("aggregation.py", tmp_path)["rows"]
+    assert {(row["protocol"], row["aggregator"]) for row in rows} == {
+        (protocol, aggregator)
+        for protocol in ("D-PSGD", "periodic")
+        for aggregator in ("mean", "median", "trimmed mean 0.2")
+    }
+    assert all(row["round_s"] > 0 and row["combine_s"] > 0 for row in rows)

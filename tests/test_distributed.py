@@ -96,6 +96,9 @@ VARIANTS = {
         "protocol.compression={name: top_k, ratio: 0.2, error_feedback: ef21}",
         *CHURN,
     ],
+    # how what was received is combined: robust aggregators gather every model
+    "dpsgd_trimmed_mean_churn": ["protocol.aggregator={name: trimmed_mean, trim: 0.2}", *CHURN],
+    "periodic_median_churn": ["protocol={name: periodic, period: 2, aggregator: median}", *CHURN],
     "cnn": [
         "data.synthetic.shape=[1, 8, 8]",
         "model={name: cnn, channels: [4], hidden: 8}",

@@ -97,6 +97,7 @@ def test_a_protocol_from_a_file_runs_stops_and_resumes_in_new_processes(tmp_path
     assert recorded == {
         "name": "custom",
         "compression": {"name": "none"},
+        "aggregator": {"name": "mean"},
         "skip": 3,
         "import_path": f"{tmp_path / 'my_protocols.py'}:EveryK",
     }

@@ -174,7 +174,7 @@ def show_plan(planned: dict, ranks: int, output: Output) -> None:
 
 def list_components(as_json: JsonOpt = False) -> None:
     """List what a config can name: protocols, models, optimizers, datasets, compressors,
-    topologies.
+    aggregators, topologies.
 
     One line each, without importing torch (plugins are imported).
 
@@ -183,7 +183,8 @@ def list_components(as_json: JsonOpt = False) -> None:
     from gossamer.cli.output import Output, errors_as_messages
     from gossamer.config import REGISTRIES, TOPOLOGY_KINDS
 
-    where = {"compression": "protocol.compression"}  # a section inside another
+    # sections inside another
+    where = {"compression": "protocol.compression", "aggregator": "protocol.aggregator"}
     with errors_as_messages():
         kinds = {kind: registry.describe() for kind, registry in REGISTRIES.items()}
     kinds["topology"] = dict(TOPOLOGY_KINDS)

@@ -22,8 +22,16 @@ from gossamer.config.loading import (
     read_config_file,
 )
 from gossamer.config.network import AvailabilityConfig, NetworkConfig
-from gossamer.config.protocol import CompressionConfig, LossyCompressionConfig, ProtocolConfig
+from gossamer.config.protocol import (
+    COORDINATOR,
+    GOSSIP,
+    AggregatorConfig,
+    CompressionConfig,
+    LossyCompressionConfig,
+    ProtocolConfig,
+)
 from gossamer.config.registry import (
+    AGGREGATORS,
     COMPRESSORS,
     DATASETS,
     MODELS,
@@ -58,7 +66,11 @@ from gossamer.config.schema import (
 from gossamer.config.tracking import LoggingConfig, MlflowConfig, WandbConfig
 
 __all__ = [
+    "AGGREGATORS",
     "COMPRESSORS",
+    "COORDINATOR",
+    "GOSSIP",
+    "AggregatorConfig",
     "DATASETS",
     "TOPOLOGY_KINDS",
     "MODELS",

@@ -49,6 +49,11 @@ BUILTINS: dict[str, dict[str, str]] = {
         "sign": "scaled sign: one bit per entry, one scale per tensor",
         "top_k": "the k largest-magnitude entries, with indices",
     },
+    "aggregator": {
+        "mean": "the W-weighted mean; the coordinator's plain mean",
+        "median": "coordinate-wise median (Yin et al. 2018)",
+        "trimmed_mean": "coordinate-wise mean without the extremes",
+    },
     "dataset": {
         "cifar10": "CIFAR-10 python batches (or a verified download)",
         "digits": "scikit-learn's 8x8 digits (1,797 images), built in",

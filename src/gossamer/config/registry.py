@@ -424,7 +424,10 @@ MODELS = Registry("model", default="mlp")
 OPTIMIZERS = Registry("optimizer", default="sgd")
 DATASETS = Registry("dataset", default="digits")
 COMPRESSORS = Registry("compression", default="none", imports=True)
-REGISTRIES = {r.kind: r for r in (PROTOCOLS, MODELS, OPTIMIZERS, DATASETS, COMPRESSORS)}
+AGGREGATORS = Registry("aggregator", default="mean", imports=True)
+REGISTRIES = {
+    r.kind: r for r in (PROTOCOLS, MODELS, OPTIMIZERS, DATASETS, COMPRESSORS, AGGREGATORS)
+}
 #: Config keys whose section is chosen by its ``name`` (a new name starts the section
 #: afresh), dotted for a section inside another, with the registry that selects it.
 SELECTED_SECTIONS = {
@@ -432,6 +435,7 @@ SELECTED_SECTIONS = {
     "model": MODELS,
     "optimizer": OPTIMIZERS,
     "protocol.compression": COMPRESSORS,
+    "protocol.aggregator": AGGREGATORS,
 }
 
 

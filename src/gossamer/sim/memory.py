@@ -15,6 +15,11 @@ model's parameter count P and the config:
 - ``protocol``: event-triggered gossip keeps each node's last-sent model (n x P) and,
   under churn or loss, a copy per edge (edges x P);
 - ``gossip``: the mixer's column buffer, and on several ranks the halo span;
+- ``aggregation``: an aggregator other than the mean (``protocol.aggregator``): in
+  gossip the combined models (n x P) and the stacks of one chunk of receivers (at
+  most the network's ``STACK_BUDGET`` with their temporaries); at the coordinator the
+  stack of every model it combines (N x P, and its temporaries); on several ranks
+  every rank gathers all N models (N x P);
 - ``data``: the dataset as stored, each node's sample indices and batch orders;
 - ``process``: Python, torch and gossamer themselves (measured: 0.4 GB RSS).
 
@@ -40,7 +45,8 @@ from gossamer.config import Config, ConfigError
 from gossamer.sim.data import Dataset, NodeData, dataset_info, load_partitioned
 from gossamer.sim.engine import _EVAL_ACTIVATION_BUDGET, auto_chunk
 from gossamer.sim.models import StackedModel, build_model
-from gossamer.sim.network import build_compressor
+from gossamer.sim.network import build_aggregator, build_compressor
+from gossamer.sim.network.network import STACK_BUDGET
 from gossamer.sim.shard import Shard, block_bounds
 from gossamer.sim.topology import mixing_buffer_bytes
 
@@ -77,6 +83,7 @@ class MemoryPlan:
             "data": "a smaller dataset or fewer samples",
             "gossip": "more ranks",
             "compression": "no error feedback, or more ranks",
+            "aggregation": "the mean aggregator, or fewer nodes",
         }.get(name, "fewer nodes or more ranks")
 
 
@@ -117,6 +124,7 @@ def estimate_memory(
             nodes, n, halo, distributed=ranks > 1, gpu=device.type == "cuda"
         )
     terms["gossip"] = gossip
+    terms["aggregation"] = aggregation_bytes(config, n, p, ranks)
     # Training and evaluation do not overlap: the larger of the two working sets.
     # Training: one layer's gradients for a chunk of nodes, and its layer outputs (x3:
     # outputs, their gradients, temporaries). Evaluation: the layer outputs of one
@@ -210,6 +218,23 @@ def compression_bytes(config: Config, model: StackedModel, nodes: int) -> int:
         if not config.network.ideal:
             held += int(_mean_degree(config))
     return held * nodes * model.num_params * 4 + compressor.temporary_bytes(nodes)
+
+
+def aggregation_bytes(config: Config, nodes: int, num_params: int, ranks: int) -> int:
+    """What a non-linear aggregator holds for ``nodes`` nodes of this rank (the
+    module's docstring): nothing for the mean."""
+    section = config.protocol.aggregator
+    if section.name == "mean":
+        return 0
+    aggregator = build_aggregator(section)
+    everyone = config.nodes * num_params * 4
+    gathered = everyone if ranks > 1 else 0
+    if not config.protocol.uses_topology:  # the coordinator's stack of all N models
+        return gathered + everyone + aggregator.stack_bytes(1, config.nodes, num_params)
+    slots = int(_mean_degree(config)) + 1  # a node and its neighbours
+    per_row = slots * num_params * 4 + aggregator.stack_bytes(1, slots, num_params)
+    at_once = min(nodes, max(1, STACK_BUDGET // per_row))  # the network's chunk
+    return gathered + nodes * num_params * 4 + at_once * per_row
 
 
 def _mean_degree(config: Config) -> float:

@@ -50,6 +50,7 @@ def run_summary(sim: Any, wall_seconds: float, version: str) -> dict[str, Any]:
             "name": config.protocol.compression.name,
             "message_bytes": sim.network.model_message_bytes,
         },
+        "aggregator": config.protocol.aggregator.name,
         "topology": topology_summary(sim.config, sim.topology, sim.network.schedule is not None),
         "final": {k: last[k] for k in final_keys},
         "totals": {**sim.ledger.totals(), "simulated_seconds": sim.simulated_seconds},

@@ -35,7 +35,7 @@ from gossamer.sim.engine import Population, auto_chunk, set_precision, tune_allo
 from gossamer.sim.evaluation import mean_accuracy_ci95, node_sample, stratified_subset
 from gossamer.sim.memory import check_fits, check_model_fits, plan_memory
 from gossamer.sim.models import StackedModel, build_model
-from gossamer.sim.network import Encoder, Network, build_compressor
+from gossamer.sim.network import Encoder, Network, build_aggregator, build_compressor
 from gossamer.sim.optim import build_optimizer
 from gossamer.sim.outputs import (  # noqa: F401 - the columns are re-exported
     _TIMED,
@@ -164,6 +164,7 @@ class Simulation:
                 device,
                 shard.lo,
             ),
+            aggregator=build_aggregator(config.protocol.aggregator),
             **conditions,
         )
         context = Context(

@@ -1,4 +1,9 @@
-"""Nodes and a coordinator: uploads, requests, the coordinator's mean, downloads.
+"""Nodes and a coordinator: uploads, requests, the coordinator's aggregate, downloads.
+
+The coordinator combines the models it received with the protocol's aggregator
+(``gossamer.sim.network.aggregation``): by default their mean, a float64 sum reduced
+over ranks; any other gathers the received models onto every rank and combines them
+there (the same numbers on every rank).
 
 Uncompressed, the coordinator holds the very models it received. With compression
 (``protocol.compression``) a node uploads the compressed change of its model since the
@@ -72,18 +77,24 @@ class CoordinatorLink:
         asked = self._to_nodes(nodes.cpu(), HEADER_BYTES)  # the request: a header alone
         return self.upload(asked)
 
-    def coordinator_mean(self, nodes: torch.Tensor | None = None) -> StackedTensors:
-        """(1, P) the average of the models of ``nodes`` (N,) bool (None: all), which the
-        coordinator must hold: it averages only what it received this round (with
-        compression, what it decoded)."""
+    def coordinator_aggregate(self, nodes: torch.Tensor | None = None) -> StackedTensors:
+        """(1, P) the protocol's aggregate (``protocol.aggregator``; by default the mean)
+        of the models of ``nodes`` (N,) bool (None: all), which the coordinator must
+        hold: it combines only what it received (with compression, what it decoded)."""
         if nodes is None:
             nodes = torch.ones(self.num_nodes, dtype=torch.bool)
         nodes = nodes.cpu()
         if bool((nodes & ~self._held).any()):
             missing = (nodes & ~self._held).nonzero().squeeze(1).tolist()
-            raise RuntimeError(f"the coordinator averages models it does not hold: {missing}")
+            raise RuntimeError(f"the coordinator combines models it does not hold: {missing}")
         held = self._estimate if self.compressed else self.params
-        return self.shard.mean(held, None if bool(nodes.all()) else nodes)
+        if self.aggregator.linear:
+            return self.shard.mean(held, None if bool(nodes.all()) else nodes)
+        ids = nodes.nonzero().squeeze(1).to(held.device)
+        # every rank holds all the received models (gathered) and combines them alike
+        stack = [self.shard.gather(block).index_select(0, ids)[None] for block in held.blocks]
+        count = torch.tensor([len(ids)], device=held.device)
+        return StackedTensors(held.shapes, self.aggregator.aggregate(stack, count, None))
 
     def download(self, nodes: torch.Tensor | None, model: StackedTensors) -> torch.Tensor:
         """The coordinator sends ``model`` (1, P) to ``nodes`` (N,) bool (None: all); those

@@ -13,7 +13,7 @@ messages *and* charge the ledger in one step, so what is counted is exactly what
 - :meth:`~PushSum.push`: push-sum on directed and time-varying graphs
   (``gossamer.sim.network.pushsum``);
 - :meth:`~CoordinatorLink.upload`, :meth:`~CoordinatorLink.request`,
-  :meth:`~CoordinatorLink.coordinator_mean`, :meth:`~CoordinatorLink.download`: nodes
+  :meth:`~CoordinatorLink.coordinator_aggregate`, :meth:`~CoordinatorLink.download`: nodes
   and a coordinator (``gossamer.sim.network.coordinator``).
 
 **What is sent** (``protocol.compression``, ``gossamer.sim.network.compression``): every
@@ -21,6 +21,12 @@ model message the protocol sends goes through the network's :class:`Encoder`: a
 :class:`~gossamer.sim.network.message.Message` carries what receivers decode and its
 exact size, which the ledger, the simulated clock and the link energy are charged
 with. Downloads from the coordinator are whole models.
+
+**How what was received is combined** (``protocol.aggregator``,
+``gossamer.sim.network.aggregation``): the default, ``mean``, is W's mixing above and
+the coordinator's mean. Any other aggregator is given, for each receiving node, its own
+model and the messages it used (decoded), and returns its new model: the messages
+moved and charged are the same whichever combines them.
 
 **Conditions** (``network:``, ``gossamer.sim.conditions``): ``online`` is the round's
 online mask, set by :meth:`begin_round`; every message arrives with probability
@@ -65,6 +71,8 @@ import torch
 from gossamer.config import NetworkConfig
 from gossamer.sim.accounting import Ledger
 from gossamer.sim.conditions import Availability, delivered
+from gossamer.sim.network.aggregation import Aggregator, build_aggregator
+from gossamer.sim.network.aggregation.mean import MeanConfig
 from gossamer.sim.network.compression import Encoder
 from gossamer.sim.network.coordinator import CoordinatorLink
 from gossamer.sim.network.message import Message, SparseRows
@@ -74,6 +82,9 @@ from gossamer.sim.shard import Shard
 from gossamer.sim.stacked import StackedTensors
 from gossamer.sim.timevarying import RoundGraph, TimeVarying, round_spectral_gap, undirected
 from gossamer.sim.topology import Mixer, Topology, edge_weights
+
+#: Bytes of the stacks a non-linear aggregator combines at once (receivers in chunks).
+STACK_BUDGET = 256 << 20
 
 
 class Network(PublicModels, CoordinatorLink, PushSum):
@@ -95,6 +106,7 @@ class Network(PublicModels, CoordinatorLink, PushSum):
         availability: Availability | None = None,
         shard: Shard | None = None,
         encoder: Encoder | None = None,
+        aggregator: Aggregator | None = None,
     ):
         self.params = params  # (n, P) the population's (this rank's) models, changed in place
         self.ledger = ledger
@@ -103,6 +115,8 @@ class Network(PublicModels, CoordinatorLink, PushSum):
         self.mixer = mixer
         self.shard = shard or Shard.single(params.num_nodes)
         self.encoder = encoder  # what model messages carry; None: whole models
+        # how received models are combined; the default: W's mean (the mixer's fast path)
+        self.aggregator = aggregator or build_aggregator(MeanConfig())
         n = self.shard.num_nodes
         self.num_nodes, self.seed = n, seed
         conditions = conditions or NetworkConfig()
@@ -207,16 +221,25 @@ class Network(PublicModels, CoordinatorLink, PushSum):
             self._mix_estimates()
             return received
         message = self._gossip_message()
+        linear = self.aggregator.linear
         if self.ideal and self.schedule is None:
             self.ledger.record_exchange(self.degree, self.degree, message.bytes)
-            self._combine(message, self._self_weight)
+            if linear:
+                self._combine(message, self._self_weight)
+            else:
+                self._aggregate_received(self._static, None, message)
             return self.degree.clone()
         graph = self.schedule.at(self.round) if self.schedule is not None else self._static
         arrived = self._send(self.online[graph.sender], message.bytes, graph)  # (E,)
-        if graph.reverse is not None:  # undirected: mixed when both directions arrived
-            self._mix_live(graph, arrived & arrived[graph.reverse], message)
+        used = arrived  # directed: what arrived; undirected: edges where both arrived
+        if graph.reverse is not None:
+            used = arrived & arrived[graph.reverse]
+        if not linear:
+            self._aggregate_received(graph, used, message)
+        elif graph.reverse is not None:
+            self._mix_live(graph, used, message)
         else:  # directed: each node averages itself and what arrived, equally
-            self._average_arrived(graph, arrived, message)
+            self._average_arrived(graph, used, message)
         return torch.bincount(graph.receiver[arrived], minlength=self.num_nodes)
 
     def _gossip_message(self) -> Message:
@@ -298,6 +321,47 @@ class Network(PublicModels, CoordinatorLink, PushSum):
             mine.sub_(received).mul_(diagonal)  # W_ii (x_i - x~_i)
             self.mixer.apply_([received])  # W X~, in place
             mine.add_(received)
+
+    def _aggregate_received(
+        self, graph: RoundGraph, used: torch.Tensor | None, message: Message
+    ) -> None:
+        """Every node of this rank <- the aggregator over its own model (slot 0) and the
+        messages of the senders of its ``used`` (E,) edges (None: all), in the order of
+        the senders' ids. Receivers go in chunks whose stacks take at most
+        :data:`STACK_BUDGET` bytes (the same result for any chunking: each row is
+        combined alone); under ranks every rank gathers every sender's message."""
+        receiver, sender = graph.receiver, graph.sender
+        if used is not None:
+            receiver, sender = receiver[used], sender[used]
+        lo, n = self.shard.lo, self.params.num_nodes
+        mine = (receiver >= lo) & (receiver < lo + n)
+        receiver, sender = receiver[mine] - lo, sender[mine]
+        order = torch.argsort(receiver * self.num_nodes + sender)
+        receiver, sender = receiver[order], sender[order]
+        count = torch.bincount(receiver, minlength=n) + 1  # (n,) itself and its senders
+        slots = int(count.max())
+        first = torch.cumsum(count - 1, 0) - (count - 1)  # each receiver's first edge
+        table = torch.zeros(n, slots, dtype=torch.int64)  # padding reads node 0, unused
+        table[receiver, torch.arange(len(receiver)) - first[receiver] + 1] = sender
+        device = self.params.device
+        table, count = table.to(device), count.to(device)
+        sent = [self.shard.gather(block) for block in message.values.blocks]  # (N, P_l)
+        combined = StackedTensors.zeros(self.params.shapes, n, device)  # then copied in
+        p = self.params.num_params
+        per_row = slots * p * 4 + self.aggregator.stack_bytes(1, slots, p)
+        step = max(1, STACK_BUDGET // per_row)
+        for start in range(0, n, step):
+            rows = slice(start, min(n, start + step))
+            own = [block[rows] for block in self.params.blocks]
+            stack = [
+                torch.cat([block[:, None], theirs[table[rows, 1:]]], dim=1)
+                for block, theirs in zip(own, sent, strict=True)
+            ]
+            out = self.aggregator.aggregate(stack, count[rows], own)
+            for target, block in zip(combined.blocks, out, strict=True):
+                target[rows] = block
+        for block, new in zip(self.params.blocks, combined.blocks, strict=True):
+            block.copy_(new)
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -7,13 +7,14 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from gossamer.config import ProtocolConfig
+from gossamer.config import COORDINATOR, GOSSIP, ProtocolConfig
 from gossamer.sim.protocols.base import Protocol, register_protocol
 
 
 class DPSGDConfig(ProtocolConfig):
     name: Literal["dpsgd"] = "dpsgd"
     time_varying = True
+    combines = GOSSIP
 
 
 @register_protocol(DPSGDConfig)
@@ -36,6 +37,7 @@ class PeriodicConfig(ProtocolConfig):
     name: Literal["periodic"] = "periodic"
     period: int = Field(10, ge=1, description="rounds between averagings (b)")
     uses_topology = False
+    combines = COORDINATOR
 
     @property
     def cycle_rounds(self) -> int:
@@ -64,7 +66,7 @@ class PeriodicAveraging(Protocol):
         received = self.network.upload(torch.ones(self.population.num_nodes, dtype=torch.bool))
         if not bool(received.any()):  # no model reached the coordinator: nothing to average
             return {"syncs": 0}
-        self.network.download(None, self.network.coordinator_mean(received))
+        self.network.download(None, self.network.coordinator_aggregate(received))
         return {"syncs": 1}
 
 

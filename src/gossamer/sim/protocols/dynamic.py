@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from gossamer.config import ProtocolConfig
+from gossamer.config import COORDINATOR, ProtocolConfig
 from gossamer.sim.protocols.base import Context, Protocol, register_protocol
 from gossamer.sim.rng import Purpose, hash32
 
@@ -25,6 +25,7 @@ class DynamicConfig(ProtocolConfig):
         0.5, gt=0, le=1, description="balancing set size that triggers a full sync, as a share"
     )
     uses_topology = False
+    combines = COORDINATOR
 
     @property
     def cycle_rounds(self) -> int:
@@ -81,7 +82,7 @@ class DynamicAveraging(Protocol):
 
     def __init__(self, config: DynamicConfig, context: Context):
         super().__init__(config, context)
-        self.reference = self.population.params.rows(0, 1).clone()  # (1, P): the start model
+        self.reference = self.population.start.clone()  # (1, P): the common start model
         n = self.population.num_nodes
         self.stale = torch.zeros(n, dtype=torch.bool)  # (N,) missed the last full sync
 
@@ -109,7 +110,7 @@ class DynamicAveraging(Protocol):
                 break
             if not bool(holding.any()):  # every request unanswered: nothing to balance
                 return
-            average = network.coordinator_mean(holding)
+            average = network.coordinator_aggregate(holding)
             if float(average.squared_distance(self.reference)[0]) <= self.config.delta:
                 received = network.download(holding, average)
                 stats["partial_syncs"], stats["synced"] = 1, int(received.sum())
@@ -126,7 +127,7 @@ class DynamicAveraging(Protocol):
         held = holding | self._request(~holding & ~asked, stats)  # full synchronization
         if not bool(held.any()):
             return
-        self.reference = network.coordinator_mean(held).clone()
+        self.reference = network.coordinator_aggregate(held).clone()
         received = network.download(None, self.reference)
         self.stale = ~received
         stats["full_syncs"], stats["synced"] = 1, int(received.sum())
@@ -199,7 +200,8 @@ class DynamicGossip(Protocol):
 
     def __init__(self, config: DynamicGossipConfig, context: Context):
         super().__init__(config, context)
-        self.network.start_public()  # s_i: the common start model, which every node knows
+        # s_i: the common start model, which every node knows (by value: no rank's row)
+        self.network.start_public(self.population.start)
 
     def communicate(self, round: int) -> dict[str, float]:
         if (round + 1) % self.config.period:

@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from gossamer.config import ConfigError, ProtocolConfig
+from gossamer.config import GOSSIP, ConfigError, ProtocolConfig
 from gossamer.sim.protocols.base import Context, Protocol, register_protocol
 from gossamer.sim.rng import Purpose, uniform
 
@@ -29,6 +29,7 @@ def is_training_round(round: int, train_rounds: int, sync_rounds: int) -> bool:
 class SkipTrainConfig(ProtocolConfig):
     name: Literal["skiptrain"] = "skiptrain"
     time_varying = True
+    combines = GOSSIP
     train_rounds: int = Field(1, ge=1, description="consecutive training rounds")
     sync_rounds: int = Field(1, ge=0, description="consecutive synchronization rounds")
 
@@ -131,6 +132,7 @@ class SkipTrainConstrained(BudgetedProtocol):
 class GreedyConfig(ProtocolConfig):
     name: Literal["greedy"] = "greedy"
     time_varying = True
+    combines = GOSSIP
     needs_energy = True
 
 
