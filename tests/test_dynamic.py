@@ -277,3 +277,19 @@ def test_suggest_delta_measures_the_distance_to_the_reference_by_check():
         suggest_delta(config, violation_rate=0.1, budget=0.1)
     with pytest.raises(ConfigError, match=r"budget: expected a share in \(0, 1\]; got 2"):
         suggest_delta(config, budget=2)
+
+
+@pytest.mark.parametrize("protocol", ["{name: dynamic, delta: 0.1}", "dynamic_gossip"])
+def test_the_start_model_is_taken_by_value_not_from_a_row(protocol):
+    """On rank r > 0 the population's first row is node lo's, not node 0's: the
+    reference (dynamic) and the public models (dynamic_gossip) start from the common
+    start model, which every rank holds alike (docs/architecture.md, sharding)."""
+    sim = Simulation.build(small_config(protocol=protocol))
+    start = sim.model.initial_params(sim.config.seed)  # (P,) what every node starts with
+    assert torch.equal(sim.population.start.matrix()[0], start)
+    for block in sim.population.params.blocks:
+        block[0].add_(1.0)  # row 0 is no longer the start model (as after training)
+    sim.network._start = sim.population.params.rows(0, 1).clone()  # nor the network's copy
+    again = type(sim.protocol)(sim.config.protocol, sim.protocol.context)
+    held = again.reference if protocol.startswith("{") else sim.network.public
+    assert torch.equal(held.matrix()[0], start)

@@ -111,11 +111,12 @@ class Population:
         active = augmentation is not None and (augmentation.crop or augmentation.flip)
         self.augmentation = augmentation if active else None
         self.newest_concept = 0  # the concept of the latest drift event
+        start = model.initial_params(seed).to(device)[None]  # (1, P): every node's start
         params = StackedTensors.zeros(model.param_shapes, n, device)
-        params.copy_from_matrix(model.initial_params(seed).to(device)[None])  # same start
+        params.copy_from_matrix(start)
+        self.start = StackedTensors.from_matrix(start, model.param_shapes)  # not a rank's row
         optimizer_state = optimizer.init(model.param_shapes, n, device)
-        cursor = torch.zeros(n, dtype=torch.int64, device=device)
-        concept = torch.zeros(n, dtype=torch.int64, device=device)
+        cursor, concept = (torch.zeros(n, dtype=torch.int64, device=device) for _ in range(2))
         self.state = PopulationState(params, optimizer_state, cursor, concept)
 
     @property

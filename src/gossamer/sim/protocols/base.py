@@ -25,6 +25,17 @@ and import it (built-ins are imported with gossamer), or name the file in the co
 without registering: ``protocol: {name: custom, import_path: "mine.py:Mine", period:
 5}`` (the class then says ``config_class = MyConfig``). State that must survive a
 checkpoint lives in tensors returned by :meth:`state_dict`.
+
+**Sharded runs** (``gossamer run --ranks R``, torchrun): each rank holds a block of
+the nodes, and the population's and the network's methods are collectives that every
+rank must enter, in the same order. The rule: *no branching on rank-local data before
+a collective*. Every ``if``, loop bound or early ``return`` that decides whether (or
+how often) the population or the network is called depends only on what every rank
+holds alike: the round, the config, keyed draws, and the (N,) vectors they return
+(masks, losses, divergences, what was received), indexed by global node id. Never on
+this rank's rows (``population.params``, its ``local_nodes``, a row number: the first
+row of rank 1 is not node 0; the start model is ``population.start``). Ranks that
+branch apart wait in different collectives until ``GOSSAMER_DIST_TIMEOUT`` (300 s).
 """
 
 from __future__ import annotations
