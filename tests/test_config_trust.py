@@ -86,7 +86,7 @@ def test_the_base_keeps_its_keys_under_the_same_name_and_drops_them_under_anothe
         (
             ["protocol.perod=5", "protocol=periodic"],
             r"protocol 'periodic':\n  protocol.perod: unknown key \(allowed: name, compression, "
-            r"period\)",
+            r"aggregator, period\)",
         ),
         (["protocol=periodic", "protocol.perod=5"], r"protocol.perod: unknown key"),
         (
@@ -110,7 +110,9 @@ def test_the_command_line_refuses_a_typo_before_the_switch():
         app, ["config", "--set", "protocol.perod=5", "--set", "protocol=periodic"]
     )
     assert result.exit_code == 2
-    assert "protocol.perod: unknown key (allowed: name, compression, period)" in result.stderr
+    assert "protocol.perod: unknown key (allowed: name, compression, aggregator, period)" in (
+        result.stderr
+    )
 
 
 def test_a_comparison_variant_naming_another_protocol_starts_from_its_own_keys():
